@@ -1,0 +1,73 @@
+import { GraphQLError } from 'graphql';
+import { createYoga, maskError, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createContext, type Context, type ContextDeps } from './context.js';
+import { createGraphiQLAssets } from './graphiql-assets.js';
+import { schema } from './graphql/schema.js';
+import type { Logger } from './logger.js';
+
+export interface AppDeps extends ContextDeps {
+  logger: Logger;
+  /** `demo` when answering from the built-in simulator instead of Just One API. */
+  mode: 'live' | 'demo';
+}
+
+export type App = YogaServerInstance<Record<string, unknown>, Context>;
+
+const exampleQuery = /* GraphQL */ `# Douyin Xingtu creator link structure. Try a few kolIds:
+query CreatorLinkStructure {
+  creator(kolId: "6870301416131936264") {
+    kolId
+    linkStructure {
+      authorLinkType
+      buckets { level stage value proportion sameIndustryMedian }
+      summary { value rankPercent relativeRatio }
+      fetchedAt
+    }
+  }
+}
+`;
+
+/** The whole gateway as a fetch handler; it never listens, so tests run the same app in-process. */
+export function createApp(deps: AppDeps): App {
+  const graphiql = createGraphiQLAssets();
+  return createYoga<Record<string, unknown>, Context>({
+    schema,
+    context: createContext(deps),
+    logging: deps.logger,
+    graphiql: { title: 'Xingtu link-structure gateway', defaultQuery: exampleQuery },
+    renderGraphiQL: graphiql.render,
+    // Yoga's own liveness route answers an empty body; /health below replaces it.
+    healthCheckEndpoint: '/_yoga/health',
+    landingPage: false,
+    maskedErrors: {
+      // Coded GraphQL errors pass; anything else is logged here and shown as "Unexpected error.",
+      // never with details, whatever NODE_ENV says.
+      maskError(error, message) {
+        if (!isDeliberate(error)) deps.logger.error('unexpected error', { error });
+        return maskError(error, message, false);
+      },
+    },
+    plugins: [graphiql.plugin, useHealth(deps.mode)],
+  });
+}
+
+function useHealth(mode: AppDeps['mode']): Plugin {
+  const startedAt = Date.now();
+  return {
+    onRequest({ url, endResponse, fetchAPI }) {
+      if (url.pathname !== '/health') return;
+      endResponse(
+        fetchAPI.Response.json(
+          { status: 'ok', mode, uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) },
+          { headers: { 'cache-control': 'no-store' } },
+        ),
+      );
+    },
+  };
+}
+
+/** A GraphQLError thrown on purpose (ours, or Yoga's/graphql-js's own), not one wrapping an accident. */
+function isDeliberate(error: unknown): boolean {
+  if (!(error instanceof GraphQLError)) return false;
+  return error.originalError == null || isDeliberate(error.originalError);
+}

@@ -1,0 +1,46 @@
+import { GraphQLError } from 'graphql';
+
+/**
+ * The one table of error codes the gateway returns in `extensions.code`.
+ * Messages are the gateway's own: an upstream's message may be logged, never returned.
+ * `retryable` tells a client whether the same request could succeed later.
+ */
+export const errorCatalog = {
+  BAD_USER_INPUT: { retryable: false, message: 'The request has an invalid argument.' },
+  UPSTREAM_AUTH_FAILED: { retryable: false, message: 'The upstream rejected the gateway’s token.' },
+  UPSTREAM_API_INVALID: { retryable: false, message: 'The upstream says this API is no longer valid.' },
+  UPSTREAM_COLLECTION_FAILED: { retryable: true, message: 'The upstream could not collect this creator’s data.' },
+  UPSTREAM_RATE_LIMITED: { retryable: true, message: 'The upstream is rate limiting the gateway.' },
+  UPSTREAM_QUOTA_EXCEEDED: { retryable: false, message: 'The upstream daily quota is used up.' },
+  UPSTREAM_INTERNAL_ERROR: { retryable: true, message: 'The upstream had an internal error.' },
+  UPSTREAM_PERMISSION_DENIED: { retryable: false, message: 'The upstream denied permission for this data.' },
+  UPSTREAM_INSUFFICIENT_BALANCE: { retryable: false, message: 'The upstream account balance is insufficient.' },
+  UPSTREAM_ERROR: { retryable: false, message: 'The upstream answered with an error.' },
+  UPSTREAM_TIMEOUT: { retryable: true, message: 'The upstream did not answer in time.' },
+  UPSTREAM_UNAVAILABLE: { retryable: true, message: 'The upstream could not be reached.' },
+  UPSTREAM_BAD_RESPONSE: { retryable: false, message: 'The upstream answered with data the gateway does not understand.' },
+} as const satisfies Record<string, { retryable: boolean; message: string }>;
+
+export type ErrorCode = keyof typeof errorCatalog;
+
+/** Extra, non-secret facts a coded error carries to the client. */
+export interface ErrorDetails {
+  kolId?: string;
+  upstreamCode?: number;
+  /** Overrides the catalog message, for input errors that say what was wrong. */
+  message?: string;
+  [key: string]: unknown;
+}
+
+/** Builds the client-facing error for a code; every coded error the gateway returns comes from here. */
+export function codedError(code: ErrorCode, details: ErrorDetails = {}): GraphQLError {
+  const { message, ...extensions } = details;
+  const entry = errorCatalog[code];
+  return new GraphQLError(message ?? entry.message, {
+    extensions: { code, retryable: entry.retryable, ...extensions },
+  });
+}
+
+export function badUserInput(message: string, details: Omit<ErrorDetails, 'message'> = {}): GraphQLError {
+  return codedError('BAD_USER_INPUT', { ...details, message });
+}

@@ -1,0 +1,21 @@
+import { badUserInput } from '../errors.js';
+
+const kolIdPattern = /^[0-9]{1,32}$/;
+
+/** Checks a kolId argument before it can cost an upstream call. */
+export function parseKolId(raw: string, argument = 'kolId'): string {
+  if (!kolIdPattern.test(raw)) {
+    throw badUserInput(`${argument} must be 1 to 32 ASCII digits.`, { argument });
+  }
+  return raw;
+}
+
+export function parseKolIds(raw: readonly string[], maxKolIds: number): string[] {
+  if (raw.length > maxKolIds) {
+    throw badUserInput(`kolIds accepts at most ${maxKolIds} ids; ${raw.length} were given.`, {
+      argument: 'kolIds',
+      maxKolIds,
+    });
+  }
+  return raw.map((kolId) => parseKolId(kolId, 'kolIds'));
+}

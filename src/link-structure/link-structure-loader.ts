@@ -1,0 +1,29 @@
+import DataLoader from 'dataloader';
+import type { GraphQLError } from 'graphql';
+import { codedError } from '../errors.js';
+import { UpstreamError } from '../upstream/upstream-error.js';
+import type { LinkStructureCache } from './link-structure-cache.js';
+import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest } from './model.js';
+
+export type LinkStructureLoader = DataLoader<LinkStructureRequest, LinkStructure, string>;
+
+/**
+ * One per GraphQL request: every mention of the same creator in an operation (aliases, list
+ * duplicates, federation references) becomes one load. The batch fans out through the shared
+ * cache, whose client bounds how many upstream calls run at once.
+ */
+export function createLinkStructureLoader(cache: LinkStructureCache): LinkStructureLoader {
+  return new DataLoader<LinkStructureRequest, LinkStructure, string>(
+    (requests) =>
+      Promise.all(requests.map((request) => cache.load(request).catch((error: unknown) => toFieldError(error, request)))),
+    { cacheKeyFn: linkStructureRequestKey },
+  );
+}
+
+/** Upstream failures become coded errors on the field; anything else stays unexpected (masked and logged by Yoga). */
+function toFieldError(error: unknown, request: LinkStructureRequest): GraphQLError | Error {
+  if (error instanceof UpstreamError) {
+    return codedError(error.code, { kolId: request.kolId, upstreamCode: error.upstreamCode });
+  }
+  return error instanceof Error ? error : new Error(String(error));
+}

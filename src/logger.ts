@@ -1,0 +1,61 @@
+export const logLevels = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  child(fields: LogFields): Logger;
+}
+
+export interface LoggerOptions {
+  level: LogLevel;
+  /** Values that must never be written (the upstream token); replaced wherever they occur in a line. */
+  secrets?: readonly string[];
+  /** Where finished lines go; stdout by default. */
+  write?: (line: string) => void;
+}
+
+const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+// A token in a URL query is redacted even when it is not a configured secret (a mistyped or rotated one).
+const tokenInQuery = /([?&]token=)[^&\s"']*/gi;
+
+/** One JSON object per line, the shape log pipelines ingest without parsing rules. */
+export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
+  const threshold = rank[options.level];
+  // A secret is matched both as written and as JSON escapes it inside a line.
+  const secrets = (options.secrets ?? [])
+    .filter((secret) => secret.length > 0)
+    .flatMap((secret) => [JSON.stringify(secret).slice(1, -1), secret]);
+  const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
+
+  const log = (level: Exclude<LogLevel, 'silent'>, message: string, fields?: LogFields) => {
+    if (rank[level] < threshold) return;
+    const line = JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...bound, ...fields }, errorReplacer);
+    write(redact(line, secrets));
+  };
+
+  return {
+    debug: (message, fields) => log('debug', message, fields),
+    info: (message, fields) => log('info', message, fields),
+    warn: (message, fields) => log('warn', message, fields),
+    error: (message, fields) => log('error', message, fields),
+    child: (fields) => createLogger(options, { ...bound, ...fields }),
+  };
+}
+
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text.replace(tokenInQuery, '$1[REDACTED]');
+  for (const secret of secrets) out = out.split(secret).join('[REDACTED]');
+  return out;
+}
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) {
+    return { name: value.name, message: value.message, stack: value.stack, cause: value.cause };
+  }
+  return value;
+}

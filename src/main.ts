@@ -1,0 +1,62 @@
+import { createServer } from 'node:http';
+import { createApp } from './app.js';
+import { loadEnv } from './env.js';
+import { createLinkStructureCache } from './link-structure/link-structure-cache.js';
+import { createLogger } from './logger.js';
+import { createUpstreamClient } from './upstream/link-struct-client.js';
+import { startSimulator } from './upstream/simulator.js';
+
+const env = loadEnv();
+const token = env.JUSTONEAPI_TOKEN;
+const logger = createLogger({ level: env.LOG_LEVEL, secrets: token ? [token] : [] });
+
+// No token: answer from the built-in simulator so a fresh clone works offline, and say so loudly.
+const simulator = token ? undefined : await startSimulator();
+if (simulator) {
+  logger.warn('DEMO MODE: JUSTONEAPI_TOKEN is not set, answering from the built-in upstream simulator (made-up data)', {
+    simulator: simulator.url,
+  });
+}
+
+const upstream = createUpstreamClient({
+  baseUrl: simulator?.url ?? env.JUSTONEAPI_BASE_URL,
+  token: token ?? 'demo',
+  timeoutMs: env.UPSTREAM_TIMEOUT_MS,
+  retries: env.UPSTREAM_RETRIES,
+  retryBaseMs: env.UPSTREAM_RETRY_BASE_MS,
+  concurrency: env.UPSTREAM_CONCURRENCY,
+  logger,
+});
+const linkStructures = createLinkStructureCache({
+  fetch: upstream.fetchLinkStructure,
+  ttlMs: env.CACHE_TTL_SECONDS * 1000,
+  maxEntries: env.CACHE_MAX_ENTRIES,
+});
+const app = createApp({ linkStructures, logger, maxKolIds: env.MAX_KOL_IDS, mode: simulator ? 'demo' : 'live' });
+
+const server = createServer(app);
+server.listen(env.PORT, env.HOST, () => {
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : env.PORT;
+  logger.info('gateway listening', {
+    url: `http://${env.HOST === '0.0.0.0' ? 'localhost' : env.HOST}:${port}/graphql`,
+    mode: simulator ? 'demo' : 'live',
+    upstream: simulator ? 'simulator' : new URL(env.JUSTONEAPI_BASE_URL).origin,
+  });
+});
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  logger.info('shutting down', { signal });
+  // Stop accepting, let in-flight requests finish, then release the upstream pool.
+  server.close();
+  server.closeIdleConnections();
+  await new Promise<void>((resolve) => server.once('close', resolve));
+  await upstream.close();
+  await simulator?.close();
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

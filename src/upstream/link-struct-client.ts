@@ -1,0 +1,153 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Logger } from '../logger.js';
+import type { LinkStructure, LinkStructureRequest } from '../link-structure/model.js';
+import { parseLinkStructBody } from './link-struct-schema.js';
+import { Semaphore } from './semaphore.js';
+import { UpstreamError } from './upstream-error.js';
+
+const linkStructPath = '/api/douyin-xingtu/get-kol-link-struct/v1';
+
+export interface UpstreamClientOptions {
+  /** Origin (optionally with a path prefix) of Just One API. */
+  baseUrl: string;
+  token: string;
+  /** Per attempt, from sending the request to the last byte of the body. */
+  timeoutMs: number;
+  /** Extra attempts for retryable failures. */
+  retries: number;
+  retryBaseMs: number;
+  /** Most requests in flight at once, across all callers. */
+  concurrency: number;
+  logger: Logger;
+  /** Observes each attempt (metrics); never sees the token. */
+  onAttempt?: (event: UpstreamAttempt) => void;
+}
+
+export interface UpstreamAttempt {
+  kolId: string;
+  attempt: number;
+  durationMs: number;
+  /** `ok`, or the gateway error code of the failure. */
+  outcome: string;
+  upstreamCode: number | undefined;
+  willRetry: boolean;
+}
+
+export interface UpstreamClient {
+  fetchLinkStructure(request: LinkStructureRequest): Promise<LinkStructure>;
+  readonly inFlight: number;
+  close(): Promise<void>;
+}
+
+export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
+  const base = new URL(options.baseUrl);
+  const pathPrefix = base.pathname.replace(/\/+$/, '');
+  const pool = new Pool(base.origin, {
+    connections: options.concurrency,
+    // The per-attempt AbortSignal is the timeout that counts; these only stop undici's own 300 s defaults from being shorter or longer.
+    headersTimeout: options.timeoutMs + 1_000,
+    bodyTimeout: options.timeoutMs + 1_000,
+  });
+  const slots = new Semaphore(options.concurrency);
+  const { logger } = options;
+
+  async function attemptOnce(request: LinkStructureRequest, dispatcher: Dispatcher): Promise<LinkStructure> {
+    const query = new URLSearchParams({
+      token: options.token,
+      kolId: request.kolId,
+      acceptCache: String(request.acceptCache),
+    });
+    const signal = AbortSignal.timeout(options.timeoutMs);
+    let statusCode: number;
+    let text: string;
+    try {
+      const response = await dispatcher.request({
+        method: 'GET',
+        path: `${pathPrefix}${linkStructPath}?${query}`,
+        headers: { accept: 'application/json' },
+        signal,
+      });
+      statusCode = response.statusCode;
+      text = await response.body.text();
+    } catch (cause) {
+      if (signal.aborted || cause instanceof undiciErrors.HeadersTimeoutError || cause instanceof undiciErrors.BodyTimeoutError) {
+        throw new UpstreamError('UPSTREAM_TIMEOUT', `no complete answer within ${options.timeoutMs} ms`);
+      }
+      // undici errors may quote the request URL, which holds the token: keep only the error's class and code.
+      const kind = cause instanceof Error ? `${cause.name}${'code' in cause ? ` ${String(cause.code)}` : ''}` : 'unknown';
+      throw new UpstreamError('UPSTREAM_UNAVAILABLE', `connection failed: ${kind}`);
+    }
+    if (statusCode < 200 || statusCode > 299) {
+      throw new UpstreamError('UPSTREAM_UNAVAILABLE', `HTTP ${statusCode}`, { httpStatus: statusCode });
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new UpstreamError('UPSTREAM_UNAVAILABLE', `HTTP ${statusCode} body is not JSON (${text.length} bytes)`, {
+        httpStatus: statusCode,
+      });
+    }
+    return parseLinkStructBody(body, request.kolId, new Date());
+  }
+
+  async function fetchLinkStructure(request: LinkStructureRequest): Promise<LinkStructure> {
+    for (let attempt = 1; ; attempt += 1) {
+      const release = await slots.acquire();
+      const started = performance.now();
+      try {
+        const result = await attemptOnce(request, pool);
+        options.onAttempt?.({
+          kolId: request.kolId,
+          attempt,
+          durationMs: performance.now() - started,
+          outcome: 'ok',
+          upstreamCode: 0,
+          willRetry: false,
+        });
+        return result;
+      } catch (error) {
+        const failure =
+          error instanceof UpstreamError
+            ? error
+            : new UpstreamError('UPSTREAM_BAD_RESPONSE', 'unexpected failure while reading the answer', { cause: error });
+        const willRetry = failure.retryable && attempt <= options.retries;
+        options.onAttempt?.({
+          kolId: request.kolId,
+          attempt,
+          durationMs: performance.now() - started,
+          outcome: failure.code,
+          upstreamCode: failure.upstreamCode,
+          willRetry,
+        });
+        logger.warn('upstream call failed', {
+          kolId: request.kolId,
+          attempt,
+          code: failure.code,
+          upstreamCode: failure.upstreamCode,
+          detail: failure.message,
+          willRetry,
+        });
+        if (!willRetry) throw failure;
+      } finally {
+        release();
+      }
+      await sleep(backoffMs(options.retryBaseMs, attempt));
+    }
+  }
+
+  return {
+    fetchLinkStructure,
+    get inFlight() {
+      return slots.inUse;
+    },
+    close: () => pool.close(),
+  };
+}
+
+/** Exponential backoff with equal jitter: half the step is fixed, half random, so retries from many requests spread out. */
+export function backoffMs(baseMs: number, attempt: number): number {
+  const step = baseMs * 2 ** (attempt - 1);
+  return step / 2 + Math.random() * (step / 2);
+}

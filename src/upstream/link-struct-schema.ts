@@ -1,0 +1,96 @@
+import { z } from 'zod';
+import { linkStages, type LinkBucket, type LinkStructure, type LinkSummary } from '../link-structure/model.js';
+import { UpstreamError, upstreamCodeToError } from './upstream-error.js';
+
+/** Every Just One API answer: HTTP 200 with a business `code` (0 = success) whatever happened. */
+export const envelopeSchema = z.object({
+  code: z.number().int(),
+  message: z.string().nullish(),
+  data: z.unknown(),
+});
+
+const bucketSchema = z.object({
+  value: z.number(),
+  proportion: z.number(),
+  same_industry_median: z.number(),
+});
+
+const summarySchema = z.object({
+  value: z.number(),
+  rank_percent: z.number().nullish(),
+  relative_ratio: z.number().nullish(),
+});
+
+/** Xingtu's `author_link_struct` payload, the `data` of a code-0 answer. */
+export const linkStructPayloadSchema = z.object({
+  author_link_type: z.string().nullish(),
+  base_resp: z.object({ status_code: z.number().int(), status_message: z.string().nullish() }).nullish(),
+  // Keys "1".."4" are the funnel stages in order, "5" the monthly connected users; others are ignored.
+  link_struct: z.object({
+    '1': bucketSchema.optional(),
+    '2': bucketSchema.optional(),
+    '3': bucketSchema.optional(),
+    '4': bucketSchema.optional(),
+    '5': summarySchema.optional(),
+  }),
+});
+
+export type LinkStructPayload = z.infer<typeof linkStructPayloadSchema>;
+
+const stageKeys = ['1', '2', '3', '4'] as const;
+
+/** Turns a parsed JSON body into the gateway's model, or throws the classified UpstreamError. */
+export function parseLinkStructBody(body: unknown, kolId: string, fetchedAt: Date): LinkStructure {
+  const envelope = envelopeSchema.safeParse(body);
+  if (!envelope.success) {
+    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream body is not an API envelope: ${z.prettifyError(envelope.error)}`);
+  }
+  if (envelope.data.code !== 0) {
+    throw upstreamCodeToError(envelope.data.code, envelope.data.message);
+  }
+  const payload = linkStructPayloadSchema.safeParse(envelope.data.data);
+  if (!payload.success) {
+    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream data does not match the link structure schema: ${z.prettifyError(payload.error)}`);
+  }
+  const { base_resp: baseResp } = payload.data;
+  if (baseResp && baseResp.status_code !== 0) {
+    throw new UpstreamError(
+      'UPSTREAM_ERROR',
+      `upstream base_resp status ${baseResp.status_code}: ${baseResp.status_message ?? '(no message)'}`,
+      { upstreamCode: baseResp.status_code },
+    );
+  }
+  try {
+    return toLinkStructure(payload.data, kolId, fetchedAt);
+  } catch (cause) {
+    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream counts are not safe integers`, { cause });
+  }
+}
+
+function toLinkStructure(payload: LinkStructPayload, kolId: string, fetchedAt: Date): LinkStructure {
+  const linkStruct = payload.link_struct;
+  const buckets: LinkBucket[] = [];
+  stageKeys.forEach((key, index) => {
+    const bucket = linkStruct[key];
+    if (!bucket) return;
+    buckets.push({
+      level: index + 1,
+      stage: linkStages[index]!,
+      value: toCount(bucket.value),
+      proportion: bucket.proportion,
+      sameIndustryMedian: toCount(bucket.same_industry_median),
+    });
+  });
+  const total = linkStruct['5'];
+  const summary: LinkSummary | null = total
+    ? { value: toCount(total.value), rankPercent: total.rank_percent ?? null, relativeRatio: total.relative_ratio ?? null }
+    : null;
+  return { kolId, authorLinkType: payload.author_link_type ?? null, buckets, summary, fetchedAt };
+}
+
+/** Counts are user numbers; a median may come as x.5, which rounds to the nearest user. */
+function toCount(value: number): number {
+  const rounded = Math.round(value);
+  if (!Number.isSafeInteger(rounded)) throw new RangeError(`count ${value} is not a safe integer`);
+  return rounded;
+}

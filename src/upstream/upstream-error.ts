@@ -1,0 +1,47 @@
+import { errorCatalog, type ErrorCode } from '../errors.js';
+
+/**
+ * A failed upstream call, already classified. `message` is for logs only (it may quote the
+ * upstream's own message); clients see the catalog message for `code`.
+ */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError';
+  readonly code: ErrorCode;
+  readonly upstreamCode: number | undefined;
+  readonly httpStatus: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { upstreamCode?: number; httpStatus?: number; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.code = code;
+    this.upstreamCode = options.upstreamCode;
+    this.httpStatus = options.httpStatus;
+  }
+
+  get retryable(): boolean {
+    return errorCatalog[this.code].retryable;
+  }
+}
+
+/** Just One API business codes (the `code` field of an HTTP 200 body) and what each means for the gateway. */
+const businessCodes: Record<number, ErrorCode> = {
+  100: 'UPSTREAM_AUTH_FAILED',
+  300: 'UPSTREAM_API_INVALID',
+  301: 'UPSTREAM_COLLECTION_FAILED',
+  302: 'UPSTREAM_RATE_LIMITED',
+  303: 'UPSTREAM_QUOTA_EXCEEDED',
+  400: 'BAD_USER_INPUT',
+  500: 'UPSTREAM_INTERNAL_ERROR',
+  600: 'UPSTREAM_PERMISSION_DENIED',
+  601: 'UPSTREAM_INSUFFICIENT_BALANCE',
+};
+
+export function upstreamCodeToError(upstreamCode: number, upstreamMessage: string | null | undefined): UpstreamError {
+  const code = businessCodes[upstreamCode] ?? 'UPSTREAM_ERROR';
+  return new UpstreamError(code, `upstream business code ${upstreamCode}: ${upstreamMessage ?? '(no message)'}`, {
+    upstreamCode,
+  });
+}
