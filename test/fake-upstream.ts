@@ -1,0 +1,119 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** The example answer from the upstream's documentation (../shared/seeds), used as the default payload. */
+export const documentedPayload = {
+  author_link_type: '传播',
+  base_resp: { status_code: 0, status_message: '' },
+  link_struct: {
+    '1': { proportion: 0.6854154336548066, same_industry_median: 7410575, value: 6769084 },
+    '2': { proportion: 0.21298982319052925, same_industry_median: 4272385, value: 2103463 },
+    '3': { proportion: 0.10159474315466412, same_industry_median: 1826893, value: 1003338 },
+    '4': { proportion: 0, same_industry_median: 0, value: 0 },
+    '5': { rank_percent: 0.0461, relative_ratio: 0.7881, value: 9875885 },
+  },
+};
+
+export interface FakeRequest {
+  path: string;
+  /** The full request target, as the upstream saw it (holds the token). */
+  target: string;
+  kolId: string | null;
+  acceptCache: string | null;
+  token: string | null;
+  /** 1 for the first request for this kolId, 2 for the next, and so on. */
+  nth: number;
+}
+
+export type FakeReply =
+  | { kind: 'json'; status?: number; body: unknown; delayMs?: number }
+  | { kind: 'raw'; status?: number; text: string; delayMs?: number }
+  /** Never answers (until the test closes the server). */
+  | { kind: 'hang' }
+  /** Closes the socket without an HTTP answer. */
+  | { kind: 'reset'; delayMs?: number };
+
+export const reply = {
+  ok: (data: unknown = documentedPayload, delayMs?: number): FakeReply => ({ kind: 'json', body: { code: 0, message: 'success', data }, delayMs }),
+  business: (code: number, message = `business error ${code}`): FakeReply => ({ kind: 'json', body: { code, message, data: null } }),
+  http: (status: number, text = 'upstream says no'): FakeReply => ({ kind: 'raw', status, text }),
+  raw: (text: string): FakeReply => ({ kind: 'raw', text }),
+  hang: (): FakeReply => ({ kind: 'hang' }),
+  reset: (): FakeReply => ({ kind: 'reset' }),
+};
+
+export type FakeBehaviour = (request: FakeRequest) => FakeReply | Promise<FakeReply>;
+
+/**
+ * A fake Just One API on 127.0.0.1 that each test starts and stops: it records every request,
+ * tracks the most requests in flight at once, and answers as the test scripts it.
+ */
+export async function startFakeUpstream(behaviour: FakeBehaviour = () => reply.ok()) {
+  let current = behaviour;
+  const requests: FakeRequest[] = [];
+  let inFlight = 0;
+  let peakInFlight = 0;
+
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://fake-upstream');
+    const kolId = url.searchParams.get('kolId');
+    const request: FakeRequest = {
+      path: url.pathname,
+      target: req.url ?? '',
+      kolId,
+      acceptCache: url.searchParams.get('acceptCache'),
+      token: url.searchParams.get('token'),
+      nth: requests.filter((earlier) => earlier.kolId === kolId).length + 1,
+    };
+    requests.push(request);
+    inFlight += 1;
+    peakInFlight = Math.max(peakInFlight, inFlight);
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      inFlight -= 1;
+    };
+    res.on('close', finish);
+    void Promise.resolve(current(request)).then((answer) => {
+      if (answer.kind === 'hang') return;
+      const send = () => {
+        if (answer.kind === 'reset') {
+          req.socket.destroy();
+          return;
+        }
+        const text = answer.kind === 'json' ? JSON.stringify(answer.body) : answer.text;
+        res.writeHead(answer.status ?? 200, { 'content-type': answer.kind === 'json' ? 'application/json' : 'text/plain' });
+        res.end(text, finish);
+      };
+      if (answer.delayMs) setTimeout(send, answer.delayMs);
+      else send();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    /** Requests made for one kolId, or all requests when none is given. */
+    calls: (kolId?: string) => (kolId === undefined ? requests.length : requests.filter((r) => r.kolId === kolId).length),
+    get peakInFlight() {
+      return peakInFlight;
+    },
+    setBehaviour(next: FakeBehaviour) {
+      current = next;
+    },
+    reset() {
+      requests.length = 0;
+      peakInFlight = 0;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export type FakeUpstream = Awaited<ReturnType<typeof startFakeUpstream>>;

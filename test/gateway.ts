@@ -1,0 +1,87 @@
+import { createApp, type App } from '../src/app.js';
+import { parseEnv, type Env } from '../src/env.js';
+import { createLinkStructureCache, type LinkStructureCache } from '../src/link-structure/link-structure-cache.js';
+import { createLogger } from '../src/logger.js';
+import { createUpstreamClient, type UpstreamClient } from '../src/upstream/link-struct-client.js';
+
+export const testToken = 'tok_test_7d1e9c0f5a4b';
+
+export interface TestGateway {
+  app: App;
+  env: Env;
+  cache: LinkStructureCache;
+  upstream: UpstreamClient;
+  /** Every log line the gateway wrote, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** The raw lines, for grepping for secrets. */
+  rawLogs: string[];
+  query<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GraphQLResponse<T>>;
+  close(): Promise<void>;
+}
+
+export interface GraphQLResponse<T> {
+  status: number;
+  body: { data?: T | null; errors?: Array<{ message: string; path?: Array<string | number>; extensions?: Record<string, any> }> };
+  text: string;
+}
+
+/**
+ * The same parts src/main.ts builds, wired the same way, against a given upstream URL. Variables
+ * are given as strings, exactly as the environment would give them, and parsed by src/env.ts.
+ */
+export function createTestGateway(upstreamUrl: string, vars: Record<string, string> = {}): TestGateway {
+  const parsed = parseEnv({
+    JUSTONEAPI_TOKEN: testToken,
+    JUSTONEAPI_BASE_URL: upstreamUrl,
+    UPSTREAM_RETRY_BASE_MS: '5',
+    UPSTREAM_TIMEOUT_MS: '2000',
+    LOG_LEVEL: 'debug',
+    ...vars,
+  });
+  if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
+  const { env } = parsed;
+  const rawLogs: string[] = [];
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = createLogger({
+    level: env.LOG_LEVEL,
+    secrets: env.JUSTONEAPI_TOKEN ? [env.JUSTONEAPI_TOKEN] : [],
+    write: (line) => {
+      rawLogs.push(line);
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    },
+  });
+  const upstream = createUpstreamClient({
+    baseUrl: env.JUSTONEAPI_BASE_URL,
+    token: env.JUSTONEAPI_TOKEN ?? '',
+    timeoutMs: env.UPSTREAM_TIMEOUT_MS,
+    retries: env.UPSTREAM_RETRIES,
+    retryBaseMs: env.UPSTREAM_RETRY_BASE_MS,
+    concurrency: env.UPSTREAM_CONCURRENCY,
+    logger,
+  });
+  const cache = createLinkStructureCache({
+    fetch: upstream.fetchLinkStructure,
+    ttlMs: env.CACHE_TTL_SECONDS * 1000,
+    maxEntries: env.CACHE_MAX_ENTRIES,
+  });
+  const app = createApp({ linkStructures: cache, logger, maxKolIds: env.MAX_KOL_IDS, mode: 'live' });
+
+  return {
+    app,
+    env,
+    cache,
+    upstream,
+    logs,
+    rawLogs,
+    async query(query, variables, headers = {}) {
+      const response = await app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json', ...headers },
+        body: JSON.stringify({ query, variables }),
+      });
+      const text = await response.text();
+      return { status: response.status, body: JSON.parse(text), text };
+    },
+    close: () => upstream.close(),
+  };
+}
