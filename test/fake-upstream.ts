@@ -30,6 +30,8 @@ export type FakeReply =
   | { kind: 'raw'; status?: number; text: string; delayMs?: number }
   /** Never answers (until the test closes the server). */
   | { kind: 'hang' }
+  /** Sends the status line, headers and a first chunk of body, then stalls. */
+  | { kind: 'stall'; delayMs?: number }
   /** Closes the socket without an HTTP answer. */
   | { kind: 'reset'; delayMs?: number };
 
@@ -39,6 +41,7 @@ export const reply = {
   http: (status: number, text = 'upstream says no'): FakeReply => ({ kind: 'raw', status, text }),
   raw: (text: string): FakeReply => ({ kind: 'raw', text }),
   hang: (): FakeReply => ({ kind: 'hang' }),
+  stall: (): FakeReply => ({ kind: 'stall' }),
   reset: (): FakeReply => ({ kind: 'reset' }),
 };
 
@@ -80,6 +83,11 @@ export async function startFakeUpstream(behaviour: FakeBehaviour = () => reply.o
       const send = () => {
         if (answer.kind === 'reset') {
           req.socket.destroy();
+          return;
+        }
+        if (answer.kind === 'stall') {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.write('{"code":0,"data":{"link_struct":');
           return;
         }
         const text = answer.kind === 'json' ? JSON.stringify(answer.body) : answer.text;

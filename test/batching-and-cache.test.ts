@@ -1,0 +1,133 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+
+let upstream: FakeUpstream | undefined;
+let gateway: TestGateway | undefined;
+
+async function setUp(vars: Record<string, string> = {}, delayMs = 0) {
+  upstream = await startFakeUpstream(() => reply.ok(undefined, delayMs));
+  gateway = createTestGateway(upstream.url, vars);
+  return { upstream, gateway };
+}
+
+afterEach(async () => {
+  await gateway?.close();
+  await upstream?.close();
+  gateway = undefined;
+  upstream = undefined;
+});
+
+describe('one operation, one upstream call per creator', () => {
+  it('dedupes aliases, list duplicates and nested mentions of the same kolId', async () => {
+    const { upstream, gateway } = await setUp();
+    const { body } = await gateway.query(/* GraphQL */ `
+      {
+        a: creator(kolId: "7") { linkStructure { summary { value } } }
+        b: creator(kolId: "7") { linkStructure { buckets { value } } again: linkStructure { fetchedAt } }
+        creators(kolIds: ["7", "8", "7", "8", "9"]) { kolId linkStructure { summary { value } } }
+      }
+    `);
+    expect(body.errors).toBeUndefined();
+    expect(body.data.creators.map((creator: { kolId: string }) => creator.kolId)).toEqual(['7', '8', '7', '8', '9']);
+    expect(upstream.calls('7')).toBe(1);
+    expect(upstream.calls('8')).toBe(1);
+    expect(upstream.calls('9')).toBe(1);
+    expect(upstream.calls()).toBe(3);
+  });
+
+  it('treats acceptCache true and false as different requests', async () => {
+    const { upstream, gateway } = await setUp();
+    await gateway.query(/* GraphQL */ `
+      {
+        creator(kolId: "7") {
+          fresh: linkStructure { fetchedAt }
+          alsoFresh: linkStructure(acceptCache: false) { fetchedAt }
+          cached: linkStructure(acceptCache: true) { fetchedAt }
+        }
+      }
+    `);
+    expect(upstream.requests.map((request) => request.acceptCache).sort()).toEqual(['false', 'true']);
+  });
+
+  it('fans a batch out with at most UPSTREAM_CONCURRENCY calls in flight', async () => {
+    const { upstream, gateway } = await setUp({ UPSTREAM_CONCURRENCY: '3' }, 40);
+    const kolIds = Array.from({ length: 12 }, (_, index) => String(1000 + index));
+    const { body } = await gateway.query('query ($ids: [ID!]!) { creators(kolIds: $ids) { linkStructure { summary { value } } } }', {
+      ids: kolIds,
+    });
+    expect(body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(12);
+    expect(upstream.peakInFlight).toBe(3);
+  });
+});
+
+describe('process-wide cache', () => {
+  it('serves a repeated query from the cache, keeping the original fetchedAt', async () => {
+    const { upstream, gateway } = await setUp();
+    const query = '{ creator(kolId: "77") { linkStructure { fetchedAt summary { value } } } }';
+    const first = await gateway.query(query);
+    const second = await gateway.query(query);
+    expect(second.body).toEqual(first.body);
+    expect(upstream.calls('77')).toBe(1);
+    expect(gateway.cache.size).toBe(1);
+  });
+
+  it('expires entries after CACHE_TTL_SECONDS', async () => {
+    const { upstream, gateway } = await setUp({ CACHE_TTL_SECONDS: '1' });
+    const query = '{ creator(kolId: "78") { linkStructure { fetchedAt } } }';
+    await gateway.query(query);
+    await gateway.query(query);
+    expect(upstream.calls('78')).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await gateway.query(query);
+    expect(upstream.calls('78')).toBe(2);
+  });
+
+  it('keeps at most CACHE_MAX_ENTRIES entries, dropping the least recently used', async () => {
+    const { upstream, gateway } = await setUp({ CACHE_MAX_ENTRIES: '2' });
+    const ask = (kolId: string) => gateway.query(`{ creator(kolId: "${kolId}") { linkStructure { fetchedAt } } }`);
+    await ask('1');
+    await ask('2');
+    await ask('1');
+    await ask('3');
+    expect(gateway.cache.size).toBe(2);
+    await ask('1');
+    await ask('2');
+    expect(upstream.calls('1')).toBe(1);
+    expect(upstream.calls('2')).toBe(2);
+  });
+
+  it('with CACHE_TTL_SECONDS=0 keeps nothing but still shares calls in flight', async () => {
+    const { upstream, gateway } = await setUp({ CACHE_TTL_SECONDS: '0' }, 50);
+    const query = '{ creator(kolId: "79") { linkStructure { fetchedAt } } }';
+    await Promise.all([gateway.query(query), gateway.query(query), gateway.query(query)]);
+    expect(upstream.calls('79')).toBe(1);
+    await gateway.query(query);
+    expect(upstream.calls('79')).toBe(2);
+    expect(gateway.cache.size).toBe(0);
+  });
+
+  it('single-flight: concurrent HTTP requests for the same uncached creator share one call', async () => {
+    const { upstream, gateway } = await setUp({}, 80);
+    const query = '{ creator(kolId: "80") { linkStructure { summary { value } } } }';
+    const answers = await Promise.all(Array.from({ length: 20 }, () => gateway.query(query)));
+    for (const answer of answers) expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls('80')).toBe(1);
+  });
+
+  it('single-flight shares failures too, without caching them', async () => {
+    const upstream_ = await startFakeUpstream((request) =>
+      request.nth === 1 ? { kind: 'json', body: { code: 303, message: 'quota', data: null }, delayMs: 60 } : reply.ok(),
+    );
+    upstream = upstream_;
+    gateway = createTestGateway(upstream_.url);
+    const query = '{ creator(kolId: "81") { linkStructure { summary { value } } } }';
+    const answers = await Promise.all(Array.from({ length: 5 }, () => gateway!.query(query)));
+    for (const answer of answers) expect(answer.body.errors?.[0]?.extensions?.code).toBe('UPSTREAM_QUOTA_EXCEEDED');
+    expect(upstream_.calls('81')).toBe(1);
+    const later = await gateway.query(query);
+    expect(later.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream_.calls('81')).toBe(2);
+  });
+});

@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+
+describe('HTTP routes', () => {
+  let upstream: FakeUpstream;
+  let gateway: TestGateway;
+
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    gateway = createTestGateway(upstream.url);
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+
+  it('GET /health answers 200 with a JSON body', async () => {
+    const response = await gateway.app.fetch('http://gateway.test/health');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('application/json');
+    expect(await response.json()).toMatchObject({ status: 'ok', mode: 'live' });
+  });
+
+  it('GET /graphql runs a query from the URL', async () => {
+    const url = new URL('http://gateway.test/graphql');
+    url.searchParams.set('query', '{ creator(kolId: "5") { linkStructure { summary { value } } } }');
+    const response = await gateway.app.fetch(url, { headers: { accept: 'application/json' } });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ data: { creator: { linkStructure: { summary: { value: 9875885 } } } } });
+  });
+
+  it('GET /graphql from a browser shows GraphiQL', async () => {
+    const response = await gateway.app.fetch('http://gateway.test/graphql', { headers: { accept: 'text/html' } });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('renderYogaGraphiQL');
+  });
+
+  it('unknown routes answer 404', async () => {
+    const response = await gateway.app.fetch('http://gateway.test/nope');
+    expect(response.status).toBe(404);
+  });
+});

@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+
+describe('bad input is refused before any upstream call', () => {
+  let upstream: FakeUpstream;
+  let gateway: TestGateway;
+
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    gateway = createTestGateway(upstream.url, { MAX_KOL_IDS: '5' });
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+
+  it.each([
+    ['letters', 'abc'],
+    ['empty', ''],
+    ['33 digits', '1'.repeat(33)],
+    ['a sign', '-12'],
+    ['spaces', ' 12'],
+    ['full-width digits', '１２３'],
+    ['a query-string injection', '1&token=stolen'],
+  ])('creator(kolId) with %s is BAD_USER_INPUT', async (_name, kolId) => {
+    upstream.reset();
+    const { body } = await gateway.query('query ($id: ID!) { creator(kolId: $id) { kolId linkStructure { fetchedAt } } }', {
+      id: kolId,
+    });
+    expect(body.data).toBeNull();
+    expect(body.errors).toHaveLength(1);
+    expect(body.errors![0]).toMatchObject({
+      message: 'kolId must be 1 to 32 ASCII digits.',
+      path: ['creator'],
+      extensions: { code: 'BAD_USER_INPUT', argument: 'kolId' },
+    });
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('accepts 32 digits', async () => {
+    const { body } = await gateway.query(`{ creator(kolId: "${'9'.repeat(32)}") { kolId } }`);
+    expect(body.data.creator.kolId).toBe('9'.repeat(32));
+  });
+
+  it('refuses a kolIds list longer than MAX_KOL_IDS', async () => {
+    upstream.reset();
+    const { body } = await gateway.query('{ creators(kolIds: ["1","2","3","4","5","6"]) { linkStructure { fetchedAt } } }');
+    expect(body.data).toBeNull();
+    expect(body.errors![0]).toMatchObject({
+      message: 'kolIds accepts at most 5 ids; 6 were given.',
+      extensions: { code: 'BAD_USER_INPUT', argument: 'kolIds', maxKolIds: 5 },
+    });
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('refuses a kolIds list with one bad id, calling nothing for the good ones', async () => {
+    upstream.reset();
+    const { body } = await gateway.query('{ creators(kolIds: ["1", "x"]) { linkStructure { fetchedAt } } }');
+    expect(body.errors![0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'kolIds' });
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('a refused root field nulls data, since the contract makes Query fields non-null', async () => {
+    const { body } = await gateway.query('{ good: creators(kolIds: ["1"]) { kolId } bad: creators(kolIds: ["x"]) { kolId } }');
+    expect(body.data).toBeNull();
+    expect(body.errors).toHaveLength(1);
+    expect(body.errors![0]!.path).toEqual(['bad']);
+  });
+
+  it('answers a malformed document with a GraphQL error, not a crash', async () => {
+    const { status, body } = await gateway.query('{ creator(kolId: 1 { kolId } }');
+    expect(status).toBe(400);
+    expect(body.errors![0]!.extensions!.code).toBe('GRAPHQL_PARSE_FAILED');
+  });
+
+  it('answers an unknown field with a validation error', async () => {
+    const { body } = await gateway.query('{ creator(kolId: "1") { followers } }');
+    expect(body.errors![0]!.extensions!.code).toBe('GRAPHQL_VALIDATION_FAILED');
+  });
+});

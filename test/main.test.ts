@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { reply, startFakeUpstream } from './fake-upstream.js';
+import { runMain, startMain } from './main-process.js';
+
+const query = JSON.stringify({
+  query: '{ creator(kolId: "6870301416131936264") { kolId linkStructure { authorLinkType buckets { stage value } summary { value } } } }',
+});
+
+async function post(url: string, body: string) {
+  const response = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  return { status: response.status, text: await response.text() };
+}
+
+describe('npm start', () => {
+  it('with no token runs in demo mode on the built-in simulator and says so', async () => {
+    const gateway = await startMain({ JUSTONEAPI_TOKEN: '' });
+    try {
+      expect(gateway.stdout()).toContain('DEMO MODE');
+      const health = await fetch(`${gateway.url}/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ status: 'ok', mode: 'demo' });
+
+      const first = await post(gateway.url, query);
+      const second = await post(gateway.url, query);
+      const body = JSON.parse(first.text);
+      expect(body.errors).toBeUndefined();
+      expect(body.data.creator.linkStructure.buckets.map((bucket: { stage: string }) => bucket.stage)).toEqual([
+        'AWARE',
+        'INTERESTED',
+        'LIKE',
+        'FOLLOW',
+      ]);
+      const buckets: Array<{ value: number }> = body.data.creator.linkStructure.buckets;
+      // Plausible: the four stages add up to the monthly total.
+      expect(buckets.reduce((sum, bucket) => sum + bucket.value, 0)).toBe(body.data.creator.linkStructure.summary.value);
+      // Deterministic: the same creator always gets the same numbers.
+      expect(second.text).toBe(first.text);
+    } finally {
+      expect(await gateway.stop()).toBe(0);
+    }
+  });
+
+  it('refuses to start on bad configuration, naming every bad variable', async () => {
+    const run = runMain({ PORT: 'http', UPSTREAM_TIMEOUT_MS: '0', CACHE_TTL_SECONDS: '-5', JUSTONEAPI_BASE_URL: 'not a url' });
+    expect(await run.exited).toBe(1);
+    for (const variable of ['PORT', 'UPSTREAM_TIMEOUT_MS', 'CACHE_TTL_SECONDS', 'JUSTONEAPI_BASE_URL']) {
+      expect(run.stderr()).toContain(variable);
+    }
+  });
+
+  it('never writes the token, even at debug level with a failing upstream', async () => {
+    const token = 'sk-live-3f9a8b7c6d5e4f30';
+    const upstream = await startFakeUpstream((request) =>
+      request.kolId === '1' ? reply.business(100, `token ${request.token} is invalid`) : reply.reset(),
+    );
+    const gateway = await startMain({
+      JUSTONEAPI_TOKEN: token,
+      JUSTONEAPI_BASE_URL: upstream.url,
+      LOG_LEVEL: 'debug',
+      UPSTREAM_RETRY_BASE_MS: '1',
+    });
+    try {
+      expect(gateway.stdout()).not.toContain('DEMO MODE');
+      const answer = await post(gateway.url, JSON.stringify({ query: '{ a: creator(kolId: "1") { linkStructure { fetchedAt } } b: creator(kolId: "2") { linkStructure { fetchedAt } } }' }));
+      const body = JSON.parse(answer.text);
+      expect(body.errors.map((error: { extensions: { code: string } }) => error.extensions.code).sort()).toEqual([
+        'UPSTREAM_AUTH_FAILED',
+        'UPSTREAM_UNAVAILABLE',
+      ]);
+      expect(upstream.requests.every((request) => request.token === token)).toBe(true);
+      expect(answer.text).not.toContain(token);
+      expect(gateway.stdout()).toContain('upstream call failed');
+      expect(gateway.stdout()).toContain('[REDACTED]');
+    } finally {
+      await gateway.stop();
+      await upstream.close();
+    }
+    expect(gateway.stdout()).not.toContain(token);
+    expect(gateway.stderr()).not.toContain(token);
+  });
+});

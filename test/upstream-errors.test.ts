@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createTestGateway, testToken, type TestGateway } from './gateway.js';
+import { reply, startFakeUpstream, type FakeReply, type FakeUpstream } from './fake-upstream.js';
+
+const query = /* GraphQL */ `
+  query ($kolId: ID!) {
+    creator(kolId: $kolId) { kolId linkStructure { summary { value } } }
+  }
+`;
+
+interface Row {
+  name: string;
+  answer: () => FakeReply;
+  code: string;
+  upstreamCode?: number;
+  retryable: boolean;
+}
+
+// The README's error table, row by row. UPSTREAM_RETRIES=2, so a retryable failure costs 3 calls.
+const rows: Row[] = [
+  { name: 'code 100', answer: () => reply.business(100), code: 'UPSTREAM_AUTH_FAILED', upstreamCode: 100, retryable: false },
+  { name: 'code 300', answer: () => reply.business(300), code: 'UPSTREAM_API_INVALID', upstreamCode: 300, retryable: false },
+  { name: 'code 301', answer: () => reply.business(301), code: 'UPSTREAM_COLLECTION_FAILED', upstreamCode: 301, retryable: true },
+  { name: 'code 302', answer: () => reply.business(302), code: 'UPSTREAM_RATE_LIMITED', upstreamCode: 302, retryable: true },
+  { name: 'code 303', answer: () => reply.business(303), code: 'UPSTREAM_QUOTA_EXCEEDED', upstreamCode: 303, retryable: false },
+  { name: 'code 400', answer: () => reply.business(400), code: 'BAD_USER_INPUT', upstreamCode: 400, retryable: false },
+  { name: 'code 500', answer: () => reply.business(500), code: 'UPSTREAM_INTERNAL_ERROR', upstreamCode: 500, retryable: true },
+  { name: 'code 600', answer: () => reply.business(600), code: 'UPSTREAM_PERMISSION_DENIED', upstreamCode: 600, retryable: false },
+  { name: 'code 601', answer: () => reply.business(601), code: 'UPSTREAM_INSUFFICIENT_BALANCE', upstreamCode: 601, retryable: false },
+  { name: 'an unknown code', answer: () => reply.business(777), code: 'UPSTREAM_ERROR', upstreamCode: 777, retryable: false },
+  { name: 'a connection reset', answer: () => reply.reset(), code: 'UPSTREAM_UNAVAILABLE', retryable: true },
+  { name: 'HTTP 502', answer: () => reply.http(502), code: 'UPSTREAM_UNAVAILABLE', retryable: true },
+  { name: 'HTTP 404', answer: () => reply.http(404), code: 'UPSTREAM_UNAVAILABLE', retryable: true },
+  { name: 'a body that is not JSON', answer: () => reply.raw('<html>gateway error</html>'), code: 'UPSTREAM_UNAVAILABLE', retryable: true },
+  { name: 'code 0 with data null', answer: () => reply.ok(null), code: 'UPSTREAM_BAD_RESPONSE', retryable: false },
+  {
+    name: 'code 0 with a malformed bucket',
+    answer: () => reply.ok({ link_struct: { '1': { value: 'many', proportion: 1, same_industry_median: 1 } } }),
+    code: 'UPSTREAM_BAD_RESPONSE',
+    retryable: false,
+  },
+  { name: 'a body without a code', answer: () => ({ kind: 'json', body: { data: {} } }), code: 'UPSTREAM_BAD_RESPONSE', retryable: false },
+  {
+    name: 'code 0 with base_resp.status_code 4001',
+    answer: () => reply.ok({ base_resp: { status_code: 4001, status_message: 'author not found' }, link_struct: {} }),
+    code: 'UPSTREAM_ERROR',
+    upstreamCode: 4001,
+    retryable: false,
+  },
+];
+
+describe('upstream failures become coded errors on linkStructure', () => {
+  let upstream: FakeUpstream;
+  let gateway: TestGateway;
+
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    gateway = createTestGateway(upstream.url, { UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '1' });
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+  beforeEach(() => {
+    upstream.reset();
+    gateway.cache.clear();
+  });
+
+  it.each(rows)('$name → $code (retryable: $retryable)', async (row) => {
+    upstream.setBehaviour(row.answer);
+    const { status, body, text } = await gateway.query(query, { kolId: '42' });
+
+    expect(status).toBe(200);
+    expect(body.data).toEqual({ creator: { kolId: '42', linkStructure: null } });
+    expect(body.errors).toHaveLength(1);
+    const [error] = body.errors!;
+    expect(error!.path).toEqual(['creator', 'linkStructure']);
+    expect(error!.extensions).toEqual({
+      code: row.code,
+      retryable: row.retryable,
+      kolId: '42',
+      ...(row.upstreamCode === undefined ? {} : { upstreamCode: row.upstreamCode }),
+    });
+    // The gateway's own message, never the upstream's.
+    expect(text).not.toContain('business error');
+    expect(text).not.toContain('author not found');
+    expect(text).not.toContain('gateway error</html>');
+    expect(upstream.calls('42')).toBe(row.retryable ? 3 : 1);
+  });
+
+  it('wrote the failures to the log without the token (runs after the table above)', () => {
+    const log = gateway.rawLogs.join('\n');
+    expect(gateway.logs.filter((line) => line.msg === 'upstream call failed').length).toBeGreaterThanOrEqual(rows.length);
+    expect(log).toContain('business error 303'); // the upstream's message is logged…
+    expect(log).not.toContain(testToken); // …and the token never is
+  });
+
+  it('recovers on retry: a 301 then success costs two calls and returns data', async () => {
+    upstream.setBehaviour((request) => (request.nth === 1 ? reply.business(301) : reply.ok()));
+    const { body } = await gateway.query(query, { kolId: '43' });
+    expect(body.errors).toBeUndefined();
+    expect(body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls('43')).toBe(2);
+  });
+
+  it('never caches a failure: the next request asks the upstream again', async () => {
+    upstream.setBehaviour((request) => (request.nth === 1 ? reply.business(600) : reply.ok()));
+    const first = await gateway.query(query, { kolId: '44' });
+    expect(first.body.errors?.[0]?.extensions?.code).toBe('UPSTREAM_PERMISSION_DENIED');
+    const second = await gateway.query(query, { kolId: '44' });
+    expect(second.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls('44')).toBe(2);
+  });
+
+  it('resolves the other creators when one fails (partial failure)', async () => {
+    upstream.setBehaviour((request) => (request.kolId === '2' ? reply.business(303) : reply.ok()));
+    const { body } = await gateway.query(/* GraphQL */ `
+      { creators(kolIds: ["1", "2", "3"]) { kolId linkStructure { summary { value } } } }
+    `);
+    expect(body.data.creators).toEqual([
+      { kolId: '1', linkStructure: { summary: { value: 9875885 } } },
+      { kolId: '2', linkStructure: null },
+      { kolId: '3', linkStructure: { summary: { value: 9875885 } } },
+    ]);
+    expect(body.errors).toHaveLength(1);
+    expect(body.errors![0]!.path).toEqual(['creators', 1, 'linkStructure']);
+    expect(body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED', kolId: '2', upstreamCode: 303 });
+  });
+});
+
+describe('upstream timeout', () => {
+  it('gives up on an attempt after UPSTREAM_TIMEOUT_MS and retries it', async () => {
+    const upstream = await startFakeUpstream(() => reply.hang());
+    const gateway = createTestGateway(upstream.url, {
+      UPSTREAM_TIMEOUT_MS: '150',
+      UPSTREAM_RETRIES: '1',
+      UPSTREAM_RETRY_BASE_MS: '1',
+    });
+    try {
+      const started = performance.now();
+      const { body } = await gateway.query(query, { kolId: '45' });
+      const elapsed = performance.now() - started;
+      expect(body.errors![0]!.extensions).toEqual({ code: 'UPSTREAM_TIMEOUT', retryable: true, kolId: '45' });
+      expect(upstream.calls('45')).toBe(2);
+      // Two attempts of 150 ms each, not undici's default of minutes.
+      expect(elapsed).toBeGreaterThanOrEqual(280);
+      expect(elapsed).toBeLessThan(5_000);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+
+  it('times out a body that starts but never finishes', async () => {
+    const upstream = await startFakeUpstream(() => reply.stall());
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_TIMEOUT_MS: '100', UPSTREAM_RETRIES: '0' });
+    try {
+      const { body } = await gateway.query(query, { kolId: '46' });
+      expect(body.errors![0]!.extensions!.code).toBe('UPSTREAM_TIMEOUT');
+      expect(upstream.calls('46')).toBe(1);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('connection refused', () => {
+  it('is UPSTREAM_UNAVAILABLE, retried', async () => {
+    const upstream = await startFakeUpstream();
+    const url = upstream.url;
+    await upstream.close();
+    const gateway = createTestGateway(url, { UPSTREAM_RETRIES: '1', UPSTREAM_RETRY_BASE_MS: '1' });
+    try {
+      const { body } = await gateway.query(query, { kolId: '47' });
+      expect(body.errors![0]!.extensions).toEqual({ code: 'UPSTREAM_UNAVAILABLE', retryable: true, kolId: '47' });
+      const failures = gateway.logs.filter((line) => line.msg === 'upstream call failed');
+      expect(failures.map((line) => line.attempt)).toEqual([1, 2]);
+    } finally {
+      await gateway.close();
+    }
+  });
+});
