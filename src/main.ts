@@ -1,9 +1,7 @@
 import { createServer } from 'node:http';
-import { createApp } from './app.js';
 import { loadEnv } from './env.js';
-import { createLinkStructureCache } from './link-structure/link-structure-cache.js';
+import { createGateway } from './gateway.js';
 import { createLogger } from './logger.js';
-import { createUpstreamClient } from './upstream/link-struct-client.js';
 import { startSimulator } from './upstream/simulator.js';
 
 const env = loadEnv();
@@ -17,30 +15,21 @@ if (simulator) {
     simulator: simulator.url,
   });
 }
+const mode = simulator ? 'demo' : 'live';
 
-const upstream = createUpstreamClient({
-  baseUrl: simulator?.url ?? env.JUSTONEAPI_BASE_URL,
-  token: token ?? 'demo',
-  timeoutMs: env.UPSTREAM_TIMEOUT_MS,
-  retries: env.UPSTREAM_RETRIES,
-  retryBaseMs: env.UPSTREAM_RETRY_BASE_MS,
-  concurrency: env.UPSTREAM_CONCURRENCY,
+const gateway = createGateway(env, {
   logger,
+  mode,
+  upstream: simulator ? { baseUrl: simulator.url, token: 'demo' } : { baseUrl: env.JUSTONEAPI_BASE_URL, token: token ?? '' },
 });
-const linkStructures = createLinkStructureCache({
-  fetch: upstream.fetchLinkStructure,
-  ttlMs: env.CACHE_TTL_SECONDS * 1000,
-  maxEntries: env.CACHE_MAX_ENTRIES,
-});
-const app = createApp({ linkStructures, logger, maxKolIds: env.MAX_KOL_IDS, mode: simulator ? 'demo' : 'live' });
 
-const server = createServer(app);
+const server = createServer(gateway.app);
 server.listen(env.PORT, env.HOST, () => {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : env.PORT;
   logger.info('gateway listening', {
     url: `http://${env.HOST === '0.0.0.0' ? 'localhost' : env.HOST}:${port}/graphql`,
-    mode: simulator ? 'demo' : 'live',
+    mode,
     upstream: simulator ? 'simulator' : new URL(env.JUSTONEAPI_BASE_URL).origin,
   });
 });
@@ -54,7 +43,7 @@ async function shutdown(signal: string) {
   server.close();
   server.closeIdleConnections();
   await new Promise<void>((resolve) => server.once('close', resolve));
-  await upstream.close();
+  await gateway.close();
   await simulator?.close();
   process.exit(0);
 }

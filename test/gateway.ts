@@ -1,8 +1,9 @@
-import { createApp, type App } from '../src/app.js';
+import type { App } from '../src/app.js';
 import { parseEnv, type Env } from '../src/env.js';
-import { createLinkStructureCache, type LinkStructureCache } from '../src/link-structure/link-structure-cache.js';
+import { createGateway } from '../src/gateway.js';
+import type { LinkStructureCache } from '../src/link-structure/link-structure-cache.js';
 import { createLogger } from '../src/logger.js';
-import { createUpstreamClient, type UpstreamClient } from '../src/upstream/link-struct-client.js';
+import type { UpstreamClient } from '../src/upstream/link-struct-client.js';
 
 export const testToken = 'tok_test_7d1e9c0f5a4b';
 
@@ -26,8 +27,8 @@ export interface GraphQLResponse<T> {
 }
 
 /**
- * The same parts src/main.ts builds, wired the same way, against a given upstream URL. Variables
- * are given as strings, exactly as the environment would give them, and parsed by src/env.ts.
+ * The gateway src/main.ts builds (same createGateway), in-process, against a given upstream URL.
+ * Variables are strings, exactly as the environment gives them, parsed by src/env.ts.
  */
 export function createTestGateway(upstreamUrl: string, vars: Record<string, string> = {}): TestGateway {
   const parsed = parseEnv({
@@ -50,27 +51,18 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
       logs.push(JSON.parse(line) as Record<string, unknown>);
     },
   });
-  const upstream = createUpstreamClient({
-    baseUrl: env.JUSTONEAPI_BASE_URL,
-    token: env.JUSTONEAPI_TOKEN ?? '',
-    timeoutMs: env.UPSTREAM_TIMEOUT_MS,
-    retries: env.UPSTREAM_RETRIES,
-    retryBaseMs: env.UPSTREAM_RETRY_BASE_MS,
-    concurrency: env.UPSTREAM_CONCURRENCY,
+  const gateway = createGateway(env, {
     logger,
+    mode: 'live',
+    upstream: { baseUrl: env.JUSTONEAPI_BASE_URL, token: env.JUSTONEAPI_TOKEN ?? '' },
   });
-  const cache = createLinkStructureCache({
-    fetch: upstream.fetchLinkStructure,
-    ttlMs: env.CACHE_TTL_SECONDS * 1000,
-    maxEntries: env.CACHE_MAX_ENTRIES,
-  });
-  const app = createApp({ linkStructures: cache, logger, maxKolIds: env.MAX_KOL_IDS, mode: 'live' });
+  const { app } = gateway;
 
   return {
     app,
     env,
-    cache,
-    upstream,
+    cache: gateway.linkStructures,
+    upstream: gateway.upstream,
     logs,
     rawLogs,
     async query(query, variables, headers = {}) {
@@ -82,6 +74,6 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
       const text = await response.text();
       return { status: response.status, body: JSON.parse(text), text };
     },
-    close: () => upstream.close(),
+    close: () => gateway.close(),
   };
 }
