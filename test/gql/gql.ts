@@ -1,0 +1,52 @@
+/* eslint-disable */
+import * as types from './graphql.js';
+import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
+
+/**
+ * Map of all GraphQL operations in the project.
+ *
+ * This map has several performance disadvantages:
+ * 1. It is not tree-shakeable, so it will include all operations in the project.
+ * 2. It is not minifiable, so the string of a GraphQL query will be multiple times inside the bundle.
+ * 3. It does not support dead code elimination, so it will add unused operations.
+ *
+ * Therefore it is highly recommended to use the babel or swc plugin for production.
+ * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
+ */
+type Documents = {
+    "query CreatorLinkStructure($kolId: ID!, $acceptCache: Boolean) {\n  creator(kolId: $kolId) {\n    kolId\n    linkStructure(acceptCache: $acceptCache) {\n      authorLinkType\n      buckets {\n        level\n        stage\n        value\n        proportion\n        sameIndustryMedian\n      }\n      summary {\n        value\n        rankPercent\n        relativeRatio\n      }\n      fetchedAt\n    }\n  }\n}": typeof types.CreatorLinkStructureDocument,
+    "query CreatorsSummary($kolIds: [ID!]!) {\n  creators(kolIds: $kolIds) {\n    kolId\n    linkStructure {\n      summary {\n        value\n        rankPercent\n      }\n    }\n  }\n}": typeof types.CreatorsSummaryDocument,
+};
+const documents: Documents = {
+    "query CreatorLinkStructure($kolId: ID!, $acceptCache: Boolean) {\n  creator(kolId: $kolId) {\n    kolId\n    linkStructure(acceptCache: $acceptCache) {\n      authorLinkType\n      buckets {\n        level\n        stage\n        value\n        proportion\n        sameIndustryMedian\n      }\n      summary {\n        value\n        rankPercent\n        relativeRatio\n      }\n      fetchedAt\n    }\n  }\n}": types.CreatorLinkStructureDocument,
+    "query CreatorsSummary($kolIds: [ID!]!) {\n  creators(kolIds: $kolIds) {\n    kolId\n    linkStructure {\n      summary {\n        value\n        rankPercent\n      }\n    }\n  }\n}": types.CreatorsSummaryDocument,
+};
+
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ *
+ *
+ * @example
+ * ```ts
+ * const query = graphql(`query GetUser($id: ID!) { user(id: $id) { name } }`);
+ * ```
+ *
+ * The query argument is unknown!
+ * Please regenerate the types.
+ */
+export function graphql(source: string): unknown;
+
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query CreatorLinkStructure($kolId: ID!, $acceptCache: Boolean) {\n  creator(kolId: $kolId) {\n    kolId\n    linkStructure(acceptCache: $acceptCache) {\n      authorLinkType\n      buckets {\n        level\n        stage\n        value\n        proportion\n        sameIndustryMedian\n      }\n      summary {\n        value\n        rankPercent\n        relativeRatio\n      }\n      fetchedAt\n    }\n  }\n}"): (typeof documents)["query CreatorLinkStructure($kolId: ID!, $acceptCache: Boolean) {\n  creator(kolId: $kolId) {\n    kolId\n    linkStructure(acceptCache: $acceptCache) {\n      authorLinkType\n      buckets {\n        level\n        stage\n        value\n        proportion\n        sameIndustryMedian\n      }\n      summary {\n        value\n        rankPercent\n        relativeRatio\n      }\n      fetchedAt\n    }\n  }\n}"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query CreatorsSummary($kolIds: [ID!]!) {\n  creators(kolIds: $kolIds) {\n    kolId\n    linkStructure {\n      summary {\n        value\n        rankPercent\n      }\n    }\n  }\n}"): (typeof documents)["query CreatorsSummary($kolIds: [ID!]!) {\n  creators(kolIds: $kolIds) {\n    kolId\n    linkStructure {\n      summary {\n        value\n        rankPercent\n      }\n    }\n  }\n}"];
+
+export function graphql(source: string) {
+  return (documents as any)[source] ?? {};
+}
+
+export type DocumentType<TDocumentNode extends DocumentNode<any, any>> = TDocumentNode extends DocumentNode<  infer TType,  any>  ? TType  : never;
