@@ -4,7 +4,15 @@ import { createLogger } from '../src/logger.js';
 import { creatorPlatforms } from '../src/link-structure/model.js';
 import { createUpstreamClient, type EndpointSwitch, type UpstreamAttempt } from '../src/upstream/link-struct-client.js';
 import { startSimulator } from '../src/upstream/simulator.js';
-import { documentedPayload, endpointPaths, reply, startFakeUpstream, type FakeReply, type FakeUpstream } from './fake-upstream.js';
+import {
+  documentedPayload,
+  endpointPaths,
+  reply,
+  startFakeUpstream,
+  type FakeBehaviour,
+  type FakeReply,
+  type FakeUpstream,
+} from './fake-upstream.js';
 import { createTestGateway, testToken, type TestGateway } from './gateway.js';
 
 const query = /* GraphQL */ `
@@ -18,7 +26,7 @@ const query = /* GraphQL */ `
 let upstream: FakeUpstream | undefined;
 let gateway: TestGateway | undefined;
 
-async function setUp(vars: Record<string, string>, behaviour?: (request: import('./fake-upstream.js').FakeRequest) => FakeReply) {
+async function setUp(vars: Record<string, string>, behaviour?: FakeBehaviour) {
   upstream = await startFakeUpstream(behaviour);
   gateway = createTestGateway(upstream.url, { UPSTREAM_RETRY_BASE_MS: '1', ...vars });
   return { upstream, gateway };
