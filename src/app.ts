@@ -9,6 +9,8 @@ export interface AppDeps extends ContextDeps {
   logger: Logger;
   /** `demo` when answering from the built-in simulator instead of Just One API. */
   mode: 'live' | 'demo';
+  /** The upstream endpoint in use now ("v1" or "gw"); it can change once, in JUSTONEAPI_LINK_ENDPOINT=auto mode. */
+  upstreamEndpoint: () => string;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -22,6 +24,8 @@ query CreatorLinkStructure {
       buckets { level stage value proportion sameIndustryMedian }
       summary { value rankPercent relativeRatio }
       fetchedAt
+      platform
+      source
     }
   }
 }
@@ -47,18 +51,23 @@ export function createApp(deps: AppDeps): App {
         return maskError(error, message, false);
       },
     },
-    plugins: [graphiql.plugin, useHealth(deps.mode)],
+    plugins: [graphiql.plugin, useHealth(deps.mode, deps.upstreamEndpoint)],
   });
 }
 
-function useHealth(mode: AppDeps['mode']): Plugin {
+function useHealth(mode: AppDeps['mode'], upstreamEndpoint: AppDeps['upstreamEndpoint']): Plugin {
   const startedAt = Date.now();
   return {
     onRequest({ url, endResponse, fetchAPI }) {
       if (url.pathname !== '/health') return;
       endResponse(
         fetchAPI.Response.json(
-          { status: 'ok', mode, uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) },
+          {
+            status: 'ok',
+            mode,
+            upstreamEndpoint: upstreamEndpoint(),
+            uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+          },
           { headers: { 'cache-control': 'no-store' } },
         ),
       );

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { logLevels } from './logger.js';
+import { linkEndpointModes } from './upstream/link-struct-endpoints.js';
 
 // An empty variable counts as unset, so `FOO=` in a compose file means "use the default".
 const unsetIfEmpty = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
@@ -14,6 +15,11 @@ const upstream = z.object({
   UPSTREAM_CONCURRENCY: int(1, 8),
 });
 
+// Which Just One API endpoint answers link structures: the deprecated v1, its replacement gw, or auto (v1 until it is gone).
+const linkEndpoint = z.object({
+  JUSTONEAPI_LINK_ENDPOINT: z.preprocess(unsetIfEmpty, z.enum(linkEndpointModes).default('auto')),
+});
+
 const cache = z.object({
   CACHE_TTL_SECONDS: int(0, 900),
   CACHE_MAX_ENTRIES: int(1, 10_000),
@@ -26,7 +32,7 @@ const server = z.object({
   LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(logLevels).default('info')),
 });
 
-const environment = upstream.extend(cache.shape).extend(server.shape);
+const environment = upstream.extend(cache.shape).extend(server.shape).extend(linkEndpoint.shape);
 
 export type Env = z.infer<typeof environment>;
 

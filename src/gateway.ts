@@ -33,6 +33,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     retries: env.UPSTREAM_RETRIES,
     retryBaseMs: env.UPSTREAM_RETRY_BASE_MS,
     concurrency: env.UPSTREAM_CONCURRENCY,
+    endpoint: env.JUSTONEAPI_LINK_ENDPOINT,
     logger,
   });
   const linkStructures = createLinkStructureCache({
@@ -40,6 +41,12 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
   });
-  const app = createApp({ linkStructures, logger, maxKolIds: env.MAX_KOL_IDS, mode: options.mode });
+  const app = createApp({
+    linkStructures,
+    logger,
+    maxKolIds: env.MAX_KOL_IDS,
+    mode: options.mode,
+    upstreamEndpoint: () => upstream.activeEndpoint,
+  });
   return { app, upstream, linkStructures, close: () => upstream.close() };
 }

@@ -3,7 +3,7 @@ import { print } from 'graphql';
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
-import { CreatorLinkStructureDocument, CreatorsSummaryDocument, type LinkStage } from './gql/graphql.js';
+import { CreatorLinkStructureDocument, CreatorsSummaryDocument, type CreatorPlatform, type LinkStage } from './gql/graphql.js';
 
 // The operations in test/operations/, typed by `npm run codegen` from schema/schema.graphql: a schema
 // change that breaks one fails codegen, the typecheck of the assertions below, or the assertions themselves.
@@ -40,6 +40,8 @@ describe('generated client operations against the gateway', () => {
     expectTypeOf(structure?.summary?.value).toEqualTypeOf<number | undefined>();
     expectTypeOf(structure?.fetchedAt).toEqualTypeOf<string | undefined>();
     expectTypeOf<LinkStage>().toEqualTypeOf<'AWARE' | 'INTERESTED' | 'LIKE' | 'FOLLOW'>();
+    expectTypeOf<CreatorPlatform>().toEqualTypeOf<'SHORT_VIDEO' | 'LIVE_STREAMING' | 'PICTURE_TEXT' | 'SHORT_DRAMA'>();
+    expectTypeOf(structure?.source).toEqualTypeOf<string | undefined>();
 
     expect(data.creator.kolId).toBe('6870301416131936264');
     expect(structure?.authorLinkType).toBe('传播');
@@ -50,6 +52,16 @@ describe('generated client operations against the gateway', () => {
     expect(structure?.buckets.map((bucket) => bucket.level)).toEqual([1, 2, 3, 4]);
     expect(structure?.buckets.map((bucket) => bucket.value)).toEqual([6769084, 2103463, 1003338, 0]);
     expect(Number.isNaN(Date.parse(structure?.fetchedAt ?? ''))).toBe(false);
+    expect(structure?.platform).toBe('SHORT_VIDEO');
+    expect(structure?.source).toBe('v1');
+  });
+
+  it('CreatorLinkStructure passes a platform through (answered by gw, since v1 has short video only)', async () => {
+    const data = await execute(CreatorLinkStructureDocument, { kolId: '6870301416131936264', platform: 'SHORT_DRAMA' });
+
+    expect(data.creator.linkStructure?.platform).toBe('SHORT_DRAMA');
+    expect(data.creator.linkStructure?.source).toBe('gw');
+    expect(upstream.requests.at(-1)?.params).toMatchObject({ oAuthorId: '6870301416131936264', platform: 'SHORT_DRAMA' });
   });
 
   it('CreatorsSummary answers in the order asked, a repeated id fetched once', async () => {

@@ -14,14 +14,27 @@ export const documentedPayload = {
   },
 };
 
+/** The two link-structure endpoints the fake serves, by the paths Just One API documents. */
+export const endpointPaths = {
+  v1: '/api/douyin-xingtu/get-kol-link-struct/v1',
+  gw: '/api/douyin-xingtu/gw/api/data_sp/author_link_struct/v1',
+} as const;
+export type FakeEndpoint = keyof typeof endpointPaths;
+
 export interface FakeRequest {
   path: string;
+  endpoint: FakeEndpoint;
   /** The full request target, as the upstream saw it (holds the token). */
   target: string;
+  /** Every query parameter as sent. */
+  params: Record<string, string>;
+  /** The creator asked about: `kolId` on v1, `oAuthorId` on gw. */
   kolId: string | null;
   acceptCache: string | null;
+  /** `platform` as sent to gw (null when not sent, and always on v1). */
+  platform: string | null;
   token: string | null;
-  /** 1 for the first request for this kolId, 2 for the next, and so on. */
+  /** 1 for the first request for this kolId (on either endpoint), 2 for the next, and so on. */
   nth: number;
 }
 
@@ -48,8 +61,9 @@ export const reply = {
 export type FakeBehaviour = (request: FakeRequest) => FakeReply | Promise<FakeReply>;
 
 /**
- * A fake Just One API on 127.0.0.1 that each test starts and stops: it records every request,
- * tracks the most requests in flight at once, and answers as the test scripts it.
+ * A fake Just One API on 127.0.0.1 that each test starts and stops: it records every request to
+ * either link-structure endpoint, tracks the most requests in flight at once, and answers as the
+ * test scripts it. Any other path gets HTTP 404 (not recorded), as the real API would.
  */
 export async function startFakeUpstream(behaviour: FakeBehaviour = () => reply.ok()) {
   let current = behaviour;
@@ -59,12 +73,21 @@ export async function startFakeUpstream(behaviour: FakeBehaviour = () => reply.o
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://fake-upstream');
-    const kolId = url.searchParams.get('kolId');
+    const endpoint = (Object.keys(endpointPaths) as FakeEndpoint[]).find((name) => endpointPaths[name] === url.pathname);
+    if (!endpoint) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('no such path');
+      return;
+    }
+    const kolId = url.searchParams.get(endpoint === 'v1' ? 'kolId' : 'oAuthorId');
     const request: FakeRequest = {
       path: url.pathname,
+      endpoint,
       target: req.url ?? '',
+      params: Object.fromEntries(url.searchParams),
       kolId,
       acceptCache: url.searchParams.get('acceptCache'),
+      platform: url.searchParams.get('platform'),
       token: url.searchParams.get('token'),
       nth: requests.filter((earlier) => earlier.kolId === kolId).length + 1,
     };
@@ -106,6 +129,9 @@ export async function startFakeUpstream(behaviour: FakeBehaviour = () => reply.o
     requests,
     /** Requests made for one kolId, or all requests when none is given. */
     calls: (kolId?: string) => (kolId === undefined ? requests.length : requests.filter((r) => r.kolId === kolId).length),
+    /** Requests made to one endpoint, optionally for one kolId. */
+    callsTo: (endpoint: FakeEndpoint, kolId?: string) =>
+      requests.filter((r) => r.endpoint === endpoint && (kolId === undefined || r.kolId === kolId)).length,
     get peakInFlight() {
       return peakInFlight;
     },

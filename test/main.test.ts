@@ -18,7 +18,7 @@ describe('npm start', () => {
       expect(gateway.stdout()).toContain('DEMO MODE');
       const health = await fetch(`${gateway.url}/health`);
       expect(health.status).toBe(200);
-      expect(await health.json()).toMatchObject({ status: 'ok', mode: 'demo' });
+      expect(await health.json()).toMatchObject({ status: 'ok', mode: 'demo', upstreamEndpoint: 'v1' });
 
       const first = await post(gateway.url, query);
       const second = await post(gateway.url, query);

@@ -49,13 +49,19 @@ const rows: Row[] = [
   },
 ];
 
-describe('upstream failures become coded errors on linkStructure', () => {
+// Both upstream endpoints, each forced, share the table: the answer envelope and the codes are the same. (How
+// JUSTONEAPI_LINK_ENDPOINT=auto treats 300 and 404/410 from v1 is in link-endpoint.test.ts.)
+describe.each(['v1', 'gw'] as const)('upstream failures become coded errors on linkStructure (%s endpoint)', (endpoint) => {
   let upstream: FakeUpstream;
   let gateway: TestGateway;
 
   beforeAll(async () => {
     upstream = await startFakeUpstream();
-    gateway = createTestGateway(upstream.url, { UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '1' });
+    gateway = createTestGateway(upstream.url, {
+      UPSTREAM_RETRIES: '2',
+      UPSTREAM_RETRY_BASE_MS: '1',
+      JUSTONEAPI_LINK_ENDPOINT: endpoint,
+    });
   });
   afterAll(async () => {
     await gateway.close();
@@ -86,6 +92,7 @@ describe('upstream failures become coded errors on linkStructure', () => {
     expect(text).not.toContain('author not found');
     expect(text).not.toContain('gateway error</html>');
     expect(upstream.calls('42')).toBe(row.retryable ? 3 : 1);
+    expect(upstream.callsTo(endpoint, '42')).toBe(upstream.calls('42'));
   });
 
   it('wrote the failures to the log without the token (runs after the table above)', () => {

@@ -1,5 +1,7 @@
 import { parseKolId, parseKolIds } from '../link-structure/kol-id.js';
+import { defaultCreatorPlatform } from '../link-structure/model.js';
 import { builder } from './builder.js';
+import { CreatorPlatformRef } from './creator-platform.js';
 import { LinkStructureRef } from './link-structure.js';
 
 /** A creator is known by its id alone; its data is fetched only when a query asks for it. */
@@ -18,11 +20,23 @@ export const CreatorRef = builder.objectRef<CreatorModel>('Creator').implement({
         'The creator’s link structure from the upstream. Null, with a coded error at this path, when the upstream fails; the rest of the response still resolves.',
       args: {
         acceptCache: t.arg.boolean({
-          description: 'Let the upstream answer from its own cache (cheaper and faster, possibly older). Default false.',
+          description:
+            'Let the upstream answer from its own cache (cheaper and faster, possibly older). Default false. Only the deprecated v1 upstream endpoint takes it; the replacement ignores it.',
+        }),
+        platform: t.arg({
+          type: CreatorPlatformRef,
+          defaultValue: defaultCreatorPlatform,
+          description:
+            'The content channel to measure. Platforms other than SHORT_VIDEO need the replacement upstream endpoint: with JUSTONEAPI_LINK_ENDPOINT=v1 they are a BAD_USER_INPUT error.',
         }),
       },
       resolve: (creator, args, context) =>
-        context.linkStructureLoader.load({ kolId: creator.kolId, acceptCache: args.acceptCache ?? false }),
+        context.linkStructureLoader.load({
+          kolId: creator.kolId,
+          acceptCache: args.acceptCache ?? false,
+          // An explicit null means the default, as for acceptCache.
+          platform: args.platform ?? defaultCreatorPlatform,
+        }),
     }),
   }),
 });

@@ -1,5 +1,6 @@
 import { linkStages, type LinkBucket, type LinkStructure, type LinkSummary } from '../link-structure/model.js';
 import { builder } from './builder.js';
+import { CreatorPlatformRef } from './creator-platform.js';
 
 const stageDescriptions: Record<(typeof linkStages)[number], string> = {
   AWARE: '了解 (level 1): users who became aware of the creator.',
@@ -65,6 +66,15 @@ export const LinkStructureRef = builder.objectRef<LinkStructure>('LinkStructure'
     fetchedAt: t.expose('fetchedAt', {
       type: 'DateTime',
       description: 'When the gateway received this data from the upstream (cached answers keep their original time).',
+    }),
+    platform: t.field({
+      type: CreatorPlatformRef,
+      description: 'The content channel this link structure is measured on, as asked.',
+      resolve: (structure) => structure.platform,
+    }),
+    source: t.exposeString('source', {
+      description:
+        'Which upstream endpoint answered: "v1" (the deprecated get-kol-link-struct) or "gw" (its replacement, author_link_struct).',
     }),
   }),
 });

@@ -23,7 +23,7 @@ export function createLinkStructureLoader(cache: LinkStructureCache): LinkStruct
 /** Upstream failures become coded errors on the field; anything else stays unexpected (masked and logged by Yoga). */
 function toFieldError(error: unknown, request: LinkStructureRequest): GraphQLError | Error {
   if (error instanceof UpstreamError) {
-    return codedError(error.code, { kolId: request.kolId, upstreamCode: error.upstreamCode });
+    return codedError(error.code, { kolId: request.kolId, upstreamCode: error.upstreamCode, ...error.clientDetails });
   }
   return error instanceof Error ? error : new Error(String(error));
 }

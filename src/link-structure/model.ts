@@ -4,6 +4,14 @@ import { z } from 'zod';
 export const linkStages = ['AWARE', 'INTERESTED', 'LIKE', 'FOLLOW'] as const;
 export type LinkStage = (typeof linkStages)[number];
 
+/**
+ * The content channel a link structure is measured on. The deprecated upstream endpoint answers
+ * short video only; its replacement takes any of these.
+ */
+export const creatorPlatforms = ['SHORT_VIDEO', 'LIVE_STREAMING', 'PICTURE_TEXT', 'SHORT_DRAMA'] as const;
+export type CreatorPlatform = (typeof creatorPlatforms)[number];
+export const defaultCreatorPlatform: CreatorPlatform = 'SHORT_VIDEO';
+
 /** A whole number of users; exact up to 2^53 − 1, which GraphQL's 32-bit Int is not. */
 const count = z.number().refine(Number.isSafeInteger, 'must be a safe integer');
 
@@ -28,19 +36,23 @@ export const linkStructureSchema = z.object({
   buckets: z.array(linkBucketSchema),
   summary: linkSummarySchema.nullable(),
   fetchedAt: z.coerce.date(),
+  platform: z.enum(creatorPlatforms),
+  /** Which upstream endpoint answered, so consumers can tell data from the replacement endpoint apart. */
+  source: z.string(),
 });
 
 export type LinkBucket = z.infer<typeof linkBucketSchema>;
 export type LinkSummary = z.infer<typeof linkSummarySchema>;
 export type LinkStructure = z.infer<typeof linkStructureSchema>;
 
-/** What the gateway asks for: one creator, with or without the upstream's own cache. */
+/** What the gateway asks for: one creator on one platform, with or without the upstream's own cache. */
 export interface LinkStructureRequest {
   kolId: string;
   acceptCache: boolean;
+  platform: CreatorPlatform;
 }
 
 /** One string per distinct request: the key of the cache, the single-flight map and the per-request loader. */
 export function linkStructureRequestKey(request: LinkStructureRequest): string {
-  return `${request.kolId}:${request.acceptCache ? 'cached' : 'fresh'}`;
+  return `${request.kolId}:${request.acceptCache ? 'cached' : 'fresh'}:${request.platform}`;
 }

@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
-import type { LinkStructure, LinkStructureRequest } from '../link-structure/model.js';
+import type { CreatorPlatform, LinkStructure, LinkStructureRequest } from '../link-structure/model.js';
+import { endpointSpecs, v1GoneReason, type LinkEndpointMode, type UpstreamEndpoint } from './link-struct-endpoints.js';
 import { parseLinkStructBody } from './link-struct-schema.js';
 import { Semaphore } from './semaphore.js';
 import { UpstreamError } from './upstream-error.js';
-
-const linkStructPath = '/api/douyin-xingtu/get-kol-link-struct/v1';
 
 export interface UpstreamClientOptions {
   /** Origin (optionally with a path prefix) of Just One API. */
@@ -19,26 +18,45 @@ export interface UpstreamClientOptions {
   retryBaseMs: number;
   /** Most requests in flight at once, across all callers. */
   concurrency: number;
+  /** Which endpoint answers (JUSTONEAPI_LINK_ENDPOINT); `auto` when not given. */
+  endpoint?: LinkEndpointMode;
   logger: Logger;
   /** Observes each attempt (metrics); never sees the token. */
   onAttempt?: (event: UpstreamAttempt) => void;
+  /** Called once, when `auto` finds v1 gone and moves the process to gw (metrics, readiness). */
+  onEndpointSwitch?: (event: EndpointSwitch) => void;
 }
 
 export interface UpstreamAttempt {
   kolId: string;
+  endpoint: UpstreamEndpoint;
   attempt: number;
   durationMs: number;
   /** `ok`, or the gateway error code of the failure. */
   outcome: string;
   upstreamCode: number | undefined;
+  /** True also when the request is re-sent to gw because v1 is gone. */
   willRetry: boolean;
+}
+
+export interface EndpointSwitch {
+  from: UpstreamEndpoint;
+  to: UpstreamEndpoint;
+  /** What v1 answered, e.g. "business code 300 (API invalid)" or "HTTP 410". */
+  reason: string;
 }
 
 export interface UpstreamClient {
   fetchLinkStructure(request: LinkStructureRequest): Promise<LinkStructure>;
+  /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
+  readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
   close(): Promise<void>;
 }
+
+type AttemptResult =
+  | { ok: true; value: LinkStructure }
+  | { ok: false; endpoint: UpstreamEndpoint; failure: UpstreamError; goneReason: string | undefined; willRetry: boolean };
 
 export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
   const base = new URL(options.baseUrl);
@@ -51,20 +69,33 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   });
   const slots = new Semaphore(options.concurrency);
   const { logger } = options;
+  const mode = options.endpoint ?? 'auto';
+  let active: UpstreamEndpoint = mode === 'gw' ? 'gw' : 'v1';
 
-  async function attemptOnce(request: LinkStructureRequest, dispatcher: Dispatcher): Promise<LinkStructure> {
-    const query = new URLSearchParams({
-      token: options.token,
-      kolId: request.kolId,
-      acceptCache: String(request.acceptCache),
-    });
+  /** Chosen per attempt, after waiting for a slot, so a request queued before a switch does not go to a dead v1. */
+  function endpointFor(platform: CreatorPlatform): UpstreamEndpoint {
+    // In auto mode a platform v1 cannot answer goes to gw at once, without moving everyone else off v1.
+    if (mode === 'auto' && !endpointSpecs[active].supports(platform)) return 'gw';
+    return active;
+  }
+
+  function switchToGw(reason: string, kolId: string) {
+    if (active === 'gw') return;
+    active = 'gw';
+    logger.warn('upstream endpoint switched: v1 is gone, using gw from now on', { from: 'v1', to: 'gw', reason, kolId });
+    options.onEndpointSwitch?.({ from: 'v1', to: 'gw', reason });
+  }
+
+  async function attemptOnce(request: LinkStructureRequest, endpoint: UpstreamEndpoint, dispatcher: Dispatcher): Promise<LinkStructure> {
+    const spec = endpointSpecs[endpoint];
+    const query = new URLSearchParams({ token: options.token, ...spec.params(request) });
     const signal = AbortSignal.timeout(options.timeoutMs);
     let statusCode: number;
     let text: string;
     try {
       const response = await dispatcher.request({
         method: 'GET',
-        path: `${pathPrefix}${linkStructPath}?${query}`,
+        path: `${pathPrefix}${spec.path}?${query}`,
         headers: { accept: 'application/json' },
         signal,
       });
@@ -89,56 +120,75 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         httpStatus: statusCode,
       });
     }
-    return parseLinkStructBody(body, request.kolId, new Date());
+    return parseLinkStructBody(body, { kolId: request.kolId, platform: request.platform, source: endpoint }, new Date());
+  }
+
+  /** One attempt in one concurrency slot, classified: ok, or a failure and what to do next. */
+  async function attemptWithSlot(request: LinkStructureRequest, attempt: number): Promise<AttemptResult> {
+    const release = await slots.acquire();
+    const endpoint = endpointFor(request.platform);
+    const started = performance.now();
+    const observe = (outcome: string, upstreamCode: number | undefined, willRetry: boolean) =>
+      options.onAttempt?.({ kolId: request.kolId, endpoint, attempt, durationMs: performance.now() - started, outcome, upstreamCode, willRetry });
+    try {
+      const value = await attemptOnce(request, endpoint, pool);
+      observe('ok', 0, false);
+      return { ok: true, value };
+    } catch (error) {
+      const failure =
+        error instanceof UpstreamError
+          ? error
+          : new UpstreamError('UPSTREAM_BAD_RESPONSE', 'unexpected failure while reading the answer', { cause: error });
+      const goneReason = mode === 'auto' && endpoint === 'v1' ? v1GoneReason(failure) : undefined;
+      // Switch before the slot is released, so the request waiting for it already goes to gw.
+      if (goneReason) switchToGw(goneReason, request.kolId);
+      const willRetry = goneReason !== undefined || (failure.retryable && attempt <= options.retries);
+      observe(failure.code, failure.upstreamCode, willRetry);
+      return { ok: false, endpoint, failure, goneReason, willRetry };
+    } finally {
+      release();
+    }
   }
 
   async function fetchLinkStructure(request: LinkStructureRequest): Promise<LinkStructure> {
+    const endpoint = endpointFor(request.platform);
+    if (!endpointSpecs[endpoint].supports(request.platform)) {
+      throw new UpstreamError('BAD_USER_INPUT', `platform ${request.platform} asked of the ${endpoint} endpoint`, {
+        clientDetails: {
+          message: `platform ${request.platform} is not available: the gateway is set to the upstream's deprecated v1 endpoint, which answers SHORT_VIDEO only.`,
+          argument: 'platform',
+        },
+      });
+    }
     for (let attempt = 1; ; attempt += 1) {
-      const release = await slots.acquire();
-      const started = performance.now();
-      try {
-        const result = await attemptOnce(request, pool);
-        options.onAttempt?.({
-          kolId: request.kolId,
-          attempt,
-          durationMs: performance.now() - started,
-          outcome: 'ok',
-          upstreamCode: 0,
-          willRetry: false,
-        });
-        return result;
-      } catch (error) {
-        const failure =
-          error instanceof UpstreamError
-            ? error
-            : new UpstreamError('UPSTREAM_BAD_RESPONSE', 'unexpected failure while reading the answer', { cause: error });
-        const willRetry = failure.retryable && attempt <= options.retries;
-        options.onAttempt?.({
-          kolId: request.kolId,
-          attempt,
-          durationMs: performance.now() - started,
-          outcome: failure.code,
-          upstreamCode: failure.upstreamCode,
-          willRetry,
-        });
-        logger.warn('upstream call failed', {
-          kolId: request.kolId,
-          attempt,
-          code: failure.code,
-          upstreamCode: failure.upstreamCode,
-          detail: failure.message,
-          willRetry,
-        });
-        if (!willRetry) throw failure;
-      } finally {
-        release();
+      const result = await attemptWithSlot(request, attempt);
+      if (result.ok) return result.value;
+      const { failure, goneReason, willRetry } = result;
+      if (goneReason) {
+        // Not a failure the client should see: the same request goes to gw at once, with gw's own retry budget.
+        logger.debug('upstream v1 endpoint is gone, re-sending to gw', { kolId: request.kolId, reason: goneReason });
+        attempt = 0;
+        continue;
       }
+      logger.warn('upstream call failed', {
+        kolId: request.kolId,
+        endpoint: result.endpoint,
+        attempt,
+        code: failure.code,
+        upstreamCode: failure.upstreamCode,
+        detail: failure.message,
+        willRetry,
+      });
+      if (!willRetry) throw failure;
       await sleep(backoffMs(options.retryBaseMs, attempt));
     }
   }
 
   return {
     fetchLinkStructure,
+    get activeEndpoint() {
+      return active;
+    },
     get inFlight() {
       return slots.inUse;
     },

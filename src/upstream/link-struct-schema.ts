@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { linkStages, type LinkBucket, type LinkStructure, type LinkSummary } from '../link-structure/model.js';
+import {
+  linkStages,
+  type CreatorPlatform,
+  type LinkBucket,
+  type LinkStructure,
+  type LinkSummary,
+} from '../link-structure/model.js';
 import { UpstreamError, upstreamCodeToError } from './upstream-error.js';
 
 /** Every Just One API answer: HTTP 200 with a business `code` (0 = success) whatever happened. */
@@ -21,7 +27,7 @@ const summarySchema = z.object({
   relative_ratio: z.number().nullish(),
 });
 
-/** Xingtu's `author_link_struct` payload, the `data` of a code-0 answer. */
+/** Xingtu's `author_link_struct` payload, the `data` of a code-0 answer from either endpoint (v1 or gw). */
 export const linkStructPayloadSchema = z.object({
   author_link_type: z.string().nullish(),
   base_resp: z.object({ status_code: z.number().int(), status_message: z.string().nullish() }).nullish(),
@@ -39,8 +45,15 @@ export type LinkStructPayload = z.infer<typeof linkStructPayloadSchema>;
 
 const stageKeys = ['1', '2', '3', '4'] as const;
 
+/** Who the answer is about and which endpoint gave it: the model records both. */
+export interface AnswerContext {
+  kolId: string;
+  platform: CreatorPlatform;
+  source: string;
+}
+
 /** Turns a parsed JSON body into the gateway's model, or throws the classified UpstreamError. */
-export function parseLinkStructBody(body: unknown, kolId: string, fetchedAt: Date): LinkStructure {
+export function parseLinkStructBody(body: unknown, answer: AnswerContext, fetchedAt: Date): LinkStructure {
   const envelope = envelopeSchema.safeParse(body);
   if (!envelope.success) {
     throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream body is not an API envelope: ${z.prettifyError(envelope.error)}`);
@@ -61,13 +74,13 @@ export function parseLinkStructBody(body: unknown, kolId: string, fetchedAt: Dat
     );
   }
   try {
-    return toLinkStructure(payload.data, kolId, fetchedAt);
+    return toLinkStructure(payload.data, answer, fetchedAt);
   } catch (cause) {
     throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream counts are not safe integers`, { cause });
   }
 }
 
-function toLinkStructure(payload: LinkStructPayload, kolId: string, fetchedAt: Date): LinkStructure {
+function toLinkStructure(payload: LinkStructPayload, answer: AnswerContext, fetchedAt: Date): LinkStructure {
   const linkStruct = payload.link_struct;
   const buckets: LinkBucket[] = [];
   stageKeys.forEach((key, index) => {
@@ -85,7 +98,15 @@ function toLinkStructure(payload: LinkStructPayload, kolId: string, fetchedAt: D
   const summary: LinkSummary | null = total
     ? { value: toCount(total.value), rankPercent: total.rank_percent ?? null, relativeRatio: total.relative_ratio ?? null }
     : null;
-  return { kolId, authorLinkType: payload.author_link_type ?? null, buckets, summary, fetchedAt };
+  return {
+    kolId: answer.kolId,
+    authorLinkType: payload.author_link_type ?? null,
+    buckets,
+    summary,
+    fetchedAt,
+    platform: answer.platform,
+    source: answer.source,
+  };
 }
 
 /** Counts are user numbers; a median may come as x.5, which rounds to the nearest user. */

@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { endpointSpecs } from './link-struct-endpoints.js';
 
 /**
  * A stand-in for Just One API used in demo mode (no token): a real HTTP server on loopback that
- * answers the link-structure endpoint like the upstream does (HTTP 200, business `code`,
- * numeric keys), with plausible numbers derived from the kolId, so the same kolId always
- * gives the same answer. The gateway talks to it through its normal client.
+ * answers both link-structure endpoints (v1 and its replacement gw) like the upstream does (HTTP 200,
+ * business `code`, numeric keys), with plausible numbers derived from the kolId and platform, so the
+ * same question always gives the same answer. The gateway talks to it through its normal client.
  */
 export interface SimulatorOptions {
   /** Base latency of an answer; each kolId adds up to the same again, deterministically. */
@@ -17,11 +18,21 @@ export interface RunningSimulator {
   close(): Promise<void>;
 }
 
-const linkStructPath = '/api/douyin-xingtu/get-kol-link-struct/v1';
+const gwPlatforms = ['SHORT_VIDEO', 'LIVE_STREAMING', 'PICTURE_TEXT', 'SHORT_DRAMA'];
 const linkTypes = ['传播', '种草', '转化', '均衡'];
 
-export function simulateLinkStruct(kolId: string) {
-  const random = seededRandom(kolId);
+/** The creator and platform a request asks about, read the way each endpoint takes them; undefined for an unknown path. */
+function readQuestion(url: URL): { authorId: string; platform: string } | undefined {
+  if (url.pathname === endpointSpecs.v1.path) return { authorId: url.searchParams.get('kolId') ?? '', platform: 'SHORT_VIDEO' };
+  if (url.pathname === endpointSpecs.gw.path) {
+    return { authorId: url.searchParams.get('oAuthorId') ?? '', platform: url.searchParams.get('platform') ?? 'SHORT_VIDEO' };
+  }
+  return undefined;
+}
+
+/** Short video keeps the kolId alone as its seed, so v1 and gw give the same numbers for it. */
+export function simulateLinkStruct(kolId: string, platform = 'SHORT_VIDEO') {
+  const random = seededRandom(platform === 'SHORT_VIDEO' ? kolId : `${kolId}:${platform}`);
   const connected = Math.round(50_000 + random() ** 3 * 3_000_000_000);
   const weights = [0.5 + random(), 0.2 + random() * 0.5, 0.1 + random() * 0.3, random() * 0.1];
   const weightSum = weights.reduce((sum, weight) => sum + weight, 0);
@@ -58,16 +69,18 @@ export function createSimulatorHandler(options: SimulatorOptions = {}) {
       response.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
       response.end(JSON.stringify(body));
     };
-    if (url.pathname !== linkStructPath) {
+    const question = readQuestion(url);
+    if (!question) {
       reply(404, { code: 404, message: 'Not Found', data: null });
       return;
     }
-    const kolId = url.searchParams.get('kolId') ?? '';
-    const delay = latencyMs + Math.floor(seededRandom(`latency:${kolId}`)() * latencyMs);
+    const { authorId, platform } = question;
+    const delay = latencyMs + Math.floor(seededRandom(`latency:${authorId}`)() * latencyMs);
     setTimeout(() => {
       if (!url.searchParams.get('token')) reply(200, { code: 100, message: 'Invalid or Inactive Token', data: null });
-      else if (!/^[0-9]+$/.test(kolId)) reply(200, { code: 400, message: 'Invalid Parameters', data: null });
-      else reply(200, { code: 0, message: 'success', data: simulateLinkStruct(kolId) });
+      else if (!/^[0-9]+$/.test(authorId) || !gwPlatforms.includes(platform)) {
+        reply(200, { code: 400, message: 'Invalid Parameters', data: null });
+      } else reply(200, { code: 0, message: 'success', data: simulateLinkStruct(authorId, platform) });
     }, delay).unref();
   };
 }

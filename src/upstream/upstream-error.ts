@@ -9,16 +9,24 @@ export class UpstreamError extends Error {
   readonly code: ErrorCode;
   readonly upstreamCode: number | undefined;
   readonly httpStatus: number | undefined;
+  /** For the rare failure whose reason the client must be told (a request this endpoint cannot answer): shown as is. */
+  readonly clientDetails: { message: string; argument?: string } | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { upstreamCode?: number; httpStatus?: number; cause?: unknown } = {},
+    options: {
+      upstreamCode?: number;
+      httpStatus?: number;
+      cause?: unknown;
+      clientDetails?: { message: string; argument?: string };
+    } = {},
   ) {
     super(message, { cause: options.cause });
     this.code = code;
     this.upstreamCode = options.upstreamCode;
     this.httpStatus = options.httpStatus;
+    this.clientDetails = options.clientDetails;
   }
 
   get retryable(): boolean {
