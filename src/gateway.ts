@@ -40,6 +40,12 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
   });
-  const app = createApp({ linkStructures, logger, maxKolIds: env.MAX_KOL_IDS, mode: options.mode });
+  const app = createApp({
+    linkStructures,
+    logger,
+    maxKolIds: env.MAX_KOL_IDS,
+    mode: options.mode,
+    federationTracing: env.FEDERATION_TRACING,
+  });
   return { app, upstream, linkStructures, close: () => upstream.close() };
 }
