@@ -21,7 +21,8 @@ FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
-# No production dependency has an install script, so none is run. The npm cache is only needed for this step.
+# Install scripts stay off: the one production dependency that has one (@apollo/protobufjs, under the federated-tracing
+# plugin) only makes an empty folder and prints a version hint. The npm cache is only needed for this step.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 # Left owned by root: the unprivileged process below can read its code but not change it.
 COPY --from=build /app/dist ./dist

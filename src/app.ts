@@ -1,8 +1,9 @@
+import { useApolloInlineTrace } from '@graphql-yoga/plugin-apollo-inline-trace';
 import { GraphQLError } from 'graphql';
 import { createYoga, maskError, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
-import { schema } from './graphql/schema.js';
+import { subgraphSchema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 
 export interface AppDeps extends ContextDeps {
@@ -11,6 +12,8 @@ export interface AppDeps extends ContextDeps {
   mode: 'live' | 'demo';
   /** The upstream endpoint in use now ("v1" or "gw"); it can change once, in JUSTONEAPI_LINK_ENDPOINT=auto mode. */
   upstreamEndpoint: () => string;
+  /** Answer `apollo-federation-include-trace: ftv1` with a federated trace in `extensions.ftv1`. */
+  federationTracing?: boolean;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -35,7 +38,8 @@ query CreatorLinkStructure {
 export function createApp(deps: AppDeps): App {
   const graphiql = createGraphiQLAssets();
   return createYoga<Record<string, unknown>, Context>({
-    schema,
+    // The API schema plus `_service` and `_entities`, so the same endpoint serves clients and routers.
+    schema: subgraphSchema,
     context: createContext(deps),
     logging: deps.logger,
     graphiql: { title: 'Xingtu link-structure gateway', defaultQuery: exampleQuery },
@@ -51,7 +55,11 @@ export function createApp(deps: AppDeps): App {
         return maskError(error, message, false);
       },
     },
-    plugins: [graphiql.plugin, useHealth(deps.mode, deps.upstreamEndpoint)],
+    plugins: [
+      graphiql.plugin,
+      useHealth(deps.mode, deps.upstreamEndpoint),
+      ...(deps.federationTracing ? [useApolloInlineTrace()] : []),
+    ],
   });
 }
 

@@ -32,7 +32,13 @@ const server = z.object({
   LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(logLevels).default('info')),
 });
 
-const environment = upstream.extend(cache.shape).extend(server.shape).extend(linkEndpoint.shape);
+const federation = z.object({
+  // Apollo federated tracing: per-field timings in `extensions.ftv1` for a router that asks for them.
+  // Off by default, since any client can send the header that asks.
+  FEDERATION_TRACING: z.preprocess(unsetIfEmpty, z.stringbool().default(false)),
+});
+
+const environment = upstream.extend(cache.shape).extend(server.shape).extend(linkEndpoint.shape).extend(federation.shape);
 
 export type Env = z.infer<typeof environment>;
 

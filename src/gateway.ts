@@ -47,6 +47,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     maxKolIds: env.MAX_KOL_IDS,
     mode: options.mode,
     upstreamEndpoint: () => upstream.activeEndpoint,
+    federationTracing: env.FEDERATION_TRACING,
   });
   return { app, upstream, linkStructures, close: () => upstream.close() };
 }

@@ -1,4 +1,6 @@
 import SchemaBuilder from '@pothos/core';
+import DirectivePlugin from '@pothos/plugin-directives';
+import FederationPlugin from '@pothos/plugin-federation';
 import { GraphQLError, Kind } from 'graphql';
 import type { Context } from '../context.js';
 
@@ -11,6 +13,9 @@ export const builder = new SchemaBuilder<{
     SafeInt: { Input: number; Output: number };
   };
 }>({
+  // Federation: `Creator` is an entity other subgraphs can extend (src/graphql/creator.ts); the directives
+  // plugin carries `@key` and `@link` into the printed subgraph SDL.
+  plugins: [DirectivePlugin, FederationPlugin],
   // Fields are non-null unless a field says otherwise: the contract marks the few that can be null.
   defaultFieldNullability: false,
 });

@@ -41,6 +41,16 @@ export const CreatorRef = builder.objectRef<CreatorModel>('Creator').implement({
   }),
 });
 
+// An entity keyed by kolId: other subgraphs return `Creator` references and the router asks this subgraph
+// for `linkStructure`. The reference itself costs nothing; `linkStructure` then loads through the
+// request's loader exactly as for `creator`/`creators`, so repeated references share one upstream call.
+builder.asEntity(CreatorRef, {
+  key: builder.selection<{ kolId: string }>('kolId'),
+  // Async on purpose: @apollo/subgraph maps representations without catching, so a synchronous throw
+  // would take down the whole `_entities` answer; a rejection fails only this entity.
+  resolveReference: async (reference) => ({ kolId: parseKolId(reference.kolId) }),
+});
+
 builder.queryField('creator', (t) =>
   t.field({
     type: CreatorRef,

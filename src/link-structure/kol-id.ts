@@ -2,9 +2,12 @@ import { badUserInput } from '../errors.js';
 
 const kolIdPattern = /^[0-9]{1,32}$/;
 
-/** Checks a kolId argument before it can cost an upstream call. */
-export function parseKolId(raw: string, argument = 'kolId'): string {
-  if (!kolIdPattern.test(raw)) {
+/**
+ * Checks a kolId argument before it can cost an upstream call. `unknown`, because a federation
+ * representation is untyped JSON: a number there would have lost digits already, so it is refused.
+ */
+export function parseKolId(raw: unknown, argument = 'kolId'): string {
+  if (typeof raw !== 'string' || !kolIdPattern.test(raw)) {
     throw badUserInput(`${argument} must be 1 to 32 ASCII digits.`, { argument });
   }
   return raw;

@@ -1,0 +1,72 @@
+import { Trace } from '@apollo/usage-reporting-protobuf';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseEnv } from '../src/env.js';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+
+const query = '{ creator(kolId: "31") { linkStructure { summary { value } } } failing: creator(kolId: "13") { linkStructure { fetchedAt } } }';
+const askForTrace = { 'apollo-federation-include-trace': 'ftv1' };
+
+let upstream: FakeUpstream | undefined;
+let gateway: TestGateway | undefined;
+
+async function setUp(vars: Record<string, string>) {
+  upstream = await startFakeUpstream((request) => (request.kolId === '13' ? reply.business(303) : reply.ok()));
+  gateway = createTestGateway(upstream.url, vars);
+  return gateway;
+}
+
+afterEach(async () => {
+  await gateway?.close();
+  await upstream?.close();
+  gateway = undefined;
+  upstream = undefined;
+});
+
+/** Response paths of the trace tree, e.g. "creator.linkStructure". */
+function tracedPaths(node: Trace.INode, prefix = ''): string[] {
+  return (node.child ?? []).flatMap((child) => {
+    const path = prefix + (child.responseName ?? String(child.index));
+    return [path, ...tracedPaths(child, `${path}.`)];
+  });
+}
+
+describe('FEDERATION_TRACING', () => {
+  it('on: a router asking for ftv1 gets field timings and the (masked, coded) errors in extensions.ftv1', async () => {
+    const gateway = await setUp({ FEDERATION_TRACING: 'true' });
+    const { body } = await gateway.query(query, undefined, askForTrace);
+    expect(body.data).toMatchObject({ creator: { linkStructure: { summary: { value: 9875885 } } }, failing: { linkStructure: null } });
+    const ftv1 = (body as { extensions?: { ftv1?: string } }).extensions?.ftv1;
+    expect(typeof ftv1).toBe('string');
+
+    const trace = Trace.decode(Buffer.from(ftv1!, 'base64'));
+    expect(trace.durationNs).toBeGreaterThan(0);
+    expect(tracedPaths(trace.root!)).toEqual(
+      expect.arrayContaining(['creator', 'creator.linkStructure', 'creator.linkStructure.summary.value', 'failing.linkStructure']),
+    );
+    const failing = trace.root!.child!.find((node) => node.responseName === 'failing')!;
+    const failingLinkStructure = failing.child!.find((node) => node.responseName === 'linkStructure')!;
+    expect(failingLinkStructure.error?.map((error) => error.message)).toEqual(['The upstream daily quota is used up.']);
+  });
+
+  it('on: a request that does not ask gets no trace', async () => {
+    const gateway = await setUp({ FEDERATION_TRACING: 'true' });
+    const { body } = await gateway.query(query);
+    expect(body.data).toBeTruthy();
+    expect(body).not.toHaveProperty('extensions.ftv1');
+  });
+
+  it('off (the default): asking for ftv1 gets no trace', async () => {
+    const gateway = await setUp({});
+    expect(gateway.env.FEDERATION_TRACING).toBe(false);
+    const { body } = await gateway.query(query, undefined, askForTrace);
+    expect(body.data).toBeTruthy();
+    expect(body).not.toHaveProperty('extensions.ftv1');
+  });
+
+  it('refuses a value that is not a boolean, naming the variable', () => {
+    const result = parseEnv({ FEDERATION_TRACING: 'sometimes' });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.problems.join('\n')).toMatch(/^FEDERATION_TRACING: /);
+  });
+});
