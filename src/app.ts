@@ -3,12 +3,15 @@ import { createYoga, maskError, type Plugin, type YogaServerInstance } from 'gra
 import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
 import { schema } from './graphql/schema.js';
+import type { RedisStatus } from './link-structure/shared-tier.js';
 import type { Logger } from './logger.js';
 
 export interface AppDeps extends ContextDeps {
   logger: Logger;
   /** `demo` when answering from the built-in simulator instead of Just One API. */
   mode: 'live' | 'demo';
+  /** The shared Redis cache's state, reported by /health; `disabled` when absent. */
+  redisStatus?: () => RedisStatus;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -47,24 +50,32 @@ export function createApp(deps: AppDeps): App {
         return maskError(error, message, false);
       },
     },
-    plugins: [graphiql.plugin, useHealth(deps.mode)],
+    plugins: [graphiql.plugin, useHealth(deps.mode, deps.redisStatus)],
   });
 }
 
-function useHealth(mode: AppDeps['mode']): Plugin {
+function useHealth(mode: AppDeps['mode'], redisStatus: AppDeps['redisStatus']): Plugin {
   const startedAt = Date.now();
   return {
     onRequest({ url, endResponse, fetchAPI }) {
       if (url.pathname !== '/health') return;
       endResponse(
         fetchAPI.Response.json(
-          { status: 'ok', mode, uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) },
+          {
+            status: 'ok',
+            mode,
+            uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+            // Informational: the gateway serves without Redis, so a Redis outage does not fail this check.
+            redis: redisHealth[redisStatus?.() ?? 'disabled'],
+          },
           { headers: { 'cache-control': 'no-store' } },
         ),
       );
     },
   };
 }
+
+const redisHealth = { ready: 'up', down: 'down', disabled: 'disabled' } as const satisfies Record<RedisStatus, string>;
 
 /** A GraphQLError thrown on purpose (ours, or Yoga's/graphql-js's own), not one wrapping an accident. */
 function isDeliberate(error: unknown): boolean {

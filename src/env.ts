@@ -17,6 +17,14 @@ const upstream = z.object({
 const cache = z.object({
   CACHE_TTL_SECONDS: int(0, 900),
   CACHE_MAX_ENTRIES: int(1, 10_000),
+  CACHE_STALE_SECONDS: int(0, 86_400),
+});
+
+// Unset REDIS_URL: the in-process cache alone. Set: Redis behind it, shared by every replica.
+const sharedCache = z.object({
+  REDIS_URL: z.preprocess(unsetIfEmpty, z.url({ protocol: /^rediss?$/ }).optional()),
+  REDIS_KEY_PREFIX: z.preprocess(unsetIfEmpty, z.string().default('xingtu-gw:v1:')),
+  REDIS_TIMEOUT_MS: int(1, 200),
 });
 
 const server = z.object({
@@ -26,7 +34,7 @@ const server = z.object({
   LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(logLevels).default('info')),
 });
 
-const environment = upstream.extend(cache.shape).extend(server.shape);
+const environment = upstream.extend(cache.shape).extend(sharedCache.shape).extend(server.shape);
 
 export type Env = z.infer<typeof environment>;
 
