@@ -90,6 +90,19 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(await health(a)).toMatchObject({ status: 'ok', redis: 'up' });
   });
 
+  it('a replica that read an answer from Redis keeps it in memory only until the first fetch’s TTL', async () => {
+    const { upstream, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '1', CACHE_STALE_SECONDS: '0' });
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    await a.query(query('106'));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await b.query(query('106'));
+    expect(upstream.calls()).toBe(1);
+    // 1.1 s after a's fetch: b's in-memory copy (read at 0.5 s) has expired with it, not 1 s after b read it.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    await b.query(query('106'));
+    expect(upstream.calls()).toBe(2);
+  });
+
   it('keeps replicas with different REDIS_KEY_PREFIX apart', async () => {
     const { upstream, control } = await setUp(0);
     const one = createTestGateway(upstream.url, { REDIS_URL: redis!.url, REDIS_KEY_PREFIX: 'team-a:' });
@@ -188,6 +201,8 @@ describe('REDIS_URL: replicas share one cache', () => {
     // A stale answer is not kept as fresh in memory: the next request asks the upstream again.
     await gateway.query(query('301'));
     expect(upstream.calls('301')).toBe(2);
+    // Marked for whoever shows staleness (the GraphQL field comes with stale-if-error in the in-process cache).
+    expect(await gateway.sharedTier!.fetch({ kolId: '301', acceptCache: false })).toMatchObject({ kolId: '301', stale: true });
 
     const healthy = await gateway.query(query('302'));
     expect(healthy.body.data.creator.linkStructure.summary.value).toBe(9875885);
