@@ -1,10 +1,10 @@
 import { Redis } from 'ioredis';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { parseEnv } from '../src/env.js';
 import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
 import { startMain } from './main-process.js';
-import { freePort, requireRedisServer, startRedisServer, type RedisServer } from './redis-server.js';
+import { freePort, startRedisServer, type RedisServer } from './redis-server.js';
 
 const prefix = 'xingtu-gw:v1:';
 const linkKey = (kolId: string) => `${prefix}link:${kolId}:fresh`;
@@ -14,11 +14,6 @@ let upstream: FakeUpstream | undefined;
 let redis: RedisServer | undefined;
 let control: Redis | undefined;
 let gateways: TestGateway[] = [];
-
-beforeAll(() => {
-  // Missing redis-server is a failure with instructions, not a silent skip.
-  requireRedisServer();
-});
 
 afterEach(async () => {
   await Promise.all(gateways.map((gateway) => gateway.close()));
@@ -31,7 +26,10 @@ afterEach(async () => {
   upstream = undefined;
 });
 
-/** A fake upstream, a fresh redis-server, a control connection to it, and `replicas` gateways sharing both. */
+/**
+ * A fake upstream, a fresh redis-server, a control connection to it, and `replicas` gateways sharing both.
+ * Without redis-server installed, every test that needs one fails saying how to install it (never skips).
+ */
 async function setUp(replicas: number, vars: Record<string, string> = {}, delayMs = 0) {
   upstream = await startFakeUpstream(() => reply.ok(undefined, delayMs));
   redis = await startRedisServer();

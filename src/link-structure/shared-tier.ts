@@ -152,7 +152,10 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   });
 
   // Subscriber mode takes a connection of its own.
-  const subscriber = redis.duplicate({ connectionName: `${redis.options.connectionName ?? 'xingtu-gateway'}-sub`, autoResubscribe: false });
+  const subscriber = redis.duplicate({
+    connectionName: `${redis.options.connectionName ?? 'xingtu-gateway'}-sub`,
+    autoResubscribe: false,
+  });
   subscriber.on('error', (error: unknown) => warnLimited('redis subscriber connection error', { error: errorText(error) }));
   // Subscribed on every (re)connection; until then waiters fall back to polling.
   subscriber.on('ready', () => {
@@ -397,7 +400,11 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     counters,
     async close() {
       closed = true;
-      await Promise.all([redis, subscriber].map((client) => (client.status === 'ready' ? client.quit().catch(() => client.disconnect()) : client.disconnect())));
+      await Promise.all(
+        [redis, subscriber].map((client) =>
+          client.status === 'ready' ? client.quit().catch(() => client.disconnect()) : client.disconnect(),
+        ),
+      );
     },
   };
 }
