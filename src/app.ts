@@ -4,6 +4,7 @@ import { createYoga, maskError, type Plugin, type YogaServerInstance } from 'gra
 import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
 import { subgraphSchema } from './graphql/schema.js';
+import type { RedisStatus } from './link-structure/shared-tier.js';
 import type { Logger } from './logger.js';
 
 export interface AppDeps extends ContextDeps {
@@ -14,6 +15,8 @@ export interface AppDeps extends ContextDeps {
   upstreamEndpoint: () => string;
   /** Answer `apollo-federation-include-trace: ftv1` with a federated trace in `extensions.ftv1`. */
   federationTracing?: boolean;
+  /** The shared Redis cache's state, reported by /health; `disabled` when absent. */
+  redisStatus?: () => RedisStatus;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -57,13 +60,13 @@ export function createApp(deps: AppDeps): App {
     },
     plugins: [
       graphiql.plugin,
-      useHealth(deps.mode, deps.upstreamEndpoint),
+      useHealth(deps.mode, deps.upstreamEndpoint, deps.redisStatus),
       ...(deps.federationTracing ? [useApolloInlineTrace()] : []),
     ],
   });
 }
 
-function useHealth(mode: AppDeps['mode'], upstreamEndpoint: AppDeps['upstreamEndpoint']): Plugin {
+function useHealth(mode: AppDeps['mode'], upstreamEndpoint: AppDeps['upstreamEndpoint'], redisStatus: AppDeps['redisStatus']): Plugin {
   const startedAt = Date.now();
   return {
     onRequest({ url, endResponse, fetchAPI }) {
@@ -75,6 +78,8 @@ function useHealth(mode: AppDeps['mode'], upstreamEndpoint: AppDeps['upstreamEnd
             mode,
             upstreamEndpoint: upstreamEndpoint(),
             uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+            // Informational: the gateway serves without Redis, so a Redis outage does not fail this check.
+            redis: redisHealth[redisStatus?.() ?? 'disabled'],
           },
           { headers: { 'cache-control': 'no-store' } },
         ),
@@ -82,6 +87,8 @@ function useHealth(mode: AppDeps['mode'], upstreamEndpoint: AppDeps['upstreamEnd
     },
   };
 }
+
+const redisHealth = { ready: 'up', down: 'down', disabled: 'disabled' } as const satisfies Record<RedisStatus, string>;
 
 /** A GraphQLError thrown on purpose (ours, or Yoga's/graphql-js's own), not one wrapping an accident. */
 function isDeliberate(error: unknown): boolean {

@@ -23,6 +23,14 @@ const linkEndpoint = z.object({
 const cache = z.object({
   CACHE_TTL_SECONDS: int(0, 900),
   CACHE_MAX_ENTRIES: int(1, 10_000),
+  CACHE_STALE_SECONDS: int(0, 86_400),
+});
+
+// Unset REDIS_URL: the in-process cache alone. Set: Redis behind it, shared by every replica.
+const sharedCache = z.object({
+  REDIS_URL: z.preprocess(unsetIfEmpty, z.url({ protocol: /^rediss?$/ }).optional()),
+  REDIS_KEY_PREFIX: z.preprocess(unsetIfEmpty, z.string().default('xingtu-gw:v1:')),
+  REDIS_TIMEOUT_MS: int(1, 200),
 });
 
 const server = z.object({
@@ -38,7 +46,7 @@ const federation = z.object({
   FEDERATION_TRACING: z.preprocess(unsetIfEmpty, z.stringbool().default(false)),
 });
 
-const environment = upstream.extend(cache.shape).extend(server.shape).extend(linkEndpoint.shape).extend(federation.shape);
+const environment = upstream.extend(cache.shape).extend(sharedCache.shape).extend(server.shape).extend(linkEndpoint.shape).extend(federation.shape);
 
 export type Env = z.infer<typeof environment>;
 

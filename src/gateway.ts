@@ -1,7 +1,9 @@
 import { createApp, type App } from './app.js';
 import type { Env } from './env.js';
 import { createLinkStructureCache, type LinkStructureCache } from './link-structure/link-structure-cache.js';
+import { createSharedTier, type RedisStatus, type SharedTier } from './link-structure/shared-tier.js';
 import type { Logger } from './logger.js';
+import { createRedisClient } from './redis-client.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
 export interface GatewayOptions {
@@ -15,7 +17,10 @@ export interface Gateway {
   app: App;
   upstream: UpstreamClient;
   linkStructures: LinkStructureCache;
-  /** Releases long-lived resources (the upstream connection pool) once the server has stopped. */
+  /** The Redis level shared by every replica; undefined without REDIS_URL. */
+  sharedTier: SharedTier | undefined;
+  redisStatus(): RedisStatus;
+  /** Releases long-lived resources (the upstream connection pool, Redis connections) once the server has stopped. */
   close(): Promise<void>;
 }
 
@@ -36,8 +41,10 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     endpoint: env.JUSTONEAPI_LINK_ENDPOINT,
     logger,
   });
+  const sharedTier = env.REDIS_URL ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream) : undefined;
+  const redisStatus = (): RedisStatus => sharedTier?.status ?? 'disabled';
   const linkStructures = createLinkStructureCache({
-    fetch: upstream.fetchLinkStructure,
+    fetch: sharedTier?.fetch ?? upstream.fetchLinkStructure,
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
   });
@@ -48,6 +55,35 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     mode: options.mode,
     upstreamEndpoint: () => upstream.activeEndpoint,
     federationTracing: env.FEDERATION_TRACING,
+    redisStatus,
   });
-  return { app, upstream, linkStructures, close: () => upstream.close() };
+  return {
+    app,
+    upstream,
+    linkStructures,
+    sharedTier,
+    redisStatus,
+    async close() {
+      await sharedTier?.close();
+      await upstream.close();
+    },
+  };
+}
+
+function createGatewaySharedTier(env: Env, redisUrl: string, logger: Logger, upstream: UpstreamClient): SharedTier {
+  // The longest one upstream fetch can take (every attempt timing out, the longest backoffs between them):
+  // a replica waits that long for another's call before making its own.
+  const upstreamBudgetMs =
+    env.UPSTREAM_TIMEOUT_MS * (env.UPSTREAM_RETRIES + 1) + env.UPSTREAM_RETRY_BASE_MS * (2 ** env.UPSTREAM_RETRIES - 1) + 1_000;
+  return createSharedTier({
+    redis: createRedisClient(redisUrl, { commandTimeoutMs: env.REDIS_TIMEOUT_MS }),
+    prefix: env.REDIS_KEY_PREFIX,
+    ttlMs: env.CACHE_TTL_SECONDS * 1000,
+    staleMs: env.CACHE_STALE_SECONDS * 1000,
+    // Renewed while the holder's call runs, so a holder that dies blocks the others for at most this long.
+    lockTtlMs: 5_000,
+    waitTimeoutMs: upstreamBudgetMs,
+    logger: logger.child({ component: 'shared-cache' }),
+    fetch: upstream.fetchLinkStructure,
+  });
 }

@@ -6,7 +6,9 @@ import { startSimulator } from './upstream/simulator.js';
 
 const env = loadEnv();
 const token = env.JUSTONEAPI_TOKEN;
-const logger = createLogger({ level: env.LOG_LEVEL, secrets: token ? [token] : [] });
+// A password in REDIS_URL is a secret like the token: redacted from every log line, whatever quotes it.
+const redisPassword = env.REDIS_URL ? decodeURIComponent(new URL(env.REDIS_URL).password) : '';
+const logger = createLogger({ level: env.LOG_LEVEL, secrets: [token ?? '', redisPassword] });
 
 // No token: answer from the built-in simulator so a fresh clone works offline, and say so loudly.
 const simulator = token ? undefined : await startSimulator();

@@ -2,6 +2,7 @@ import type { App } from '../src/app.js';
 import { parseEnv, type Env } from '../src/env.js';
 import { createGateway } from '../src/gateway.js';
 import type { LinkStructureCache } from '../src/link-structure/link-structure-cache.js';
+import type { SharedTier } from '../src/link-structure/shared-tier.js';
 import { createLogger } from '../src/logger.js';
 import type { UpstreamClient } from '../src/upstream/link-struct-client.js';
 
@@ -12,6 +13,8 @@ export interface TestGateway {
   env: Env;
   cache: LinkStructureCache;
   upstream: UpstreamClient;
+  /** The Redis level, when REDIS_URL is set. */
+  sharedTier: SharedTier | undefined;
   /** Every log line the gateway wrote, parsed. */
   logs: Array<Record<string, unknown>>;
   /** The raw lines, for grepping for secrets. */
@@ -63,6 +66,7 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
     env,
     cache: gateway.linkStructures,
     upstream: gateway.upstream,
+    sharedTier: gateway.sharedTier,
     logs,
     rawLogs,
     async query(query, variables, headers = {}) {

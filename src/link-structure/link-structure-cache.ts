@@ -49,7 +49,10 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const call = options
         .fetch(request)
         .then((value) => {
-          entries?.set(key, value);
+          // Kept for what is left of the TTL since the upstream answered: a value another replica fetched
+          // (through Redis) is already part-way through it, and one served stale is past it.
+          const ttl = Math.min(options.ttlMs, options.ttlMs - (Date.now() - value.fetchedAt.getTime()));
+          if (ttl > 0) entries?.set(key, value, { ttl });
           return value;
         })
         .finally(() => inFlight.delete(key));

@@ -1,0 +1,415 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { errorCatalog, type ErrorCode } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { UpstreamError } from '../upstream/upstream-error.js';
+import { linkStructureRequestKey, linkStructureSchema, type LinkStructure, type LinkStructureRequest } from './model.js';
+
+/** A shared answer; `stale` when it is past its TTL and served only because the upstream failed. */
+export type SharedLinkStructure = LinkStructure & { stale?: boolean };
+
+/** `disabled`: no REDIS_URL. `down`: Redis unreachable, slow or failing; the gateway answers without it. */
+export type RedisStatus = 'ready' | 'down' | 'disabled';
+
+export const sharedTierEvents = [
+  /** A fresh answer read from Redis: no upstream call. */
+  'redis_hit',
+  /** Nothing usable in Redis (absent, expired, stale, corrupt or foreign). */
+  'redis_miss',
+  /** A Redis command failed or timed out. */
+  'redis_error',
+  /** Redis was skipped (down, or failing recently): straight to the upstream. */
+  'redis_bypass',
+  /** Another replica held the lock for this creator: waited for its answer. */
+  'lock_wait',
+  /** A lock holder vanished (its lock expired unfilled): this replica took over the call. */
+  'lock_takeover',
+  /** The upstream failed and an answer past its TTL, within CACHE_STALE_SECONDS, was served instead. */
+  'stale_served',
+] as const;
+export type SharedTierEvent = (typeof sharedTierEvents)[number];
+
+export interface SharedTierOptions {
+  /** Owned by the tier from now on: closed by close(). A second connection is opened from it for pub/sub. */
+  redis: Redis;
+  /** Namespace (and format version) of every key and channel, e.g. `xingtu-gw:v1:`. */
+  prefix: string;
+  /** An answer younger than this is served as fresh. */
+  ttlMs: number;
+  /** How long past ttlMs an answer is kept, to be served only when the upstream fails. */
+  staleMs: number;
+  /** Expiry of a fill lock; the holder renews it while its call runs, so this bounds a dead holder's hold. */
+  lockTtlMs: number;
+  /** Longest a replica waits for another's call before calling the upstream itself. */
+  waitTimeoutMs: number;
+  /** How often a waiter re-checks Redis, in case it missed the fill message or the holder died. */
+  pollMs?: number;
+  /** After a failed command, Redis is skipped this long (unless the connection comes back first). */
+  cooldownMs?: number;
+  logger: Logger;
+  /** The upstream call a miss makes. */
+  fetch: (request: LinkStructureRequest) => Promise<LinkStructure>;
+  /** Observes what the tier did (metrics). */
+  onEvent?: (event: SharedTierEvent) => void;
+}
+
+export interface SharedTier {
+  /** Same contract as the upstream client's fetch: an answer, or the upstream's error. Never a Redis error. */
+  fetch(request: LinkStructureRequest): Promise<SharedLinkStructure>;
+  readonly status: Exclude<RedisStatus, 'disabled'>;
+  /** How often each event happened since start. */
+  readonly counters: Readonly<Record<SharedTierEvent, number>>;
+  close(): Promise<void>;
+}
+
+/** What is stored under a link key: versioned, so a future format is a miss rather than a misread. */
+const entrySchema = z.object({
+  v: z.literal(1),
+  /** Epoch ms when the answer was stored; freshness is measured from here. */
+  storedAt: z.number(),
+  value: linkStructureSchema,
+});
+type Entry = z.infer<typeof entrySchema>;
+
+const errorCodes = Object.keys(errorCatalog) as [ErrorCode, ...ErrorCode[]];
+
+/** Published on the fill channel when a lock holder's call ends, so waiters need not poll. */
+const fillMessageSchema = z.discriminatedUnion('ok', [
+  z.object({ key: z.string(), ok: z.literal(true), entry: entrySchema }),
+  z.object({ key: z.string(), ok: z.literal(false), code: z.enum(errorCodes), upstreamCode: z.number().optional() }),
+]);
+type FillMessage = z.infer<typeof fillMessageSchema>;
+
+// Delete or extend the lock only while it still holds our token: after an expiry it may be another replica's.
+const releaseLockScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const renewLockScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+
+/** A Redis failure, kept apart from upstream failures: it sends the request straight to the upstream. */
+class RedisUnavailable extends Error {
+  override name = 'RedisUnavailable';
+}
+
+const logIntervalMs = 10_000;
+
+/**
+ * The cache level shared by every replica, between the in-process cache and the upstream client:
+ * Redis read → (miss) one replica takes a lock and calls the upstream while the others wait for its
+ * answer → Redis write with TTL + stale grace → publish. Any Redis trouble sends the request straight
+ * to the upstream, as if Redis were not configured, and never reaches a GraphQL response.
+ */
+export function createSharedTier(options: SharedTierOptions): SharedTier {
+  const { redis, prefix, logger } = options;
+  const channel = `${prefix}filled`;
+  const pollMs = options.pollMs ?? Math.max(50, Math.min(250, Math.floor(options.lockTtlMs / 4)));
+  const cooldownMs = options.cooldownMs ?? 1_000;
+  const counters = Object.fromEntries(sharedTierEvents.map((event) => [event, 0])) as Record<SharedTierEvent, number>;
+  const emit = (event: SharedTierEvent) => {
+    counters[event] += 1;
+    options.onEvent?.(event);
+  };
+
+  // One warning per kind of trouble per interval, with how many were left out: Redis being down must not flood the log.
+  const lastLogged = new Map<string, { at: number; suppressed: number }>();
+  const warnLimited = (message: string, fields: Record<string, unknown> = {}) => {
+    const now = Date.now();
+    const seen = lastLogged.get(message);
+    if (seen && now - seen.at < logIntervalMs) {
+      seen.suppressed += 1;
+      return;
+    }
+    lastLogged.set(message, { at: now, suppressed: 0 });
+    logger.warn(message, { ...fields, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) });
+  };
+
+  let failing = false;
+  let skipUntil = 0;
+  let closed = false;
+  const markFailing = (cause: unknown) => {
+    emit('redis_error');
+    if (!failing) logger.warn('shared cache down: answering from this process and the upstream', { error: errorText(cause) });
+    failing = true;
+    skipUntil = Date.now() + cooldownMs;
+  };
+  const markHealthy = () => {
+    if (failing) logger.info('shared cache back');
+    failing = false;
+    skipUntil = 0;
+  };
+  const connectionUp = () => redis.status === 'ready';
+  const skipRedis = () => closed || !connectionUp() || (failing && Date.now() < skipUntil);
+
+  let connected = false;
+  redis.on('error', (error: unknown) => warnLimited('redis connection error', { error: errorText(error) }));
+  redis.on('ready', () => {
+    connected = true;
+    logger.info('redis connected');
+    markHealthy();
+  });
+  redis.on('close', () => {
+    if (connected && !closed) logger.warn('redis connection lost: answering without the shared cache until it is back');
+    connected = false;
+  });
+
+  // Subscriber mode takes a connection of its own.
+  const subscriber = redis.duplicate({
+    connectionName: `${redis.options.connectionName ?? 'xingtu-gateway'}-sub`,
+    autoResubscribe: false,
+  });
+  subscriber.on('error', (error: unknown) => warnLimited('redis subscriber connection error', { error: errorText(error) }));
+  // Subscribed on every (re)connection; until then waiters fall back to polling.
+  subscriber.on('ready', () => {
+    subscriber.subscribe(channel).catch((error: unknown) => warnLimited('redis subscribe failed', { error: errorText(error) }));
+  });
+  const waiters = new Map<string, Set<(message: FillMessage) => void>>();
+  subscriber.on('message', (_channel: string, text: string) => {
+    let key: unknown;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+      key = (parsed as { key?: unknown }).key;
+    } catch {
+      return;
+    }
+    const listeners = typeof key === 'string' ? waiters.get(key) : undefined;
+    if (!listeners) return;
+    const message = fillMessageSchema.safeParse(parsed);
+    if (!message.success) return;
+    for (const listener of listeners) listener(message.data);
+  });
+
+  /** Runs one Redis command; a failure marks Redis as failing and becomes RedisUnavailable. */
+  async function command<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      const result = await run();
+      markHealthy();
+      return result;
+    } catch (cause) {
+      markFailing(cause);
+      throw new RedisUnavailable(errorText(cause), { cause });
+    }
+  }
+
+  /** Best effort: a failure is counted and logged, and the caller carries on. */
+  const attempt = (run: () => Promise<unknown>) => command(run).catch(() => undefined);
+
+  async function read(key: string, request: LinkStructureRequest): Promise<Entry | undefined> {
+    let text: string | null;
+    try {
+      text = await redis.get(key);
+      markHealthy();
+    } catch (cause) {
+      // Another type stored under our key: Redis answered, so it is up; the value is just not ours.
+      if (cause instanceof Error && cause.message.startsWith('WRONGTYPE')) {
+        markHealthy();
+        return unreadable(key, 'not a string');
+      }
+      markFailing(cause);
+      throw new RedisUnavailable(errorText(cause), { cause });
+    }
+    if (text === null) return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return unreadable(key, 'not JSON');
+    }
+    const entry = entrySchema.safeParse(json);
+    if (!entry.success) return unreadable(key, 'not a link-structure entry');
+    if (entry.data.value.kolId !== request.kolId) return unreadable(key, 'another creator’s entry');
+    return entry.data;
+  }
+
+  function unreadable(key: string, reason: string): undefined {
+    // The key's name is ours and safe to log; the value is not logged (it could be anything).
+    warnLimited('ignoring an unreadable shared cache entry', { key, reason });
+    return undefined;
+  }
+
+  const ageMs = (entry: Entry) => Date.now() - entry.storedAt;
+  const isFresh = (entry: Entry) => ageMs(entry) < options.ttlMs;
+  const isUsableStale = (entry: Entry) => ageMs(entry) < options.ttlMs + options.staleMs;
+
+  function serveStale(stale: LinkStructure, error: unknown): SharedLinkStructure {
+    emit('stale_served');
+    logger.warn('upstream failed: serving an answer past its TTL', {
+      kolId: stale.kolId,
+      fetchedAt: stale.fetchedAt,
+      code: error instanceof UpstreamError ? error.code : undefined,
+    });
+    return { ...stale, stale: true };
+  }
+
+  /** The upstream alone, as without Redis; a stale answer already read still covers a failure. */
+  async function direct(request: LinkStructureRequest, stale: LinkStructure | undefined): Promise<SharedLinkStructure> {
+    try {
+      return await options.fetch(request);
+    } catch (error) {
+      if (stale) return serveStale(stale, error);
+      throw error;
+    }
+  }
+
+  /** Waits for a fill message about `key`; resolves undefined after `ms` without one. */
+  function listen(key: string) {
+    let deliver: ((message: FillMessage) => void) | undefined;
+    let received: FillMessage | undefined;
+    const listener = (message: FillMessage) => {
+      received = message;
+      deliver?.(message);
+    };
+    const set = waiters.get(key) ?? new Set();
+    set.add(listener);
+    waiters.set(key, set);
+    return {
+      wait: (ms: number) =>
+        new Promise<FillMessage | undefined>((resolve) => {
+          if (received) return resolve(received);
+          const timer = setTimeout(() => resolve(undefined), ms);
+          deliver = (message) => {
+            clearTimeout(timer);
+            resolve(message);
+          };
+        }),
+      stop: () => {
+        set.delete(listener);
+        if (set.size === 0 && waiters.get(key) === set) waiters.delete(key);
+      },
+    };
+  }
+
+  /** This replica holds the lock: call the upstream once, store and announce the outcome, release. */
+  async function fill(
+    request: LinkStructureRequest,
+    key: string,
+    lockKey: string,
+    token: string,
+    stale: LinkStructure | undefined,
+  ): Promise<SharedLinkStructure> {
+    const renew = setInterval(
+      () => void attempt(() => redis.eval(renewLockScript, 1, lockKey, token, String(options.lockTtlMs))),
+      Math.max(1, Math.floor(options.lockTtlMs / 3)),
+    );
+    renew.unref();
+    const release = () => attempt(() => redis.eval(releaseLockScript, 1, lockKey, token));
+    try {
+      // Another replica may have filled the key between our read and our lock.
+      const current = await read(key, request).catch(() => undefined);
+      if (current && isFresh(current)) return current.value;
+
+      let value: LinkStructure;
+      try {
+        value = await options.fetch(request);
+      } catch (error) {
+        const failure =
+          error instanceof UpstreamError
+            ? { key, ok: false as const, code: error.code, upstreamCode: error.upstreamCode }
+            : { key, ok: false as const, code: 'UPSTREAM_BAD_RESPONSE' as const };
+        await Promise.all([attempt(() => redis.publish(channel, JSON.stringify(failure))), release()]);
+        if (stale) return serveStale(stale, error);
+        throw error;
+      }
+      const entry: Entry = { v: 1, storedAt: Date.now(), value };
+      const keepMs = options.ttlMs + options.staleMs;
+      // Sent back to back on one connection, so Redis stores before it announces and releases.
+      await Promise.all([
+        keepMs > 0 ? attempt(() => redis.set(key, JSON.stringify(entry), 'PX', keepMs)) : undefined,
+        attempt(() => redis.publish(channel, JSON.stringify({ key, ok: true, entry } satisfies FillMessage))),
+        release(),
+      ]);
+      return value;
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  /** Nothing fresh in Redis: take the lock and fill, or wait for the replica that has it. */
+  async function fillOrWait(
+    request: LinkStructureRequest,
+    key: string,
+    stale: LinkStructure | undefined,
+  ): Promise<SharedLinkStructure> {
+    const lockKey = `${prefix}lock:${linkStructureRequestKey(request)}`;
+    const deadline = Date.now() + options.waitTimeoutMs;
+    let waited = false;
+    for (;;) {
+      // Listening before trying the lock: a fill that ends right after our failed attempt is not missed.
+      const fillMessage = listen(key);
+      try {
+        const token = randomUUID();
+        const acquired = await command(() => redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX'));
+        if (acquired === 'OK') {
+          if (waited) {
+            emit('lock_takeover');
+            logger.info('took over an expired fill lock', { kolId: request.kolId });
+          }
+          return await fill(request, key, lockKey, token, stale);
+        }
+        if (!waited) emit('lock_wait');
+        waited = true;
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          warnLimited('gave up waiting for another replica’s upstream call', { kolId: request.kolId });
+          return await direct(request, stale);
+        }
+        const message = await fillMessage.wait(Math.min(pollMs, remaining));
+        if (message?.ok) return message.entry.value;
+        if (message && !message.ok) {
+          const error = new UpstreamError(message.code, 'the upstream call another replica made for this creator failed', {
+            upstreamCode: message.upstreamCode,
+          });
+          if (stale) return serveStale(stale, error);
+          throw error;
+        }
+        // No message in time: the fill may have happened unannounced (subscriber down), or the holder died.
+        const entry = await read(key, request);
+        if (entry && isFresh(entry)) return entry.value;
+      } finally {
+        fillMessage.stop();
+      }
+    }
+  }
+
+  async function fetch(request: LinkStructureRequest): Promise<SharedLinkStructure> {
+    if (skipRedis()) {
+      emit('redis_bypass');
+      return options.fetch(request);
+    }
+    const key = `${prefix}link:${linkStructureRequestKey(request)}`;
+    let stale: LinkStructure | undefined;
+    try {
+      const entry = await read(key, request);
+      if (entry && isFresh(entry)) {
+        emit('redis_hit');
+        return entry.value;
+      }
+      emit('redis_miss');
+      if (entry && isUsableStale(entry)) stale = entry.value;
+      return await fillOrWait(request, key, stale);
+    } catch (error) {
+      if (error instanceof RedisUnavailable) return direct(request, stale);
+      throw error;
+    }
+  }
+
+  return {
+    fetch,
+    get status() {
+      return connectionUp() && !failing ? 'ready' : 'down';
+    },
+    counters,
+    async close() {
+      closed = true;
+      await Promise.all(
+        [redis, subscriber].map((client) =>
+          client.status === 'ready' ? client.quit().catch(() => client.disconnect()) : client.disconnect(),
+        ),
+      );
+    },
+  };
+}
+
+/** An error's class and message only: ioredis errors carry no credentials, but their objects carry the whole command. */
+function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

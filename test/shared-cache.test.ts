@@ -1,0 +1,331 @@
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseEnv } from '../src/env.js';
+import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { startMain } from './main-process.js';
+import { freePort, startRedisServer, type RedisServer } from './redis-server.js';
+
+const prefix = 'xingtu-gw:v1:';
+const linkKey = (kolId: string) => `${prefix}link:${kolId}:fresh:SHORT_VIDEO`;
+const query = (kolId: string) => `{ creator(kolId: "${kolId}") { linkStructure { fetchedAt summary { value } } } }`;
+
+let upstream: FakeUpstream | undefined;
+let redis: RedisServer | undefined;
+let control: Redis | undefined;
+let gateways: TestGateway[] = [];
+
+afterEach(async () => {
+  await Promise.all(gateways.map((gateway) => gateway.close()));
+  gateways = [];
+  control?.disconnect();
+  control = undefined;
+  await redis?.close();
+  redis = undefined;
+  await upstream?.close();
+  upstream = undefined;
+});
+
+/**
+ * A fake upstream, a fresh redis-server, a control connection to it, and `replicas` gateways sharing both.
+ * Without redis-server installed, every test that needs one fails saying how to install it (never skips).
+ */
+async function setUp(replicas: number, vars: Record<string, string> = {}, delayMs = 0) {
+  upstream = await startFakeUpstream(() => reply.ok(undefined, delayMs));
+  redis = await startRedisServer();
+  control = new Redis(redis.url);
+  const url = upstream.url;
+  const redisUrl = redis.url;
+  gateways = Array.from({ length: replicas }, () =>
+    createTestGateway(url, { REDIS_URL: redisUrl, REDIS_TIMEOUT_MS: '100', UPSTREAM_RETRIES: '0', ...vars }),
+  );
+  await Promise.all(gateways.map((gateway) => waitFor(() => gateway.sharedTier?.status === 'ready')));
+  await waitFor(async () => (await fillListeners(control!)) === replicas);
+  return { upstream, redis, control, gateways };
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** How many connections listen for fill messages: one per replica once its subscriber is up. */
+async function fillListeners(control: Redis): Promise<number> {
+  const [, count] = (await control.pubsub('NUMSUB', `${prefix}filled`)) as [string, number];
+  return count;
+}
+
+async function health(gateway: TestGateway) {
+  const response = await gateway.app.fetch('http://gateway.test/health');
+  return (await response.json()) as { status: string; redis: string };
+}
+
+describe('REDIS_URL: replicas share one cache', () => {
+  it('a value one replica fetched is served by another with zero upstream calls, until its TTL', async () => {
+    const { upstream, control, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '600' });
+    const [a, b] = gateways as [TestGateway, TestGateway];
+
+    const first = await a.query(query('101'));
+    expect(first.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(1);
+
+    const second = await b.query(query('101'));
+    // The same answer, fetchedAt included: it is a's upstream answer, not a new one.
+    expect(second.body).toEqual(first.body);
+    expect(upstream.calls()).toBe(1);
+    expect(b.sharedTier?.counters.redis_hit).toBe(1);
+
+    // Namespaced, versioned, and kept for TTL + stale grace (CACHE_STALE_SECONDS defaults to a day).
+    const stored = JSON.parse((await control.get(linkKey('101')))!);
+    expect(stored).toMatchObject({ v: 1, value: { kolId: '101', fetchedAt: first.body.data.creator.linkStructure.fetchedAt } });
+    const pttl = await control.pttl(linkKey('101'));
+    expect(pttl).toBeGreaterThan((600 + 86_400) * 1000 - 10_000);
+    expect(pttl).toBeLessThanOrEqual((600 + 86_400) * 1000);
+
+    expect(await health(a)).toMatchObject({ status: 'ok', redis: 'up' });
+  });
+
+  it('a replica that read an answer from Redis keeps it in memory only until the first fetch’s TTL', async () => {
+    const { upstream, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '1', CACHE_STALE_SECONDS: '0' });
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    await a.query(query('106'));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await b.query(query('106'));
+    expect(upstream.calls()).toBe(1);
+    // 1.1 s after a's fetch: b's in-memory copy (read at 0.5 s) has expired with it, not 1 s after b read it.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    await b.query(query('106'));
+    expect(upstream.calls()).toBe(2);
+  });
+
+  it('keeps replicas with different REDIS_KEY_PREFIX apart', async () => {
+    const { upstream, control } = await setUp(0);
+    const one = createTestGateway(upstream.url, { REDIS_URL: redis!.url, REDIS_KEY_PREFIX: 'team-a:' });
+    const two = createTestGateway(upstream.url, { REDIS_URL: redis!.url, REDIS_KEY_PREFIX: 'team-b:' });
+    gateways.push(one, two);
+    await waitFor(() => one.sharedTier?.status === 'ready' && two.sharedTier?.status === 'ready');
+    await one.query(query('102'));
+    await two.query(query('102'));
+    expect(upstream.calls()).toBe(2);
+    expect((await control.keys('*')).sort()).toEqual(['team-a:link:102:fresh:SHORT_VIDEO', 'team-b:link:102:fresh:SHORT_VIDEO']);
+  });
+
+  it('10 concurrent misses spread over 3 replicas make one upstream call', async () => {
+    const { upstream, gateways } = await setUp(3, {}, 200);
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, index) => gateways[index % 3]!.query(query('103'))));
+    for (const answer of answers) {
+      expect(answer.body.errors).toBeUndefined();
+      expect(answer.body).toEqual(answers[0]!.body);
+    }
+    expect(upstream.calls()).toBe(1);
+    // One replica called; the two others waited for it.
+    const waits = gateways.map((gateway) => gateway.sharedTier?.counters.lock_wait ?? 0);
+    expect(waits.sort()).toEqual([0, 1, 1]);
+  });
+
+  it('shares a failed call with the replicas waiting for it, without storing it', async () => {
+    const { upstream, control, gateways } = await setUp(3);
+    upstream.setBehaviour((request) =>
+      request.nth === 1 ? { kind: 'json', body: { code: 303, message: 'quota', data: null }, delayMs: 200 } : reply.ok(),
+    );
+    const answers = await Promise.all(gateways.map((gateway) => gateway.query(query('104'))));
+    for (const answer of answers) expect(answer.body.errors?.[0]?.extensions?.code).toBe('UPSTREAM_QUOTA_EXCEEDED');
+    expect(upstream.calls()).toBe(1);
+    expect(await control.exists(linkKey('104'))).toBe(0);
+
+    const later = await gateways[1]!.query(query('104'));
+    expect(later.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls()).toBe(2);
+  });
+
+  it('takes over when the lock holder died: its lock expires and another replica makes the call', async () => {
+    const { upstream, control, gateways } = await setUp(1);
+    // A holder that took the lock and vanished without filling or releasing it.
+    await control.set(`${prefix}lock:105:fresh:SHORT_VIDEO`, 'dead-replica', 'PX', 400);
+    const answer = await gateways[0]!.query(query('105'));
+    expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls()).toBe(1);
+    expect(gateways[0]!.sharedTier?.counters).toMatchObject({ lock_wait: 1, lock_takeover: 1 });
+  });
+
+  it('treats a corrupt or foreign value in Redis as a miss, and replaces it', async () => {
+    const { upstream, control, gateways } = await setUp(1);
+    const gateway = gateways[0]!;
+    const valid = { v: 1, storedAt: Date.now(), value: { kolId: '1', authorLinkType: null, buckets: [], summary: null, fetchedAt: new Date() } };
+    const bad: Record<string, () => Promise<unknown>> = {
+      '201': () => control.set(linkKey('201'), 'not json {'),
+      '202': () => control.set(linkKey('202'), JSON.stringify({ hello: 'world' })),
+      '203': () => control.set(linkKey('203'), JSON.stringify({ ...valid, v: 2, value: { ...valid.value, kolId: '203' } })),
+      '204': () => control.set(linkKey('204'), JSON.stringify({ ...valid, value: { ...valid.value, buckets: 'many' } })),
+      // A valid entry, but another creator's: never served under this kolId.
+      '205': () => control.set(linkKey('205'), JSON.stringify(valid)),
+      // Not even a string.
+      '206': () => control.rpush(linkKey('206'), 'x'),
+    };
+    for (const [kolId, write] of Object.entries(bad)) {
+      await write();
+      const answer = await gateway.query(query(kolId));
+      expect(answer.body.errors).toBeUndefined();
+      expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+      expect(upstream.calls(kolId)).toBe(1);
+      expect(JSON.parse((await control.get(linkKey(kolId)))!)).toMatchObject({ v: 1, value: { kolId } });
+    }
+    expect(gateway.sharedTier?.counters).toMatchObject({ redis_miss: 6, redis_error: 0 });
+    expect(gateway.sharedTier?.status).toBe('ready');
+    expect(gateway.logs.filter((line) => line.msg === 'ignoring an unreadable shared cache entry').length).toBeGreaterThan(0);
+  });
+
+  it('serves an entry past its TTL only when the upstream fails, marked stale', async () => {
+    const { upstream, control, gateways } = await setUp(1, { CACHE_TTL_SECONDS: '60', CACHE_STALE_SECONDS: '3600' });
+    const gateway = gateways[0]!;
+    const fetchedAt = new Date(Date.now() - 120_000);
+    const old = {
+      v: 1,
+      storedAt: fetchedAt.getTime(),
+      value: { kolId: '301', platform: 'SHORT_VIDEO', source: 'v1', authorLinkType: 'old', buckets: [], summary: { value: 1, rankPercent: null, relativeRatio: null }, fetchedAt },
+    };
+    await control.set(linkKey('301'), JSON.stringify(old));
+    await control.set(linkKey('302'), JSON.stringify({ ...old, value: { ...old.value, kolId: '302' } }));
+
+    upstream.setBehaviour((request) => (request.kolId === '301' ? reply.business(500) : reply.ok()));
+    const failing = await gateway.query(query('301'));
+    expect(failing.body.errors).toBeUndefined();
+    expect(failing.body.data.creator.linkStructure).toEqual({ fetchedAt: fetchedAt.toISOString(), summary: { value: 1 } });
+    expect(upstream.calls('301')).toBe(1);
+    expect(gateway.sharedTier?.counters.stale_served).toBe(1);
+    // A stale answer is not kept as fresh in memory: the next request asks the upstream again.
+    await gateway.query(query('301'));
+    expect(upstream.calls('301')).toBe(2);
+    // Marked for whoever shows staleness (the GraphQL field comes with stale-if-error in the in-process cache).
+    expect(await gateway.sharedTier!.fetch({ kolId: '301', acceptCache: false, platform: 'SHORT_VIDEO' })).toMatchObject({ kolId: '301', stale: true });
+
+    const healthy = await gateway.query(query('302'));
+    expect(healthy.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls('302')).toBe(1);
+  });
+});
+
+describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
+  it('keeps answering from the upstream when Redis is killed, and shares again once it is back', async () => {
+    const { upstream, redis, control, gateways } = await setUp(2);
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    await a.query(query('401'));
+    await b.query(query('401'));
+    expect(upstream.calls('401')).toBe(1);
+
+    await redis.kill();
+    await waitFor(() => a.sharedTier?.status === 'down' && b.sharedTier?.status === 'down');
+    for (const gateway of [a, b]) {
+      const answer = await gateway.query(query('402'));
+      expect(answer.body.errors).toBeUndefined();
+      expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+      expect(await health(gateway)).toMatchObject({ status: 'ok', redis: 'down' });
+    }
+    // No sharing without Redis: each replica paid for its own call.
+    expect(upstream.calls('402')).toBe(2);
+    expect(a.logs.some((line) => line.msg === 'redis connection lost: answering without the shared cache until it is back')).toBe(true);
+
+    await redis.restart();
+    await waitFor(() => a.sharedTier?.status === 'ready' && b.sharedTier?.status === 'ready');
+    // Both replicas listen for fill messages again on the new server.
+    await waitFor(async () => (await fillListeners(control)) === 2);
+    await a.query(query('403'));
+    const shared = await b.query(query('403'));
+    expect(shared.body.errors).toBeUndefined();
+    expect(upstream.calls('403')).toBe(1);
+    expect(await health(b)).toMatchObject({ redis: 'up' });
+  });
+
+  it('answers from the upstream while Redis is too slow, after REDIS_TIMEOUT_MS', async () => {
+    const { upstream, control, gateways } = await setUp(1);
+    const gateway = gateways[0]!;
+    await control.client('PAUSE', '1500', 'ALL');
+    let paused = true;
+    const unpaused = new Promise((resolve) => setTimeout(resolve, 1_500)).then(() => (paused = false));
+
+    const answer = await gateway.query(query('501'));
+    // Answered while Redis still held every command.
+    expect(paused).toBe(true);
+    expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls('501')).toBe(1);
+    expect(gateway.sharedTier?.status).toBe('down');
+    expect(gateway.sharedTier?.counters.redis_error).toBeGreaterThan(0);
+
+    await unpaused;
+    // Once Redis answers again, the next request uses it (after a short cool-off) and the status recovers.
+    let kolId = 5020;
+    await waitFor(async () => {
+      kolId += 1;
+      await gateway.query(query(String(kolId)));
+      return gateway.sharedTier?.status === 'ready';
+    });
+    expect(await control.exists(linkKey(String(kolId)))).toBe(1);
+  });
+
+  it('starts and answers when Redis is unreachable from the start', async () => {
+    upstream = await startFakeUpstream();
+    const gateway = createTestGateway(upstream.url, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
+    gateways.push(gateway);
+    const answer = await gateway.query(query('601'));
+    expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(await health(gateway)).toMatchObject({ status: 'ok', redis: 'down' });
+    expect(gateway.sharedTier?.counters.redis_bypass).toBe(1);
+  });
+
+  it('without REDIS_URL reports redis as disabled', async () => {
+    upstream = await startFakeUpstream();
+    const gateway = createTestGateway(upstream.url);
+    gateways.push(gateway);
+    expect(gateway.sharedTier).toBeUndefined();
+    expect(await health(gateway)).toMatchObject({ status: 'ok', redis: 'disabled' });
+  });
+});
+
+describe('REDIS_URL configuration', () => {
+  it('accepts redis:// and rediss:// URLs only, and defaults the prefix, timeout and stale grace', () => {
+    const bad = parseEnv({ REDIS_URL: 'http://127.0.0.1:6379', REDIS_TIMEOUT_MS: '0', CACHE_STALE_SECONDS: '-1' });
+    expect(bad.ok).toBe(false);
+    const problems = bad.ok ? [] : bad.problems.join('\n');
+    for (const variable of ['REDIS_URL', 'REDIS_TIMEOUT_MS', 'CACHE_STALE_SECONDS']) expect(problems).toContain(variable);
+
+    const good = parseEnv({ REDIS_URL: 'rediss://user:pw@redis.internal:6380/2' });
+    expect(good.ok && good.env).toMatchObject({
+      REDIS_URL: 'rediss://user:pw@redis.internal:6380/2',
+      REDIS_KEY_PREFIX: 'xingtu-gw:v1:',
+      REDIS_TIMEOUT_MS: 200,
+      CACHE_STALE_SECONDS: 86_400,
+    });
+  });
+
+  it('npm start with a password in REDIS_URL: shares through Redis and never logs the password', async () => {
+    upstream = await startFakeUpstream();
+    const password = 'redis-pw-8c1f3e';
+    redis = await startRedisServer(['--requirepass', password]);
+    control = new Redis(redis.url, { password });
+    const gateway = await startMain({
+      JUSTONEAPI_TOKEN: 'tok',
+      JUSTONEAPI_BASE_URL: upstream.url,
+      REDIS_URL: `redis://:${password}@127.0.0.1:${redis.port}`,
+      LOG_LEVEL: 'debug',
+    });
+    try {
+      await waitFor(() => gateway.stdout().includes('redis connected'));
+      const health = await (await fetch(`${gateway.url}/health`)).json();
+      expect(health).toMatchObject({ redis: 'up' });
+      const response = await fetch(`${gateway.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: query('701') }),
+      });
+      expect((await response.json()).data.creator.linkStructure.summary.value).toBe(9875885);
+      expect(await control.exists(linkKey('701'))).toBe(1);
+    } finally {
+      expect(await gateway.stop()).toBe(0);
+    }
+    expect(gateway.stdout()).not.toContain(password);
+    expect(gateway.stderr()).not.toContain(password);
+  });
+});
