@@ -4,11 +4,17 @@ import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
+import { protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
+import { useReadiness } from './readiness.js';
+import type { BreakerState } from './upstream/circuit-breaker.js';
 
 export interface AppDeps extends ContextDeps {
   logger: Logger;
   /** `demo` when answering from the built-in simulator instead of Just One API. */
   mode: 'live' | 'demo';
+  protection: Protection;
+  /** The upstream circuit breaker's state, for /ready. */
+  breakerState: () => BreakerState;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -30,11 +36,19 @@ query CreatorLinkStructure {
 /** The whole gateway as a fetch handler; it never listens, so tests run the same app in-process. */
 export function createApp(deps: AppDeps): App {
   const graphiql = createGraphiQLAssets();
+  const { protection } = deps;
   return createYoga<Record<string, unknown>, Context>({
     schema,
     context: createContext(deps),
     logging: deps.logger,
-    graphiql: { title: 'Xingtu link-structure gateway', defaultQuery: exampleQuery },
+    ...protectionServerOptions(protection),
+    // The page and its assets need no key (they hold no data); with keys on, the headers pane
+    // starts with the header every operation, introspection included, must carry.
+    graphiql: protection.graphiql && {
+      title: 'Xingtu link-structure gateway',
+      defaultQuery: exampleQuery,
+      ...(protection.apiKeys.enabled ? { headers: JSON.stringify({ Authorization: 'Bearer <your API key>' }, null, 2) } : {}),
+    },
     renderGraphiQL: graphiql.render,
     // Yoga's own liveness route answers an empty body; /health below replaces it.
     healthCheckEndpoint: '/_yoga/health',
@@ -47,7 +61,12 @@ export function createApp(deps: AppDeps): App {
         return maskError(error, message, false);
       },
     },
-    plugins: [graphiql.plugin, useHealth(deps.mode)],
+    plugins: [
+      ...(protection.graphiql ? [graphiql.plugin] : []),
+      useHealth(deps.mode),
+      useReadiness(deps.breakerState),
+      ...protectionPlugins(protection, deps),
+    ],
   });
 }
 

@@ -2,6 +2,7 @@ import { createApp, type App } from './app.js';
 import type { Env } from './env.js';
 import { createLinkStructureCache, type LinkStructureCache } from './link-structure/link-structure-cache.js';
 import type { Logger } from './logger.js';
+import { createProtection } from './protection/protection.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
 export interface GatewayOptions {
@@ -34,12 +35,26 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     retryBaseMs: env.UPSTREAM_RETRY_BASE_MS,
     concurrency: env.UPSTREAM_CONCURRENCY,
     logger,
+    breakerCooldownMs: env.BREAKER_COOLDOWN_SECONDS * 1000,
+    backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
   });
   const linkStructures = createLinkStructureCache({
     fetch: upstream.fetchLinkStructure,
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
+    staleMs: env.CACHE_STALE_SECONDS * 1000,
   });
-  const app = createApp({ linkStructures, logger, maxKolIds: env.MAX_KOL_IDS, mode: options.mode });
+  const protection = createProtection(env);
+  if (!protection.apiKeys.enabled) {
+    logger.warn('OPEN GATEWAY: GATEWAY_API_KEYS is not set, anyone who can reach /graphql spends the upstream quota');
+  }
+  const app = createApp({
+    linkStructures,
+    logger,
+    maxKolIds: env.MAX_KOL_IDS,
+    mode: options.mode,
+    protection,
+    breakerState: () => upstream.breakerState,
+  });
   return { app, upstream, linkStructures, close: () => upstream.close() };
 }

@@ -38,14 +38,25 @@ let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
-  logger.info('shutting down', { signal });
-  // Stop accepting, let in-flight requests finish, then release the upstream pool.
-  server.close();
+  logger.info('shutting down: no new connections, finishing requests in flight', { signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // A keep-alive connection is closed as soon as its request is answered, not when the client gives up on it.
+  const reaper = setInterval(() => server.closeIdleConnections(), 50);
   server.closeIdleConnections();
-  await new Promise<void>((resolve) => server.once('close', resolve));
+  let forced = false;
+  const deadline = setTimeout(() => {
+    forced = true;
+    logger.warn('shutdown timeout: closing the connections still open', { timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
+    server.closeAllConnections();
+  }, env.SHUTDOWN_TIMEOUT_MS);
+  await closed;
+  clearInterval(reaper);
+  clearTimeout(deadline);
+  // Only now: a request still being answered may be waiting on the upstream pool.
   await gateway.close();
   await simulator?.close();
-  process.exit(0);
+  logger.info('stopped', { forced });
+  process.exit(forced ? 1 : 0);
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));

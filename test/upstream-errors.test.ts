@@ -55,7 +55,9 @@ describe('upstream failures become coded errors on linkStructure', () => {
 
   beforeAll(async () => {
     upstream = await startFakeUpstream();
-    gateway = createTestGateway(upstream.url, { UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '1' });
+    // Breaker off: each row must reach the upstream to show its own mapping. With the breaker on,
+    // codes 100/300/303/600/601 stop later calls: test/fault-injection.test.ts covers that.
+    gateway = createTestGateway(upstream.url, { UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '1', BREAKER_COOLDOWN_SECONDS: '0' });
   });
   afterAll(async () => {
     await gateway.close();

@@ -66,5 +66,10 @@ export const LinkStructureRef = builder.objectRef<LinkStructure>('LinkStructure'
       type: 'DateTime',
       description: 'When the gateway received this data from the upstream (cached answers keep their original time).',
     }),
+    stale: t.boolean({
+      description:
+        'True when the upstream failed (or its circuit breaker is open) and this is an expired cached answer instead of an error; `fetchedAt` tells its age. False on fresh data.',
+      resolve: (structure) => structure.stale === true,
+    }),
   }),
 });

@@ -28,6 +28,8 @@ export const linkStructureSchema = z.object({
   buckets: z.array(linkBucketSchema),
   summary: linkSummarySchema.nullable(),
   fetchedAt: z.coerce.date(),
+  /** Set by the cache when it serves an expired answer because the upstream failed; absent on fresh data. */
+  stale: z.boolean().optional(),
 });
 
 export type LinkBucket = z.infer<typeof linkBucketSchema>;

@@ -2,7 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
 import type { LinkStructure, LinkStructureRequest } from '../link-structure/model.js';
+import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { parseLinkStructBody } from './link-struct-schema.js';
+import { RateLimitBackoff } from './rate-limit-backoff.js';
 import { Semaphore } from './semaphore.js';
 import { UpstreamError } from './upstream-error.js';
 
@@ -22,6 +24,12 @@ export interface UpstreamClientOptions {
   logger: Logger;
   /** Observes each attempt (metrics); never sees the token. */
   onAttempt?: (event: UpstreamAttempt) => void;
+  /** How long the account-level circuit breaker stays open; 0 turns it off. */
+  breakerCooldownMs?: number;
+  /** Observes the breaker's transitions (readiness, metrics). */
+  onBreakerStateChange?: (state: BreakerState) => void;
+  /** Longest process-wide pause after repeated rate-limit answers (code 302). */
+  backoffMaxMs?: number;
 }
 
 export interface UpstreamAttempt {
@@ -37,6 +45,8 @@ export interface UpstreamAttempt {
 export interface UpstreamClient {
   fetchLinkStructure(request: LinkStructureRequest): Promise<LinkStructure>;
   readonly inFlight: number;
+  /** The account-level circuit breaker's state: `open` while calls fail fast. */
+  readonly breakerState: BreakerState;
   close(): Promise<void>;
 }
 
@@ -51,6 +61,16 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   });
   const slots = new Semaphore(options.concurrency);
   const { logger } = options;
+  const breaker = new CircuitBreaker({
+    cooldownMs: options.breakerCooldownMs ?? 0,
+    onStateChange(state, cause) {
+      const fields = { state, code: cause?.code, upstreamCode: cause?.upstreamCode, cooldownMs: options.breakerCooldownMs };
+      if (state === 'open') logger.warn('upstream circuit breaker open: calls fail fast until the cool-down ends', fields);
+      else logger.info(`upstream circuit breaker ${state}`, fields);
+      options.onBreakerStateChange?.(state);
+    },
+  });
+  const backoff = new RateLimitBackoff({ baseMs: options.retryBaseMs, maxMs: options.backoffMaxMs ?? 30_000 });
 
   async function attemptOnce(request: LinkStructureRequest, dispatcher: Dispatcher): Promise<LinkStructure> {
     const query = new URLSearchParams({
@@ -94,10 +114,22 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
 
   async function fetchLinkStructure(request: LinkStructureRequest): Promise<LinkStructure> {
     for (let attempt = 1; ; attempt += 1) {
+      // Fail fast while the breaker is open, before queueing for a slot.
+      breaker.check();
       const release = await slots.acquire();
+      let admission;
+      try {
+        await backoff.wait();
+        admission = breaker.admit();
+      } catch (error) {
+        release();
+        throw error;
+      }
       const started = performance.now();
       try {
         const result = await attemptOnce(request, pool);
+        breaker.succeeded(admission);
+        backoff.succeeded();
         options.onAttempt?.({
           kolId: request.kolId,
           attempt,
@@ -112,6 +144,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           error instanceof UpstreamError
             ? error
             : new UpstreamError('UPSTREAM_BAD_RESPONSE', 'unexpected failure while reading the answer', { cause: error });
+        breaker.failed(admission, failure);
+        if (failure.code === 'UPSTREAM_RATE_LIMITED') backoff.rateLimited();
         const willRetry = failure.retryable && attempt <= options.retries;
         options.onAttempt?.({
           kolId: request.kolId,
@@ -141,6 +175,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     fetchLinkStructure,
     get inFlight() {
       return slots.inUse;
+    },
+    get breakerState() {
+      return breaker.state;
     },
     close: () => pool.close(),
   };
