@@ -43,20 +43,25 @@ async function shutdown(signal: string) {
   // A keep-alive connection is closed as soon as its request is answered, not when the client gives up on it.
   const reaper = setInterval(() => server.closeIdleConnections(), 50);
   server.closeIdleConnections();
-  let forced = false;
-  const deadline = setTimeout(() => {
-    forced = true;
-    logger.warn('shutdown timeout: closing the connections still open', { timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
-    server.closeAllConnections();
-  }, env.SHUTDOWN_TIMEOUT_MS);
-  await closed;
+  let deadline: NodeJS.Timeout | undefined;
+  const drained = await Promise.race([
+    closed.then(() => true),
+    new Promise<boolean>((resolve) => (deadline = setTimeout(() => resolve(false), env.SHUTDOWN_TIMEOUT_MS))),
+  ]);
   clearInterval(reaper);
   clearTimeout(deadline);
-  // Only now: a request still being answered may be waiting on the upstream pool.
+  if (!drained) {
+    // Whatever is still running (a hung upstream call) is cut off: exiting ends its sockets too.
+    logger.warn('shutdown timeout: closing the connections still open', { timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
+    server.closeAllConnections();
+    logger.info('stopped', { forced: true });
+    process.exit(1);
+  }
+  // Only now: a request still being answered may have been waiting on the upstream pool.
   await gateway.close();
   await simulator?.close();
-  logger.info('stopped', { forced });
-  process.exit(forced ? 1 : 0);
+  logger.info('stopped', { forced: false });
+  process.exit(0);
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
