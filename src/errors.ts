@@ -29,8 +29,10 @@ export const errorCatalog = {
   QUERY_TOO_DEEP: { retryable: false, message: 'The operation is nested too deeply.' },
   QUERY_TOO_MANY_ALIASES: { retryable: false, message: 'The operation has too many aliases.' },
   QUERY_TOO_MANY_TOKENS: { retryable: false, message: 'The operation is too long.' },
-  // Raised by Yoga itself (maxRequestBodySize, HTTP 413); listed so the table is complete.
+  // Raised by Yoga itself, listed so the table is complete: a body over MAX_REQUEST_BYTES (HTTP 413),
+  // and a malformed HTTP request such as a batch (an array of operations), which the gateway does not take.
   REQUEST_ENTITY_TOO_LARGE: { retryable: false, message: 'Request body too large' },
+  BAD_REQUEST: { retryable: false, message: 'The HTTP request is not a GraphQL request the gateway accepts.' },
 } as const satisfies Record<string, { retryable: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalog;

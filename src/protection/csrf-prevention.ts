@@ -5,7 +5,7 @@ import { codedError } from '../errors.js';
 const simpleContentTypes = ['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain'];
 
 // Any one of these makes a browser ask (preflight) before sending cross-site, so CORS decides.
-const preflightHeaders = ['x-graphql-csrf', 'x-graphql-yoga-csrf', 'apollo-require-preflight', 'x-apollo-operation-name', 'authorization', 'x-api-key'];
+export const preflightHeaders = ['x-graphql-csrf', 'x-graphql-yoga-csrf', 'apollo-require-preflight', 'x-apollo-operation-name', 'authorization', 'x-api-key'];
 
 /**
  * A browser sends a "simple" request (a GET, or a form-like POST) cross-site without asking the

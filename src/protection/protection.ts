@@ -3,7 +3,7 @@ import type { Env } from '../env.js';
 import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
 import type { Logger } from '../logger.js';
 import { createApiKeys, useApiKeys, type ApiKeys } from './api-keys.js';
-import { useCsrfPrevention } from './csrf-prevention.js';
+import { preflightHeaders, useCsrfPrevention } from './csrf-prevention.js';
 import { useOperationGuard } from './operation-guard.js';
 import { useNoIntrospection, useQueryLimits, type QueryLimits } from './query-limits.js';
 import { createRateLimiter, type RateLimiter } from './rate-limiter.js';
@@ -46,7 +46,7 @@ export function protectionServerOptions(protection: Protection): Pick<YogaServer
         : {
             origin: [...protection.corsOrigins],
             methods: ['GET', 'POST'],
-            allowedHeaders: ['content-type', 'accept', 'authorization', 'x-api-key', 'x-graphql-csrf'],
+            allowedHeaders: ['content-type', 'accept', ...preflightHeaders],
             // Keys travel in headers, never cookies: no credentialed cross-origin requests.
             credentials: false,
             maxAge: 600,
