@@ -56,7 +56,7 @@ describe('account-level circuit breaker', () => {
     expect(gateway.logs.some((line) => String(line.msg).startsWith('upstream circuit breaker open'))).toBe(true);
   });
 
-  it('stops a request’s own retries and the rest of its batch once the account fails', async () => {
+  it('fails the rest of a batch already queued once the account fails, without calling', async () => {
     // One call in flight at a time: kolId 1 is answered 303, kolIds 2 to 5 are still queued.
     const { upstream, gateway } = await setUp(() => reply.business(303), { UPSTREAM_CONCURRENCY: '1' });
     const { body } = await gateway.query(creators(['1', '2', '3', '4', '5']));
