@@ -4,19 +4,19 @@ import { createYoga, maskError, type Plugin, type YogaServerInstance } from 'gra
 import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
 import { subgraphSchema } from './graphql/schema.js';
-import type { RedisStatus } from './link-structure/shared-tier.js';
 import type { Logger } from './logger.js';
+import { protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
+import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
 
 export interface AppDeps extends ContextDeps {
   logger: Logger;
   /** `demo` when answering from the built-in simulator instead of Just One API. */
   mode: 'live' | 'demo';
-  /** The upstream endpoint in use now ("v1" or "gw"); it can change once, in JUSTONEAPI_LINK_ENDPOINT=auto mode. */
-  upstreamEndpoint: () => string;
   /** Answer `apollo-federation-include-trace: ftv1` with a federated trace in `extensions.ftv1`. */
   federationTracing?: boolean;
-  /** The shared Redis cache's state, reported by /health; `disabled` when absent. */
-  redisStatus?: () => RedisStatus;
+  protection: Protection;
+  /** Breaker, endpoint and Redis state, for /health and /ready. */
+  readiness: ReadinessSources;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -40,12 +40,20 @@ query CreatorLinkStructure {
 /** The whole gateway as a fetch handler; it never listens, so tests run the same app in-process. */
 export function createApp(deps: AppDeps): App {
   const graphiql = createGraphiQLAssets();
+  const { protection } = deps;
   return createYoga<Record<string, unknown>, Context>({
     // The API schema plus `_service` and `_entities`, so the same endpoint serves clients and routers.
     schema: subgraphSchema,
     context: createContext(deps),
     logging: deps.logger,
-    graphiql: { title: 'Xingtu link-structure gateway', defaultQuery: exampleQuery },
+    ...protectionServerOptions(protection),
+    // The page and its assets need no key (they hold no data); with keys on, the headers pane
+    // starts with the header every operation, introspection included, must carry.
+    graphiql: protection.graphiql && {
+      title: 'Xingtu link-structure gateway',
+      defaultQuery: exampleQuery,
+      ...(protection.apiKeys.enabled ? { headers: JSON.stringify({ Authorization: 'Bearer <your API key>' }, null, 2) } : {}),
+    },
     renderGraphiQL: graphiql.render,
     // Yoga's own liveness route answers an empty body; /health below replaces it.
     healthCheckEndpoint: '/_yoga/health',
@@ -59,14 +67,16 @@ export function createApp(deps: AppDeps): App {
       },
     },
     plugins: [
-      graphiql.plugin,
-      useHealth(deps.mode, deps.upstreamEndpoint, deps.redisStatus),
+      ...(protection.graphiql ? [graphiql.plugin] : []),
+      useHealth(deps.mode, deps.readiness),
+      useReadiness(deps.readiness),
       ...(deps.federationTracing ? [useApolloInlineTrace()] : []),
+      ...protectionPlugins(protection, deps),
     ],
   });
 }
 
-function useHealth(mode: AppDeps['mode'], upstreamEndpoint: AppDeps['upstreamEndpoint'], redisStatus: AppDeps['redisStatus']): Plugin {
+function useHealth(mode: AppDeps['mode'], readiness: ReadinessSources): Plugin {
   const startedAt = Date.now();
   return {
     onRequest({ url, endResponse, fetchAPI }) {
@@ -76,10 +86,10 @@ function useHealth(mode: AppDeps['mode'], upstreamEndpoint: AppDeps['upstreamEnd
           {
             status: 'ok',
             mode,
-            upstreamEndpoint: upstreamEndpoint(),
+            upstreamEndpoint: readiness.upstreamEndpoint(),
             uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
             // Informational: the gateway serves without Redis, so a Redis outage does not fail this check.
-            redis: redisHealth[redisStatus?.() ?? 'disabled'],
+            redis: redisHealth[readiness.redisStatus()],
           },
           { headers: { 'cache-control': 'no-store' } },
         ),
@@ -87,8 +97,6 @@ function useHealth(mode: AppDeps['mode'], upstreamEndpoint: AppDeps['upstreamEnd
     },
   };
 }
-
-const redisHealth = { ready: 'up', down: 'down', disabled: 'disabled' } as const satisfies Record<RedisStatus, string>;
 
 /** A GraphQLError thrown on purpose (ours, or Yoga's/graphql-js's own), not one wrapping an accident. */
 function isDeliberate(error: unknown): boolean {

@@ -46,7 +46,41 @@ const federation = z.object({
   FEDERATION_TRACING: z.preprocess(unsetIfEmpty, z.stringbool().default(false)),
 });
 
-const environment = upstream.extend(cache.shape).extend(sharedCache.shape).extend(server.shape).extend(linkEndpoint.shape).extend(federation.shape);
+// A comma-separated list; blanks between commas are dropped.
+const list = z.preprocess(
+  (value: unknown) => (typeof value === 'string' ? value.split(',').map((item) => item.trim()).filter(Boolean) : value),
+  z.array(z.string()).default([]),
+);
+// true/false, 1/0, yes/no, on/off.
+const flag = (fallback: boolean) => z.preprocess(unsetIfEmpty, z.stringbool().default(fallback));
+const seconds = (fallback: number) => z.preprocess(unsetIfEmpty, z.coerce.number().min(0).default(fallback));
+
+/** Who may call the gateway, how much one operation and one client may spend, and how it fails and stops. */
+const hardening = z.object({
+  GATEWAY_API_KEYS: list.pipe(
+    z.array(z.string().min(16, 'each key needs at least 16 characters').regex(/^[\x21-\x7e]+$/, 'keys are printable ASCII without spaces')),
+  ),
+  CORS_ORIGINS: list,
+  GRAPHIQL: flag(true),
+  INTROSPECTION: flag(true),
+  MAX_QUERY_DEPTH: int(1, 10),
+  MAX_ALIASES: int(0, 30),
+  MAX_QUERY_TOKENS: int(1, 1_000),
+  MAX_REQUEST_BYTES: int(1, 100_000),
+  MAX_UPSTREAM_CALLS_PER_OPERATION: int(1, 100),
+  RATE_LIMIT_PER_MINUTE: int(0, 300),
+  BREAKER_COOLDOWN_SECONDS: seconds(60),
+  UPSTREAM_BACKOFF_MAX_MS: int(0, 30_000),
+  SHUTDOWN_TIMEOUT_MS: int(0, 25_000),
+});
+
+const environment = upstream
+  .extend(cache.shape)
+  .extend(sharedCache.shape)
+  .extend(server.shape)
+  .extend(linkEndpoint.shape)
+  .extend(federation.shape)
+  .extend(hardening.shape);
 
 export type Env = z.infer<typeof environment>;
 

@@ -19,6 +19,20 @@ export const errorCatalog = {
   UPSTREAM_TIMEOUT: { retryable: true, message: 'The upstream did not answer in time.' },
   UPSTREAM_UNAVAILABLE: { retryable: true, message: 'The upstream could not be reached.' },
   UPSTREAM_BAD_RESPONSE: { retryable: false, message: 'The upstream answered with data the gateway does not understand.' },
+  UNAUTHENTICATED: { retryable: false, message: 'A valid API key is required: send `Authorization: Bearer <key>` or `x-api-key: <key>`.' },
+  CSRF_HEADER_REQUIRED: {
+    retryable: false,
+    message: 'This request could be a cross-site request forgery: send it with Content-Type: application/json or an x-graphql-csrf header.',
+  },
+  RATE_LIMITED: { retryable: true, message: 'Too many upstream calls from this client; retry after extensions.retryAfterSeconds.' },
+  UPSTREAM_BUDGET_EXCEEDED: { retryable: false, message: 'This operation would make more upstream calls than one operation may.' },
+  QUERY_TOO_DEEP: { retryable: false, message: 'The operation is nested too deeply.' },
+  QUERY_TOO_MANY_ALIASES: { retryable: false, message: 'The operation has too many aliases.' },
+  QUERY_TOO_MANY_TOKENS: { retryable: false, message: 'The operation is too long.' },
+  // Raised by Yoga itself, listed so the table is complete: a body over MAX_REQUEST_BYTES (HTTP 413),
+  // and a malformed HTTP request such as a batch (an array of operations), which the gateway does not take.
+  REQUEST_ENTITY_TOO_LARGE: { retryable: false, message: 'Request body too large' },
+  BAD_REQUEST: { retryable: false, message: 'The HTTP request is not a GraphQL request the gateway accepts.' },
 } as const satisfies Record<string, { retryable: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -3,6 +3,7 @@ import type { Env } from './env.js';
 import { createLinkStructureCache, type LinkStructureCache } from './link-structure/link-structure-cache.js';
 import { createSharedTier, type RedisStatus, type SharedTier } from './link-structure/shared-tier.js';
 import type { Logger } from './logger.js';
+import { createProtection } from './protection/protection.js';
 import { createRedisClient } from './redis-client.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
@@ -40,6 +41,8 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     concurrency: env.UPSTREAM_CONCURRENCY,
     endpoint: env.JUSTONEAPI_LINK_ENDPOINT,
     logger,
+    breakerCooldownMs: env.BREAKER_COOLDOWN_SECONDS * 1000,
+    backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
   });
   const sharedTier = env.REDIS_URL ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream) : undefined;
   const redisStatus = (): RedisStatus => sharedTier?.status ?? 'disabled';
@@ -47,15 +50,24 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     fetch: sharedTier?.fetch ?? upstream.fetchLinkStructure,
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
+    staleMs: env.CACHE_STALE_SECONDS * 1000,
   });
+  const protection = createProtection(env);
+  if (!protection.apiKeys.enabled) {
+    logger.warn('OPEN GATEWAY: GATEWAY_API_KEYS is not set, anyone who can reach /graphql spends the upstream quota');
+  }
   const app = createApp({
     linkStructures,
     logger,
     maxKolIds: env.MAX_KOL_IDS,
     mode: options.mode,
-    upstreamEndpoint: () => upstream.activeEndpoint,
     federationTracing: env.FEDERATION_TRACING,
-    redisStatus,
+    protection,
+    readiness: {
+      breakerState: () => upstream.breakerState,
+      upstreamEndpoint: () => upstream.activeEndpoint,
+      redisStatus,
+    },
   });
   return {
     app,

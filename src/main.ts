@@ -40,13 +40,29 @@ let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
-  logger.info('shutting down', { signal });
-  // Stop accepting, let in-flight requests finish, then release the upstream pool.
-  server.close();
+  logger.info('shutting down: no new connections, finishing requests in flight', { signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // A keep-alive connection is closed as soon as its request is answered, not when the client gives up on it.
+  const reaper = setInterval(() => server.closeIdleConnections(), 50);
   server.closeIdleConnections();
-  await new Promise<void>((resolve) => server.once('close', resolve));
+  let deadline: NodeJS.Timeout | undefined;
+  const drained = await Promise.race([
+    closed.then(() => true),
+    new Promise<boolean>((resolve) => (deadline = setTimeout(() => resolve(false), env.SHUTDOWN_TIMEOUT_MS))),
+  ]);
+  clearInterval(reaper);
+  clearTimeout(deadline);
+  if (!drained) {
+    // Whatever is still running (a hung upstream call) is cut off: exiting ends its sockets too.
+    logger.warn('shutdown timeout: closing the connections still open', { timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
+    server.closeAllConnections();
+    logger.info('stopped', { forced: true });
+    process.exit(1);
+  }
+  // Only now: a request still being answered may have been waiting on the upstream pool.
   await gateway.close();
   await simulator?.close();
+  logger.info('stopped', { forced: false });
   process.exit(0);
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -156,7 +156,7 @@ describe('v1 endpoint (JUSTONEAPI_LINK_ENDPOINT=v1)', () => {
   });
 
   it('keeps 300 as UPSTREAM_API_INVALID and 404 as a retried UPSTREAM_UNAVAILABLE: no switch when forced', async () => {
-    const { upstream, gateway } = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'v1', UPSTREAM_RETRIES: '1' }, (request) =>
+    const { upstream, gateway } = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'v1', UPSTREAM_RETRIES: '1', BREAKER_COOLDOWN_SECONDS: '0' }, (request) =>
       request.kolId === '33' ? reply.business(300, 'API Invalid') : reply.http(404),
     );
     const invalid = await gateway.query(query, { kolId: '33' });

@@ -58,6 +58,8 @@ describe('npm start', () => {
       JUSTONEAPI_BASE_URL: upstream.url,
       LOG_LEVEL: 'debug',
       UPSTREAM_RETRY_BASE_MS: '1',
+      // Breaker off: the code 100 would otherwise fail kolId 2's retries fast with the same code.
+      BREAKER_COOLDOWN_SECONDS: '0',
     });
     try {
       expect(gateway.stdout()).not.toContain('DEMO MODE');

@@ -57,10 +57,13 @@ describe.each(['v1', 'gw'] as const)('upstream failures become coded errors on l
 
   beforeAll(async () => {
     upstream = await startFakeUpstream();
+    // Breaker off: each row must reach the upstream to show its own mapping. With the breaker on,
+    // codes 100/300/303/600/601 stop later calls: test/fault-injection.test.ts covers that.
     gateway = createTestGateway(upstream.url, {
       UPSTREAM_RETRIES: '2',
       UPSTREAM_RETRY_BASE_MS: '1',
       JUSTONEAPI_LINK_ENDPOINT: endpoint,
+      BREAKER_COOLDOWN_SECONDS: '0',
     });
   });
   afterAll(async () => {

@@ -1,5 +1,5 @@
 import { parseKolId, parseKolIds } from '../link-structure/kol-id.js';
-import { defaultCreatorPlatform } from '../link-structure/model.js';
+import { defaultCreatorPlatform, linkStructureRequestFor } from '../link-structure/model.js';
 import { builder } from './builder.js';
 import { CreatorPlatformRef } from './creator-platform.js';
 import { LinkStructureRef } from './link-structure.js';
@@ -30,13 +30,7 @@ export const CreatorRef = builder.objectRef<CreatorModel>('Creator').implement({
             'The content channel to measure. Platforms other than SHORT_VIDEO need the replacement upstream endpoint: with JUSTONEAPI_LINK_ENDPOINT=v1 they are a BAD_USER_INPUT error.',
         }),
       },
-      resolve: (creator, args, context) =>
-        context.linkStructureLoader.load({
-          kolId: creator.kolId,
-          acceptCache: args.acceptCache ?? false,
-          // An explicit null means the default, as for acceptCache.
-          platform: args.platform ?? defaultCreatorPlatform,
-        }),
+      resolve: (creator, args, context) => context.linkStructureLoader.load(linkStructureRequestFor(creator.kolId, args)),
     }),
   }),
 });

@@ -76,5 +76,10 @@ export const LinkStructureRef = builder.objectRef<LinkStructure>('LinkStructure'
       description:
         'Which upstream endpoint answered: "v1" (the deprecated get-kol-link-struct) or "gw" (its replacement, author_link_struct).',
     }),
+    stale: t.boolean({
+      description:
+        'True when the upstream failed (or its circuit breaker is open) and this is an expired cached answer instead of an error; `fetchedAt` tells its age. False on fresh data.',
+      resolve: (structure) => structure.stale === true,
+    }),
   }),
 });

@@ -6,8 +6,12 @@ const kolIdPattern = /^[0-9]{1,32}$/;
  * Checks a kolId argument before it can cost an upstream call. `unknown`, because a federation
  * representation is untyped JSON: a number there would have lost digits already, so it is refused.
  */
+export function isKolId(raw: unknown): raw is string {
+  return typeof raw === 'string' && kolIdPattern.test(raw);
+}
+
 export function parseKolId(raw: unknown, argument = 'kolId'): string {
-  if (typeof raw !== 'string' || !kolIdPattern.test(raw)) {
+  if (!isKolId(raw)) {
     throw badUserInput(`${argument} must be 1 to 32 ASCII digits.`, { argument });
   }
   return raw;

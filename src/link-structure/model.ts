@@ -39,6 +39,8 @@ export const linkStructureSchema = z.object({
   platform: z.enum(creatorPlatforms),
   /** Which upstream endpoint answered, so consumers can tell data from the replacement endpoint apart. */
   source: z.string(),
+  /** Set by the cache when it serves an expired answer because the upstream failed; absent on fresh data. */
+  stale: z.boolean().optional(),
 });
 
 export type LinkBucket = z.infer<typeof linkBucketSchema>;
@@ -50,6 +52,18 @@ export interface LinkStructureRequest {
   kolId: string;
   acceptCache: boolean;
   platform: CreatorPlatform;
+}
+
+/**
+ * The request `Creator.linkStructure(acceptCache, platform)` makes, from its arguments as GraphQL gives them:
+ * an absent or explicit null argument means its default. The resolver and the pre-execution cost plan both
+ * use it, so they agree on what a field will load.
+ */
+export function linkStructureRequestFor(
+  kolId: string,
+  args: { acceptCache?: boolean | null; platform?: CreatorPlatform | null },
+): LinkStructureRequest {
+  return { kolId, acceptCache: args.acceptCache ?? false, platform: args.platform ?? defaultCreatorPlatform };
 }
 
 /** One string per distinct request: the key of the cache, the single-flight map and the per-request loader. */

@@ -2,8 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
 import type { CreatorPlatform, LinkStructure, LinkStructureRequest } from '../link-structure/model.js';
+import { CircuitBreaker, type Admission, type BreakerState } from './circuit-breaker.js';
 import { endpointSpecs, v1GoneReason, type LinkEndpointMode, type UpstreamEndpoint } from './link-struct-endpoints.js';
 import { parseLinkStructBody } from './link-struct-schema.js';
+import { RateLimitBackoff } from './rate-limit-backoff.js';
 import { Semaphore } from './semaphore.js';
 import { UpstreamError } from './upstream-error.js';
 
@@ -25,6 +27,12 @@ export interface UpstreamClientOptions {
   onAttempt?: (event: UpstreamAttempt) => void;
   /** Called once, when `auto` finds v1 gone and moves the process to gw (metrics, readiness). */
   onEndpointSwitch?: (event: EndpointSwitch) => void;
+  /** How long the account-level circuit breaker stays open; 0 turns it off. */
+  breakerCooldownMs?: number;
+  /** Observes the breaker's transitions (readiness, metrics). */
+  onBreakerStateChange?: (state: BreakerState) => void;
+  /** Longest process-wide pause after repeated rate-limit answers (code 302). */
+  backoffMaxMs?: number;
 }
 
 export interface UpstreamAttempt {
@@ -51,6 +59,8 @@ export interface UpstreamClient {
   /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
   readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
+  /** The account-level circuit breaker's state: `open` while calls fail fast. */
+  readonly breakerState: BreakerState;
   close(): Promise<void>;
 }
 
@@ -71,6 +81,16 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const { logger } = options;
   const mode = options.endpoint ?? 'auto';
   let active: UpstreamEndpoint = mode === 'gw' ? 'gw' : 'v1';
+  const breaker = new CircuitBreaker({
+    cooldownMs: options.breakerCooldownMs ?? 0,
+    onStateChange(state, cause) {
+      const fields = { state, code: cause?.code, upstreamCode: cause?.upstreamCode, cooldownMs: options.breakerCooldownMs };
+      if (state === 'open') logger.warn('upstream circuit breaker open: calls fail fast until the cool-down ends', fields);
+      else logger.info(`upstream circuit breaker ${state}`, fields);
+      options.onBreakerStateChange?.(state);
+    },
+  });
+  const backoff = new RateLimitBackoff({ baseMs: options.retryBaseMs, maxMs: options.backoffMaxMs ?? 30_000 });
 
   /** Chosen per attempt, after waiting for a slot, so a request queued before a switch does not go to a dead v1. */
   function endpointFor(platform: CreatorPlatform): UpstreamEndpoint {
@@ -126,12 +146,23 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   /** One attempt in one concurrency slot, classified: ok, or a failure and what to do next. */
   async function attemptWithSlot(request: LinkStructureRequest, attempt: number): Promise<AttemptResult> {
     const release = await slots.acquire();
+    let admission: Admission;
+    try {
+      // A 302 anywhere pauses every caller; the breaker may have opened while this one queued.
+      await backoff.wait();
+      admission = breaker.admit();
+    } catch (error) {
+      release();
+      throw error;
+    }
     const endpoint = endpointFor(request.platform);
     const started = performance.now();
     const observe = (outcome: string, upstreamCode: number | undefined, willRetry: boolean) =>
       options.onAttempt?.({ kolId: request.kolId, endpoint, attempt, durationMs: performance.now() - started, outcome, upstreamCode, willRetry });
     try {
       const value = await attemptOnce(request, endpoint, pool);
+      breaker.succeeded(admission);
+      backoff.succeeded();
       observe('ok', 0, false);
       return { ok: true, value };
     } catch (error) {
@@ -140,8 +171,15 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           ? error
           : new UpstreamError('UPSTREAM_BAD_RESPONSE', 'unexpected failure while reading the answer', { cause: error });
       const goneReason = mode === 'auto' && endpoint === 'v1' ? v1GoneReason(failure) : undefined;
-      // Switch before the slot is released, so the request waiting for it already goes to gw.
-      if (goneReason) switchToGw(goneReason, request.kolId);
+      if (goneReason) {
+        // Switch before the slot is released, so the request waiting for it already goes to gw. A v1 that is
+        // gone says nothing about the account, so the breaker neither opens nor closes on it.
+        switchToGw(goneReason, request.kolId);
+        breaker.abandoned(admission);
+      } else {
+        breaker.failed(admission, failure);
+        if (failure.code === 'UPSTREAM_RATE_LIMITED') backoff.rateLimited();
+      }
       const willRetry = goneReason !== undefined || (failure.retryable && attempt <= options.retries);
       observe(failure.code, failure.upstreamCode, willRetry);
       return { ok: false, endpoint, failure, goneReason, willRetry };
@@ -161,6 +199,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       });
     }
     for (let attempt = 1; ; attempt += 1) {
+      // Fail fast while the breaker is open, before queueing for a slot.
+      breaker.check();
       const result = await attemptWithSlot(request, attempt);
       if (result.ok) return result.value;
       const { failure, goneReason, willRetry } = result;
@@ -191,6 +231,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     },
     get inFlight() {
       return slots.inUse;
+    },
+    get breakerState() {
+      return breaker.state;
     },
     close: () => pool.close(),
   };

@@ -1,0 +1,62 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Plugin } from 'graphql-yoga';
+import { codedError } from '../errors.js';
+
+export interface ApiKeys {
+  /** False when no key is configured: the gateway is open to anyone who can reach it. */
+  readonly enabled: boolean;
+  /**
+   * Who sent the request: `key:<digest prefix>` for a valid key, or undefined when the request's
+   * key is missing or not one of the configured keys.
+   */
+  identify(headers: Headers): string | undefined;
+}
+
+const digest = (key: string) => createHash('sha256').update(key).digest();
+
+/**
+ * The key a request presents: `Authorization: Bearer <key>`, else `x-api-key: <key>`.
+ * A key is never logged or echoed, only compared.
+ */
+export function presentedApiKey(headers: Headers): string | undefined {
+  const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(headers.get('authorization') ?? '');
+  return bearer?.[1] ?? (headers.get('x-api-key')?.trim() || undefined);
+}
+
+/**
+ * Keys are compared as SHA-256 digests with timingSafeEqual: equal lengths whatever the key, no
+ * early exit on the first differing byte, and every configured key is compared, so the answer's
+ * timing tells nothing about how close a guess was or which key it resembled.
+ */
+export function createApiKeys(keys: readonly string[]): ApiKeys {
+  const digests = keys.map(digest);
+  return {
+    enabled: digests.length > 0,
+    identify(headers) {
+      const presented = presentedApiKey(headers);
+      if (presented === undefined) return undefined;
+      const candidate = digest(presented);
+      let matched = false;
+      for (const known of digests) matched = timingSafeEqual(candidate, known) || matched;
+      return matched ? `key:${candidate.toString('hex').slice(0, 12)}` : undefined;
+    },
+  };
+}
+
+/**
+ * Every GraphQL request needs a valid key when keys are configured: checked before the body is
+ * read, so a request without one costs no parsing and no upstream call. Routes that are not
+ * GraphQL requests (/health, /ready, the GraphiQL page and its assets) never reach this hook.
+ */
+export function useApiKeys(apiKeys: ApiKeys): Plugin {
+  return {
+    onRequestParse({ request }) {
+      if (!apiKeys.enabled || apiKeys.identify(request.headers)) return;
+      const missing = presentedApiKey(request.headers) === undefined;
+      throw codedError('UNAUTHENTICATED', {
+        ...(missing ? {} : { message: 'The API key is not valid.' }),
+        http: { status: 401, headers: { 'www-authenticate': 'Bearer realm="xingtu-link-gateway"' } },
+      });
+    },
+  };
+}

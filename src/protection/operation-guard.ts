@@ -1,0 +1,79 @@
+import { Kind, getOperationAST, getVariableValues, type FragmentDefinitionNode } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { codedError } from '../errors.js';
+import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
+import type { Logger } from '../logger.js';
+import type { ApiKeys } from './api-keys.js';
+import type { RateLimiter } from './rate-limiter.js';
+import { planUpstreamCalls } from './upstream-plan.js';
+
+export interface OperationGuardOptions {
+  linkStructures: LinkStructureCache;
+  maxKolIds: number;
+  maxUpstreamCallsPerOperation: number;
+  rateLimiter: RateLimiter;
+  apiKeys: ApiKeys;
+  logger: Logger;
+}
+
+/**
+ * The last check before execution, when the operation, its variables and the cache are all
+ * known: every kolId must be valid, and the upstream calls the operation would make (distinct
+ * creators not answerable from the cache) must fit the per-operation budget and the client's
+ * rate limit. A refused operation has made no upstream call.
+ */
+export function useOperationGuard(options: OperationGuardOptions): Plugin {
+  return {
+    onExecute({ args, setResultAndStopExecution }) {
+      const operation = getOperationAST(args.document, args.operationName);
+      if (!operation) return;
+      const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], args.variableValues ?? {});
+      if (coerced.errors) return; // execution reports them before any resolver runs
+      const fragments = new Map<string, FragmentDefinitionNode>();
+      for (const definition of args.document.definitions) {
+        if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+      }
+
+      const plan = planUpstreamCalls(args.schema, operation, fragments, coerced.coerced, options.maxKolIds);
+      if (plan.errors.length > 0) {
+        // As if each of those root fields had failed: Query's fields are non-null, so data is null.
+        setResultAndStopExecution({ data: null, errors: plan.errors });
+        return;
+      }
+
+      const upstreamCalls = plan.requests.filter((request) => {
+        const cached = options.linkStructures.peek(request);
+        return cached === 'absent' || cached === 'stale';
+      }).length;
+      if (upstreamCalls === 0) return;
+      if (upstreamCalls > options.maxUpstreamCallsPerOperation) {
+        setResultAndStopExecution({
+          errors: [
+            codedError('UPSTREAM_BUDGET_EXCEEDED', {
+              message: `This operation would make ${upstreamCalls} upstream calls; one operation may make at most ${options.maxUpstreamCallsPerOperation}.`,
+              upstreamCalls,
+              maxUpstreamCalls: options.maxUpstreamCallsPerOperation,
+              http: { status: 400, spec: true },
+            }),
+          ],
+        });
+        return;
+      }
+
+      const context = args.contextValue as { request: Request; req?: { socket?: { remoteAddress?: string } } };
+      const client = options.apiKeys.identify(context.request.headers) ?? `ip:${context.req?.socket?.remoteAddress ?? 'unknown'}`;
+      const decision = options.rateLimiter.take(client, upstreamCalls);
+      if (!decision.allowed) {
+        options.logger.info('rate limited', { client, upstreamCalls, retryAfterSeconds: decision.retryAfterSeconds });
+        setResultAndStopExecution({
+          errors: [
+            codedError('RATE_LIMITED', {
+              retryAfterSeconds: decision.retryAfterSeconds,
+              http: { status: 429, headers: { 'retry-after': String(decision.retryAfterSeconds) } },
+            }),
+          ],
+        });
+      }
+    },
+  };
+}

@@ -1,0 +1,73 @@
+import type { Plugin, YogaServerOptions } from 'graphql-yoga';
+import type { Env } from '../env.js';
+import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
+import type { Logger } from '../logger.js';
+import { createApiKeys, useApiKeys, type ApiKeys } from './api-keys.js';
+import { preflightHeaders, useCsrfPrevention } from './csrf-prevention.js';
+import { useOperationGuard } from './operation-guard.js';
+import { useNoIntrospection, useQueryLimits, type QueryLimits } from './query-limits.js';
+import { createRateLimiter, type RateLimiter } from './rate-limiter.js';
+
+/** Who may call the gateway and how much one request may cost: long-lived, built once from configuration. */
+export interface Protection {
+  apiKeys: ApiKeys;
+  rateLimiter: RateLimiter;
+  /** Origins browsers may call from; empty = no cross-origin access. `*` = any. */
+  corsOrigins: readonly string[];
+  graphiql: boolean;
+  introspection: boolean;
+  queryLimits: QueryLimits;
+  maxRequestBytes: number;
+  maxUpstreamCallsPerOperation: number;
+}
+
+export function createProtection(env: Env): Protection {
+  return {
+    apiKeys: createApiKeys(env.GATEWAY_API_KEYS),
+    rateLimiter: createRateLimiter({ perMinute: env.RATE_LIMIT_PER_MINUTE }),
+    corsOrigins: env.CORS_ORIGINS,
+    graphiql: env.GRAPHIQL,
+    introspection: env.INTROSPECTION,
+    queryLimits: { maxDepth: env.MAX_QUERY_DEPTH, maxAliases: env.MAX_ALIASES, maxTokens: env.MAX_QUERY_TOKENS },
+    maxRequestBytes: env.MAX_REQUEST_BYTES,
+    maxUpstreamCallsPerOperation: env.MAX_UPSTREAM_CALLS_PER_OPERATION,
+  };
+}
+
+/** Yoga's own switches: body size, no batching, CORS only for the configured origins. */
+export function protectionServerOptions(protection: Protection): Pick<YogaServerOptions<object, object>, 'cors' | 'maxRequestBodySize' | 'batching'> {
+  return {
+    maxRequestBodySize: protection.maxRequestBytes,
+    // One operation per HTTP request: an array of operations would multiply every per-operation limit.
+    batching: false,
+    cors:
+      protection.corsOrigins.length === 0
+        ? false
+        : {
+            origin: [...protection.corsOrigins],
+            methods: ['GET', 'POST'],
+            allowedHeaders: ['content-type', 'accept', ...preflightHeaders],
+            // Keys travel in headers, never cookies: no credentialed cross-origin requests.
+            credentials: false,
+            maxAge: 600,
+          },
+  };
+}
+
+/** In order: key (before the body is read), CSRF, query size, introspection, then the pre-execution cost check. */
+export function protectionPlugins(protection: Protection, deps: { linkStructures: LinkStructureCache; maxKolIds: number; logger: Logger }): Plugin[] {
+  return [
+    useApiKeys(protection.apiKeys),
+    useCsrfPrevention(),
+    ...useQueryLimits(protection.queryLimits),
+    ...(protection.introspection ? [] : [useNoIntrospection()]),
+    useOperationGuard({
+      linkStructures: deps.linkStructures,
+      maxKolIds: deps.maxKolIds,
+      maxUpstreamCallsPerOperation: protection.maxUpstreamCallsPerOperation,
+      rateLimiter: protection.rateLimiter,
+      apiKeys: protection.apiKeys,
+      logger: deps.logger,
+    }),
+  ];
+}

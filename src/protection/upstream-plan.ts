@@ -1,0 +1,128 @@
+import {
+  GraphQLError,
+  GraphQLIncludeDirective,
+  GraphQLSkipDirective,
+  Kind,
+  getArgumentValues,
+  getDirectiveValues,
+  getNamedType,
+  isObjectType,
+  isInterfaceType,
+  typeFromAST,
+  type FragmentDefinitionNode,
+  type GraphQLCompositeType,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql';
+import { badUserInput } from '../errors.js';
+import { isKolId, parseKolId, parseKolIds } from '../link-structure/kol-id.js';
+import { linkStructureRequestFor, linkStructureRequestKey, type LinkStructureRequest } from '../link-structure/model.js';
+
+export interface UpstreamPlan {
+  /** Every distinct link structure the operation would load. */
+  requests: LinkStructureRequest[];
+  /** Bad kolIds, one error per field that names them, at that field's path: the operation must not run. */
+  errors: GraphQLError[];
+}
+
+type Args = Record<string, unknown>;
+
+/**
+ * Fields that name creators, by `Type.field`, and how their arguments give kolIds. `_entities` is
+ * federation's: its representations of `__typename: "Creator"` name creators like `creators` does
+ * (the field only exists once the schema is a subgraph; until then the row is never matched).
+ */
+const creatorSources: Record<string, (args: Args, maxKolIds: number) => string[]> = {
+  'Query.creator': (args) => [parseKolId(String(args.kolId))],
+  'Query.creators': (args, maxKolIds) => parseKolIds(args.kolIds as string[], maxKolIds),
+  // A bad representation fails only its own entity (resolveReference refuses it), as federation expects;
+  // here it is left out of the plan rather than refusing the whole operation.
+  'Query._entities': (args) =>
+    (args.representations as unknown[])
+      .filter((representation): representation is Args => isRecord(representation) && representation.__typename === 'Creator')
+      .flatMap((representation) => (isKolId(representation.kolId) ? [representation.kolId] : [])),
+};
+
+/** Fields of a creator that each load one link structure, and which request their arguments make. */
+const linkStructureFields: Record<string, (kolId: string, args: Args) => LinkStructureRequest> = {
+  'Creator.linkStructure': (kolId, args) => linkStructureRequestFor(kolId, args),
+};
+
+/**
+ * Reads, before execution, which link structures an operation will load, the way execution will
+ * (aliases, fragments, @skip/@include, variables), so that its cost can be checked and its kolIds
+ * validated while nothing has been called yet.
+ */
+export function planUpstreamCalls(
+  schema: GraphQLSchema,
+  operation: OperationDefinitionNode,
+  fragments: ReadonlyMap<string, FragmentDefinitionNode>,
+  variables: Args,
+  maxKolIds: number,
+): UpstreamPlan {
+  const requests = new Map<string, LinkStructureRequest>();
+  const errors: GraphQLError[] = [];
+  const root = schema.getRootType(operation.operation);
+  if (!root) return { requests: [], errors };
+
+  const included = (node: { directives?: readonly unknown[] | undefined }) => {
+    const n = node as Parameters<typeof getDirectiveValues>[1];
+    return getDirectiveValues(GraphQLSkipDirective, n, variables)?.if !== true && getDirectiveValues(GraphQLIncludeDirective, n, variables)?.if !== false;
+  };
+
+  const walk = (selectionSet: SelectionSetNode, parentType: GraphQLCompositeType, creators: readonly string[], path: readonly string[]) => {
+    for (const selection of selectionSet.selections) {
+      if (!included(selection)) continue;
+      if (selection.kind === Kind.FIELD) {
+        if (!isObjectType(parentType) && !isInterfaceType(parentType)) continue;
+        const field = parentType.getFields()[selection.name.value];
+        if (!field) continue; // __typename and friends
+        const coordinate = `${parentType.name}.${field.name}`;
+        const responsePath = [...path, selection.alias?.value ?? selection.name.value];
+        let args: Args;
+        try {
+          args = getArgumentValues(field, selection, variables);
+        } catch {
+          continue; // execution reports it, before any resolver runs
+        }
+        const source = creatorSources[coordinate];
+        let children: readonly string[] = [];
+        if (source) {
+          try {
+            children = source(args, maxKolIds);
+          } catch (error) {
+            errors.push(atPath(error, responsePath));
+            continue;
+          }
+        }
+        const load = linkStructureFields[coordinate];
+        if (load) {
+          for (const kolId of creators) {
+            const request = load(kolId, args);
+            requests.set(linkStructureRequestKey(request), request);
+          }
+        }
+        const fieldType = getNamedType(field.type);
+        if (selection.selectionSet) walk(selection.selectionSet, fieldType as GraphQLCompositeType, children, responsePath);
+      } else {
+        const fragment = selection.kind === Kind.INLINE_FRAGMENT ? selection : fragments.get(selection.name.value);
+        if (!fragment) continue;
+        const condition = fragment.typeCondition ? typeFromAST(schema, fragment.typeCondition) : parentType;
+        walk(fragment.selectionSet, (condition ?? parentType) as GraphQLCompositeType, creators, path);
+      }
+    }
+  };
+
+  walk(operation.selectionSet, root, [], []);
+  return { requests: [...requests.values()], errors };
+}
+
+function atPath(error: unknown, path: readonly string[]): GraphQLError {
+  const coded = error instanceof GraphQLError ? error : badUserInput(String(error));
+  return new GraphQLError(coded.message, { path, extensions: coded.extensions });
+}
+
+function isRecord(value: unknown): value is Args {
+  return typeof value === 'object' && value !== null;
+}

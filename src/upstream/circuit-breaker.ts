@@ -1,0 +1,116 @@
+import { UpstreamError } from './upstream-error.js';
+
+/** `closed`: calls go out; `open`: every call fails fast; `half-open`: one probe call may go out. */
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/**
+ * Business codes that are about the account, not the creator: invalid token (100), API no longer
+ * valid (300), daily quota used up (303), permission denied (600), balance insufficient (601).
+ * No retry and no other kolId can succeed while one holds, so every call until it is fixed is wasted.
+ */
+const accountFailureCodes: ReadonlySet<number> = new Set([100, 300, 303, 600, 601]);
+
+export function isAccountFailure(error: UpstreamError): boolean {
+  return error.upstreamCode !== undefined && accountFailureCodes.has(error.upstreamCode);
+}
+
+export interface CircuitBreakerOptions {
+  /** How long the breaker stays open before letting one probe through; 0 turns the breaker off. */
+  cooldownMs: number;
+  onStateChange?: (state: BreakerState, cause: UpstreamError | undefined) => void;
+  now?: () => number;
+}
+
+/** A permission to make one call, handed back with its outcome. */
+export interface Admission {
+  readonly probe: boolean;
+}
+
+const regularCall: Admission = { probe: false };
+
+/**
+ * An account-level circuit breaker: after an account failure it stops all upstream calls for a
+ * cool-down and answers with that failure's code instead; then one probe call goes out, whose
+ * success closes the breaker and whose failure opens it again.
+ */
+export class CircuitBreaker {
+  #state: BreakerState = 'closed';
+  #openUntil = 0;
+  #cause: UpstreamError | undefined;
+  #probing = false;
+  readonly #options: CircuitBreakerOptions;
+  readonly #now: () => number;
+
+  constructor(options: CircuitBreakerOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get enabled(): boolean {
+    return this.#options.cooldownMs > 0;
+  }
+
+  get state(): BreakerState {
+    if (this.#state === 'open' && this.#now() >= this.#openUntil) this.#transition('half-open');
+    return this.#state;
+  }
+
+  /** Seconds until a probe may go out (0 unless open). */
+  get retryAfterSeconds(): number {
+    return this.state === 'open' ? Math.max(1, Math.ceil((this.#openUntil - this.#now()) / 1000)) : 0;
+  }
+
+  /** Throws the breaker's error while it is open; reserves nothing (a cheap check before queueing). */
+  check(): void {
+    if (this.state === 'open') throw this.#fastFailure();
+  }
+
+  /** Admits one call, as the probe when half-open; throws the breaker's error when no call may go out. */
+  admit(): Admission {
+    const state = this.state;
+    if (state === 'closed') return regularCall;
+    if (state === 'half-open' && !this.#probing) {
+      this.#probing = true;
+      return { probe: true };
+    }
+    throw this.#fastFailure();
+  }
+
+  succeeded(admission: Admission): void {
+    if (!admission.probe) return;
+    this.#probing = false;
+    this.#transition('closed');
+  }
+
+  /** The call ended without telling anything about the account (e.g. v1 found gone): a probe's turn is handed back. */
+  abandoned(admission: Admission): void {
+    if (admission.probe) this.#probing = false;
+  }
+
+  failed(admission: Admission, error: UpstreamError): void {
+    if (admission.probe) this.#probing = false;
+    if (!this.enabled) return;
+    if (isAccountFailure(error)) this.#open(error);
+    else if (admission.probe) this.#open(this.#cause ?? error);
+  }
+
+  #open(cause: UpstreamError): void {
+    this.#cause = cause;
+    this.#openUntil = this.#now() + this.#options.cooldownMs;
+    this.#transition('open');
+  }
+
+  #transition(state: BreakerState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    if (state === 'closed') this.#cause = undefined;
+    this.#options.onStateChange?.(state, this.#cause);
+  }
+
+  #fastFailure(): UpstreamError {
+    const cause = this.#cause!;
+    return new UpstreamError(cause.code, `circuit breaker ${this.#state} after upstream code ${cause.upstreamCode}; no call made`, {
+      upstreamCode: cause.upstreamCode,
+    });
+  }
+}

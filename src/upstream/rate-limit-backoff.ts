@@ -1,0 +1,50 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface RateLimitBackoffOptions {
+  /** The first pause after a rate-limit answer; each further one in a row doubles it. */
+  baseMs: number;
+  maxMs: number;
+  now?: () => number;
+}
+
+/**
+ * The upstream's rate limit (code 302) is per account, so one request being limited means every
+ * request is: a 302 sets a process-wide "not before" time that every attempt waits for, instead
+ * of each request retrying on its own schedule into the same limit. Repeated 302s double the
+ * pause; each success halves the streak back down.
+ */
+export class RateLimitBackoff {
+  #notBefore = 0;
+  #streak = 0;
+  readonly #options: RateLimitBackoffOptions;
+  readonly #now: () => number;
+
+  constructor(options: RateLimitBackoffOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Milliseconds every caller still has to wait. */
+  get remainingMs(): number {
+    return Math.max(0, this.#notBefore - this.#now());
+  }
+
+  get streak(): number {
+    return this.#streak;
+  }
+
+  async wait(): Promise<void> {
+    // Loop: another 302 may push the time further while we sleep.
+    for (let remaining = this.remainingMs; remaining > 0; remaining = this.remainingMs) await sleep(remaining);
+  }
+
+  rateLimited(): void {
+    this.#streak += 1;
+    const pause = Math.min(this.#options.maxMs, this.#options.baseMs * 2 ** (this.#streak - 1));
+    this.#notBefore = Math.max(this.#notBefore, this.#now() + pause);
+  }
+
+  succeeded(): void {
+    this.#streak = Math.floor(this.#streak / 2);
+  }
+}

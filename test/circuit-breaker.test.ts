@@ -1,0 +1,186 @@
+import { describe, expect, it } from 'vitest';
+import { createLinkStructureCache, type CacheOutcome } from '../src/link-structure/link-structure-cache.js';
+import type { LinkStructure } from '../src/link-structure/model.js';
+import { CircuitBreaker, type BreakerState } from '../src/upstream/circuit-breaker.js';
+import { RateLimitBackoff } from '../src/upstream/rate-limit-backoff.js';
+import { upstreamCodeToError, UpstreamError } from '../src/upstream/upstream-error.js';
+
+function clock(start = 1_000_000) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+function caught(action: () => unknown): UpstreamError | undefined {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof UpstreamError) return error;
+    throw error;
+  }
+  return undefined;
+}
+
+describe('CircuitBreaker', () => {
+  it.each([100, 300, 303, 600, 601])('opens on upstream code %i and fails fast with that code until the cool-down ends', (code) => {
+    const time = clock();
+    const states: BreakerState[] = [];
+    const breaker = new CircuitBreaker({ cooldownMs: 10_000, now: time.now, onStateChange: (state) => states.push(state) });
+    const admission = breaker.admit();
+    breaker.failed(admission, upstreamCodeToError(code, 'no'));
+    expect(breaker.state).toBe('open');
+    expect(breaker.retryAfterSeconds).toBe(10);
+    const fast = caught(() => breaker.admit());
+    expect(fast).toMatchObject({ code: upstreamCodeToError(code, '').code, upstreamCode: code });
+    expect(caught(() => breaker.check())?.upstreamCode).toBe(code);
+    time.advance(9_999);
+    expect(breaker.state).toBe('open');
+    time.advance(1);
+    expect(breaker.state).toBe('half-open');
+    expect(states).toEqual(['open', 'half-open']);
+  });
+
+  it.each([
+    ['301 collection failed', upstreamCodeToError(301, '')],
+    ['302 rate limited', upstreamCodeToError(302, '')],
+    ['400 bad input', upstreamCodeToError(400, '')],
+    ['500 internal', upstreamCodeToError(500, '')],
+    ['a timeout', new UpstreamError('UPSTREAM_TIMEOUT', 'slow')],
+    ['a reset', new UpstreamError('UPSTREAM_UNAVAILABLE', 'reset')],
+  ])('stays closed on %s (it says nothing about the account)', (_name, error) => {
+    const breaker = new CircuitBreaker({ cooldownMs: 10_000 });
+    breaker.failed(breaker.admit(), error);
+    expect(breaker.state).toBe('closed');
+  });
+
+  it('half-open: lets exactly one probe through; its success closes the breaker', () => {
+    const time = clock();
+    const breaker = new CircuitBreaker({ cooldownMs: 1_000, now: time.now });
+    breaker.failed(breaker.admit(), upstreamCodeToError(303, ''));
+    time.advance(1_000);
+    const probe = breaker.admit();
+    expect(probe.probe).toBe(true);
+    expect(caught(() => breaker.admit())?.code).toBe('UPSTREAM_QUOTA_EXCEEDED');
+    breaker.succeeded(probe);
+    expect(breaker.state).toBe('closed');
+    expect(breaker.admit().probe).toBe(false);
+  });
+
+  it('half-open: a failed probe opens it again for a full cool-down, keeping the account error’s code', () => {
+    const time = clock();
+    const breaker = new CircuitBreaker({ cooldownMs: 1_000, now: time.now });
+    breaker.failed(breaker.admit(), upstreamCodeToError(601, ''));
+    time.advance(1_000);
+    breaker.failed(breaker.admit(), new UpstreamError('UPSTREAM_TIMEOUT', 'slow'));
+    expect(breaker.state).toBe('open');
+    expect(caught(() => breaker.admit())).toMatchObject({ code: 'UPSTREAM_INSUFFICIENT_BALANCE', upstreamCode: 601 });
+    time.advance(1_000);
+    breaker.failed(breaker.admit(), upstreamCodeToError(100, ''));
+    expect(caught(() => breaker.admit())).toMatchObject({ code: 'UPSTREAM_AUTH_FAILED', upstreamCode: 100 });
+  });
+
+  it('a late success of a call admitted before the breaker opened does not close it', () => {
+    const breaker = new CircuitBreaker({ cooldownMs: 1_000 });
+    const early = breaker.admit();
+    breaker.failed(breaker.admit(), upstreamCodeToError(303, ''));
+    breaker.succeeded(early);
+    expect(breaker.state).toBe('open');
+  });
+
+  it('BREAKER_COOLDOWN_SECONDS=0 turns it off', () => {
+    const breaker = new CircuitBreaker({ cooldownMs: 0 });
+    breaker.failed(breaker.admit(), upstreamCodeToError(303, ''));
+    expect(breaker.state).toBe('closed');
+    expect(breaker.admit().probe).toBe(false);
+  });
+});
+
+describe('RateLimitBackoff (process-wide pause after code 302)', () => {
+  it('doubles the pause on each 302 in a row, up to the maximum, and halves the streak on success', () => {
+    const time = clock();
+    const backoff = new RateLimitBackoff({ baseMs: 100, maxMs: 500, now: time.now });
+    expect(backoff.remainingMs).toBe(0);
+    backoff.rateLimited();
+    expect(backoff.remainingMs).toBe(100);
+    time.advance(100);
+    backoff.rateLimited();
+    expect(backoff.remainingMs).toBe(200);
+    time.advance(200);
+    backoff.rateLimited();
+    backoff.rateLimited();
+    expect(backoff.remainingMs).toBe(500);
+    expect(backoff.streak).toBe(4);
+    backoff.succeeded();
+    expect(backoff.streak).toBe(2);
+    backoff.succeeded();
+    backoff.succeeded();
+    expect(backoff.streak).toBe(0);
+  });
+
+  it('makes every waiter wait until the pause ends', async () => {
+    const backoff = new RateLimitBackoff({ baseMs: 60, maxMs: 1_000 });
+    backoff.rateLimited();
+    const started = Date.now();
+    await Promise.all([backoff.wait(), backoff.wait()]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(55);
+    expect(backoff.remainingMs).toBe(0);
+  });
+});
+
+describe('stale-if-error in the cache', () => {
+  // Answered now: the cache counts an answer's freshness from when the upstream gave it.
+  const structure = (kolId: string): LinkStructure => ({
+    kolId,
+    platform: 'SHORT_VIDEO',
+    source: 'v1',
+    authorLinkType: null,
+    buckets: [],
+    summary: null,
+    fetchedAt: new Date(),
+  });
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('serves an expired answer, marked stale, when the call to replace it fails, and reports it once per call', async () => {
+    const outcomes: CacheOutcome[] = [];
+    let fail = false;
+    const cache = createLinkStructureCache({
+      fetch: async (request) => {
+        if (fail) throw new UpstreamError('UPSTREAM_UNAVAILABLE', 'down');
+        return structure(request.kolId);
+      },
+      ttlMs: 30,
+      staleMs: 10_000,
+      maxEntries: 10,
+      onLookup: (outcome) => outcomes.push(outcome),
+    });
+    const request = { kolId: '1', acceptCache: false, platform: 'SHORT_VIDEO' as const };
+    expect((await cache.load(request)).stale).toBeUndefined();
+    expect(cache.peek(request)).toBe('fresh');
+    await sleep(40);
+    expect(cache.peek(request)).toBe('stale');
+    fail = true;
+    const [a, b] = await Promise.all([cache.load(request), cache.load(request)]);
+    expect(a).toEqual({ ...structure('1'), fetchedAt: a.fetchedAt, stale: true });
+    expect(b).toBe(a);
+    // peek() reported nothing; the failed call shared by two loads is one `stale`.
+    expect(outcomes).toEqual(['miss', 'miss', 'join', 'stale']);
+    // A failure is not kept: the answer stays expired, so the next load tries the upstream again.
+    expect(cache.peek(request)).toBe('stale');
+    await expect(cache.load({ kolId: '2', acceptCache: false, platform: 'SHORT_VIDEO' })).rejects.toThrow('down');
+  });
+
+  it('keeps nothing past CACHE_STALE_SECONDS, and nothing at all when it is 0', async () => {
+    const failing = async (): Promise<LinkStructure> => {
+      throw new UpstreamError('UPSTREAM_UNAVAILABLE', 'down');
+    };
+    for (const staleMs of [0, 30]) {
+      let fetch = async (request: { kolId: string }) => structure(request.kolId);
+      const cache = createLinkStructureCache({ fetch: (request) => fetch(request), ttlMs: 20, staleMs, maxEntries: 10 });
+      const request = { kolId: '1', acceptCache: false, platform: 'SHORT_VIDEO' as const };
+      await cache.load(request);
+      await sleep(70);
+      expect(cache.peek(request)).toBe('absent');
+      fetch = failing;
+      await expect(cache.load(request)).rejects.toThrow('down');
+    }
+  });
+});

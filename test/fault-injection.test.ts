@@ -1,0 +1,211 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
+
+let upstream: FakeUpstream | undefined;
+let gateway: TestGateway | undefined;
+
+async function setUp(behaviour: FakeBehaviour, vars: Record<string, string> = {}) {
+  upstream = await startFakeUpstream(behaviour);
+  gateway = createTestGateway(upstream.url, { UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '1', ...vars });
+  return { upstream, gateway };
+}
+
+afterEach(async () => {
+  await gateway?.close();
+  await upstream?.close();
+  gateway = undefined;
+  upstream = undefined;
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const creators = (ids: string[]) => `{ creators(kolIds: ${JSON.stringify(ids)}) { kolId linkStructure { summary { value } fetchedAt stale } } }`;
+
+async function ready(gateway: TestGateway) {
+  const response = await gateway.app.fetch('http://gateway.test/ready');
+  return { status: response.status, body: await response.json() };
+}
+
+describe('account-level circuit breaker', () => {
+  it.each([
+    [100, 'UPSTREAM_AUTH_FAILED'],
+    [300, 'UPSTREAM_API_INVALID'],
+    [303, 'UPSTREAM_QUOTA_EXCEEDED'],
+    [600, 'UPSTREAM_PERMISSION_DENIED'],
+    [601, 'UPSTREAM_INSUFFICIENT_BALANCE'],
+  ])('code %i opens it: later creators fail fast with %s and make no upstream call', async (upstreamCode, code) => {
+    // v1 forced: in auto mode a 300 from v1 means "v1 is gone" and moves to gw instead of opening the breaker.
+    const { upstream, gateway } = await setUp(() => reply.business(upstreamCode), { JUSTONEAPI_LINK_ENDPOINT: 'v1' });
+    expect(await ready(gateway)).toEqual({ status: 200, body: { status: 'ready', breaker: 'closed', upstreamEndpoint: 'v1', redis: 'disabled' } });
+
+    const first = await gateway.query(creators(['1']));
+    expect(first.body.errors![0]!.extensions).toEqual({ code, retryable: false, kolId: '1', upstreamCode });
+    expect(upstream.calls()).toBe(1);
+    expect(await ready(gateway)).toEqual({ status: 503, body: { status: 'unavailable', breaker: 'open', upstreamEndpoint: 'v1', redis: 'disabled' } });
+
+    upstream.setBehaviour(() => reply.ok());
+    const later = await gateway.query(creators(['2', '3']));
+    expect(later.body.data.creators).toEqual([
+      { kolId: '2', linkStructure: null },
+      { kolId: '3', linkStructure: null },
+    ]);
+    expect(later.body.errors!.map((error) => error.extensions)).toEqual([
+      { code, retryable: false, kolId: '2', upstreamCode },
+      { code, retryable: false, kolId: '3', upstreamCode },
+    ]);
+    expect(upstream.calls()).toBe(1);
+    expect(gateway.logs.some((line) => String(line.msg).startsWith('upstream circuit breaker open'))).toBe(true);
+  });
+
+  it('fails the rest of a batch already queued once the account fails, without calling', async () => {
+    // One call in flight at a time: kolId 1 is answered 303, kolIds 2 to 5 are still queued.
+    const { upstream, gateway } = await setUp(() => reply.business(303), { UPSTREAM_CONCURRENCY: '1' });
+    const { body } = await gateway.query(creators(['1', '2', '3', '4', '5']));
+    expect(body.errors).toHaveLength(5);
+    expect(new Set(body.errors!.map((error) => error.extensions!.code))).toEqual(new Set(['UPSTREAM_QUOTA_EXCEEDED']));
+    expect(upstream.calls()).toBe(1);
+  });
+
+  it.each([
+    ['301 collection failed', () => reply.business(301), 3],
+    ['500 internal error', () => reply.business(500), 3],
+    ['a connection reset', () => reply.reset(), 3],
+    ['400 invalid parameters', () => reply.business(400), 1],
+  ])('stays closed on %s: the next creator still reaches the upstream', async (_name, answer, calls) => {
+    const { upstream, gateway } = await setUp(answer);
+    await gateway.query(creators(['1']));
+    expect(upstream.calls()).toBe(calls);
+    upstream.setBehaviour(() => reply.ok());
+    const { body } = await gateway.query(creators(['2']));
+    expect(body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(calls + 1);
+    expect((await ready(gateway)).body.breaker).toBe('closed');
+  });
+
+  it('half-opens after BREAKER_COOLDOWN_SECONDS: one probe goes out, its success closes the breaker', async () => {
+    const { upstream, gateway } = await setUp(() => reply.business(303), { BREAKER_COOLDOWN_SECONDS: '0.2' });
+    await gateway.query(creators(['1']));
+    expect((await ready(gateway)).body.breaker).toBe('open');
+    await sleep(250);
+    expect(await ready(gateway)).toEqual({ status: 200, body: { status: 'ready', breaker: 'half-open', upstreamEndpoint: 'v1', redis: 'disabled' } });
+
+    upstream.setBehaviour(() => reply.ok(undefined, 50));
+    const probing = await gateway.query(creators(['2', '3', '4']));
+    // The first creator is the probe; the others fail fast while it is out.
+    expect(probing.body.data.creators[0].linkStructure.summary.value).toBe(9875885);
+    expect(probing.body.errors!.map((error) => error.extensions!.kolId)).toEqual(['3', '4']);
+    expect(probing.body.errors!.every((error) => error.extensions!.code === 'UPSTREAM_QUOTA_EXCEEDED')).toBe(true);
+    expect(upstream.calls()).toBe(2);
+    expect((await ready(gateway)).body.breaker).toBe('closed');
+
+    const after = await gateway.query(creators(['3', '4']));
+    expect(after.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(4);
+  });
+
+  it('half-open: a failed probe opens it again', async () => {
+    const { upstream, gateway } = await setUp(() => reply.business(601), { BREAKER_COOLDOWN_SECONDS: '0.2' });
+    await gateway.query(creators(['1']));
+    await sleep(250);
+    const probe = await gateway.query(creators(['2']));
+    expect(probe.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_INSUFFICIENT_BALANCE', upstreamCode: 601 });
+    expect(upstream.calls()).toBe(2);
+    expect(await ready(gateway)).toEqual({ status: 503, body: { status: 'unavailable', breaker: 'open', upstreamEndpoint: 'v1', redis: 'disabled' } });
+    await gateway.query(creators(['3']));
+    expect(upstream.calls()).toBe(2);
+  });
+});
+
+describe('rate limiting by the upstream (code 302)', () => {
+  it('pauses every request, not just the one that got the 302', async () => {
+    const arrivals: Array<{ kolId: string | null; at: number }> = [];
+    let rateLimitedAt = 0;
+    const { upstream, gateway } = await setUp(
+      (request) => {
+        arrivals.push({ kolId: request.kolId, at: Date.now() });
+        if (arrivals.length === 1) {
+          rateLimitedAt = Date.now();
+          return reply.business(302);
+        }
+        return reply.ok();
+      },
+      // One call at a time, so without the shared pause kolId 2 would go out the moment kolId 1's 302 arrives.
+      { UPSTREAM_CONCURRENCY: '1', UPSTREAM_RETRY_BASE_MS: '200' },
+    );
+    const { body } = await gateway.query(creators(['1', '2', '3']));
+    expect(body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(4);
+    const next = arrivals[1]!;
+    expect(next.kolId).toBe('2');
+    expect(next.at - rateLimitedAt).toBeGreaterThanOrEqual(190);
+  });
+
+  it('a 302 storm: pauses grow with each 302 in a row, and each creator still makes at most 1 + UPSTREAM_RETRIES calls', async () => {
+    const arrivals: number[] = [];
+    const { upstream, gateway } = await setUp(
+      () => {
+        arrivals.push(Date.now());
+        return reply.business(302);
+      },
+      { UPSTREAM_CONCURRENCY: '1', UPSTREAM_RETRY_BASE_MS: '20', UPSTREAM_RETRIES: '1' },
+    );
+    const { body } = await gateway.query(creators(['1', '2', '3']));
+    expect(body.errors!.map((error) => error.extensions!.code)).toEqual(Array(3).fill('UPSTREAM_RATE_LIMITED'));
+    expect(upstream.calls()).toBe(6);
+    // Pause n is 20 ms × 2^(n−1): 20, 40, 80, 160, 320 between the six calls.
+    const gaps = arrivals.slice(1).map((at, index) => at - arrivals[index]!);
+    gaps.forEach((gap, index) => expect(gap).toBeGreaterThanOrEqual(20 * 2 ** index - 5));
+  });
+});
+
+describe('stale-if-error', () => {
+  it('serves expired answers, marked stale with their age, when the upstream hangs, resets or the breaker is open', async () => {
+    const { upstream, gateway } = await setUp(() => reply.ok(), {
+      CACHE_TTL_SECONDS: '1',
+      UPSTREAM_TIMEOUT_MS: '150',
+      UPSTREAM_RETRIES: '1',
+    });
+    const warm = await gateway.query(creators(['1', '2', '3']));
+    expect(warm.body.data.creators.map((creator: any) => creator.linkStructure.stale)).toEqual([false, false, false]);
+    const fetchedAt = warm.body.data.creators.map((creator: any) => creator.linkStructure.fetchedAt);
+    expect(upstream.calls()).toBe(3);
+    await sleep(1_100);
+
+    // 1 hangs (two timed-out attempts), 2 resets (two attempts), 3 answers.
+    upstream.setBehaviour((request) => (request.kolId === '1' ? reply.hang() : request.kolId === '2' ? reply.reset() : reply.ok()));
+    const degraded = await gateway.query(creators(['1', '2', '3']));
+    expect(degraded.body.errors).toBeUndefined();
+    const [one, two, three] = degraded.body.data.creators.map((creator: any) => creator.linkStructure);
+    expect(one).toEqual({ summary: { value: 9875885 }, fetchedAt: fetchedAt[0], stale: true });
+    expect(two).toEqual({ summary: { value: 9875885 }, fetchedAt: fetchedAt[1], stale: true });
+    expect(three.stale).toBe(false);
+    expect(Date.parse(three.fetchedAt)).toBeGreaterThan(Date.parse(fetchedAt[2]));
+    expect(upstream.calls()).toBe(3 + 2 + 2 + 1);
+
+    // Nothing failed was kept: once the upstream answers, 1 is fresh again.
+    upstream.setBehaviour(() => reply.ok());
+    const recovered = await gateway.query(creators(['1']));
+    expect(recovered.body.data.creators[0].linkStructure.stale).toBe(false);
+    expect(upstream.calls()).toBe(9);
+
+    // The quota runs out: 2 is served stale, and the breaker opens.
+    upstream.setBehaviour(() => reply.business(303));
+    const quota = await gateway.query(creators(['2']));
+    expect(quota.body.errors).toBeUndefined();
+    expect(quota.body.data.creators[0].linkStructure).toMatchObject({ fetchedAt: fetchedAt[1], stale: true });
+    expect(upstream.calls()).toBe(10);
+
+    // While it is open: 2 still comes from the stale cache, a never-seen creator gets the breaker's error, no call either way.
+    const open = await gateway.query(creators(['2', '4']));
+    expect(open.body.data.creators[0].linkStructure.stale).toBe(true);
+    expect(open.body.data.creators[1].linkStructure).toBeNull();
+    expect(open.body.errors).toEqual([
+      expect.objectContaining({
+        path: ['creators', 1, 'linkStructure'],
+        extensions: { code: 'UPSTREAM_QUOTA_EXCEEDED', retryable: false, kolId: '4', upstreamCode: 303 },
+      }),
+    ]);
+    expect(upstream.calls()).toBe(10);
+    expect((await ready(gateway)).status).toBe(503);
+  });
+});

@@ -1,0 +1,277 @@
+import { request as httpRequest, createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getIntrospectionQuery } from 'graphql';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+
+let upstream: FakeUpstream | undefined;
+let gateway: TestGateway | undefined;
+
+async function setUp(vars: Record<string, string> = {}) {
+  upstream = await startFakeUpstream();
+  gateway = createTestGateway(upstream.url, vars);
+  return { upstream, gateway };
+}
+
+afterEach(async () => {
+  await gateway?.close();
+  await upstream?.close();
+  gateway = undefined;
+  upstream = undefined;
+});
+
+const creatorsQuery = 'query ($ids: [ID!]!) { creators(kolIds: $ids) { kolId linkStructure { summary { value } } } }';
+
+describe('query limits, refused before execution with a coded error', () => {
+  it('MAX_QUERY_DEPTH → QUERY_TOO_DEEP (fragments do not count as levels)', async () => {
+    const { upstream, gateway } = await setUp({ MAX_QUERY_DEPTH: '3' });
+    const deep = await gateway.query('{ creator(kolId: "1") { linkStructure { buckets { value } } } }');
+    expect(deep.status).toBe(400);
+    expect(deep.body.data).toBeUndefined();
+    expect(deep.body.errors).toEqual([
+      { message: 'Query depth limit of 3 exceeded, found 4.', extensions: { code: 'QUERY_TOO_DEEP', retryable: false, limit: 3 } },
+    ]);
+    const shallow = await gateway.query(
+      '{ creator(kolId: "1") { ...C } } fragment C on Creator { ... on Creator { linkStructure { fetchedAt } } }',
+    );
+    expect(shallow.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(1);
+  });
+
+  it('MAX_ALIASES → QUERY_TOO_MANY_ALIASES', async () => {
+    const { upstream, gateway } = await setUp({ MAX_ALIASES: '2' });
+    const { status, body } = await gateway.query(
+      '{ a: creator(kolId: "1") { kolId } b: creator(kolId: "2") { kolId } c: creator(kolId: "3") { kolId linkStructure { fetchedAt } } }',
+    );
+    expect(status).toBe(400);
+    expect(body.errors).toEqual([
+      { message: 'Aliases limit of 2 exceeded, found 3.', extensions: { code: 'QUERY_TOO_MANY_ALIASES', retryable: false, limit: 2 } },
+    ]);
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('MAX_QUERY_TOKENS → QUERY_TOO_MANY_TOKENS, before the document is even parsed to the end', async () => {
+    const { upstream, gateway } = await setUp({ MAX_QUERY_TOKENS: '40' });
+    const ids = Array.from({ length: 40 }, (_, index) => `"${index + 1}"`).join(' ');
+    const { status, body } = await gateway.query(`{ creators(kolIds: [${ids}]) { linkStructure { fetchedAt } } }`);
+    expect(status).toBe(400);
+    expect(body.errors).toEqual([
+      { message: 'Token limit of 40 exceeded.', extensions: { code: 'QUERY_TOO_MANY_TOKENS', retryable: false, limit: 40 } },
+    ]);
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('MAX_REQUEST_BYTES → HTTP 413 REQUEST_ENTITY_TOO_LARGE, with or without a Content-Length', async () => {
+    const { upstream, gateway } = await setUp({ MAX_REQUEST_BYTES: '300' });
+    const body = JSON.stringify({ query: creatorsQuery, variables: { ids: Array.from({ length: 30 }, (_, index) => String(1000 + index)) } });
+    expect(body.length).toBeGreaterThan(300);
+    const sized = await gateway.app.fetch('http://gateway.test/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const streamed = await gateway.app.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: new Blob([body]).stream(),
+      duplex: 'half',
+    } as RequestInit);
+    for (const response of [sized, streamed]) {
+      expect(response.status).toBe(413);
+      expect(await response.json()).toEqual({ errors: [{ message: 'Request body too large', extensions: { code: 'REQUEST_ENTITY_TOO_LARGE' } }] });
+    }
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('refuses batched requests (an array of operations)', async () => {
+    const { upstream, gateway } = await setUp();
+    const response = await gateway.app.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([{ query: '{ creator(kolId: "1") { linkStructure { fetchedAt } } }' }, { query: '{ creator(kolId: "2") { linkStructure { fetchedAt } } }' }]),
+    });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as any).errors[0].extensions.code).toBe('BAD_REQUEST');
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('lets GraphiQL’s introspection query through the default limits', async () => {
+    const { gateway } = await setUp();
+    const { body } = await gateway.query(getIntrospectionQuery({ descriptions: true, inputValueDeprecation: true, specifiedByUrl: true }));
+    expect(body.errors).toBeUndefined();
+    expect(body.data.__schema.queryType.name).toBe('Query');
+  });
+});
+
+describe('MAX_UPSTREAM_CALLS_PER_OPERATION', () => {
+  const refusal = (upstreamCalls: number) => [
+    {
+      message: `This operation would make ${upstreamCalls} upstream calls; one operation may make at most 3.`,
+      extensions: { code: 'UPSTREAM_BUDGET_EXCEEDED', retryable: false, upstreamCalls, maxUpstreamCalls: 3 },
+    },
+  ];
+
+  it('counts aliases and creators lists together, and refuses the operation before any call', async () => {
+    const { upstream, gateway } = await setUp({ MAX_UPSTREAM_CALLS_PER_OPERATION: '3' });
+    const { status, body } = await gateway.query(
+      /* GraphQL */ `
+        query ($ids: [ID!]!) {
+          a: creator(kolId: "1") { linkStructure { fetchedAt } }
+          b: creator(kolId: "2") { linkStructure { fetchedAt } }
+          creators(kolIds: $ids) { linkStructure { fetchedAt } }
+        }
+      `,
+      { ids: ['3', '4'] },
+    );
+    expect(status).toBe(400);
+    expect(body.data).toBeUndefined();
+    expect(body.errors).toEqual(refusal(4));
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('counts distinct (kolId, acceptCache) pairs: repeats are free, acceptCache true and false are two', async () => {
+    const { upstream, gateway } = await setUp({ MAX_UPSTREAM_CALLS_PER_OPERATION: '3' });
+    const repeats = await gateway.query(/* GraphQL */ `
+      {
+        a: creator(kolId: "1") { linkStructure { fetchedAt } }
+        creators(kolIds: ["1", "2", "2", "1"]) { linkStructure { fetchedAt } again: linkStructure(acceptCache: false) { fetchedAt } }
+        ...Three
+      }
+      fragment Three on Query { creator(kolId: "3") { linkStructure { fetchedAt } } }
+    `);
+    expect(repeats.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(3);
+
+    upstream.reset();
+    const both = await gateway.query(/* GraphQL */ `
+      { creators(kolIds: ["5", "6"]) { fresh: linkStructure { fetchedAt } cached: linkStructure(acceptCache: true) { fetchedAt } } }
+    `);
+    expect(both.body.errors).toEqual(refusal(4));
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('does not count what the cache can answer, nor creators whose linkStructure is not asked for or is skipped', async () => {
+    const { upstream, gateway } = await setUp({ MAX_UPSTREAM_CALLS_PER_OPERATION: '3' });
+    await gateway.query(creatorsQuery, { ids: ['1', '2', '3'] });
+    expect(upstream.calls()).toBe(3);
+    const { body } = await gateway.query(
+      /* GraphQL */ `
+        query ($ids: [ID!]!, $skip: Boolean!) {
+          creators(kolIds: $ids) { kolId linkStructure { fetchedAt } }
+          ids: creators(kolIds: ["7", "8", "9", "10"]) { kolId }
+          skipped: creators(kolIds: ["11", "12", "13", "14"]) @skip(if: $skip) { linkStructure { fetchedAt } }
+        }
+      `,
+      { ids: ['1', '2', '3', '4', '5', '6'], skip: true },
+    );
+    expect(body.errors).toBeUndefined();
+    expect(body.data.creators).toHaveLength(6);
+    expect(upstream.calls()).toBe(6);
+  });
+
+  it('a bad kolId anywhere refuses the whole operation: its valid siblings make no upstream call', async () => {
+    const { upstream, gateway } = await setUp();
+    const { status, body } = await gateway.query(/* GraphQL */ `
+      {
+        good: creator(kolId: "1") { linkStructure { fetchedAt } }
+        list: creators(kolIds: ["2", "3"]) { linkStructure { fetchedAt } }
+        bad: creators(kolIds: ["4", "x"]) { linkStructure { fetchedAt } }
+      }
+    `);
+    expect(status).toBe(200);
+    expect(body).toEqual({
+      data: null,
+      errors: [
+        {
+          message: 'kolIds must be 1 to 32 ASCII digits.',
+          path: ['bad'],
+          extensions: { code: 'BAD_USER_INPUT', retryable: false, argument: 'kolIds' },
+        },
+      ],
+    });
+    expect(upstream.calls()).toBe(0);
+  });
+});
+
+describe('RATE_LIMIT_PER_MINUTE', () => {
+  const keyA = 'client_a_key_0123456789';
+  const keyB = 'client_b_key_0123456789';
+
+  it('charges each client its upstream calls; over the limit → HTTP 429 RATE_LIMITED with a retry hint; cached answers stay free', async () => {
+    const { upstream, gateway } = await setUp({ RATE_LIMIT_PER_MINUTE: '3', GATEWAY_API_KEYS: `${keyA},${keyB}` });
+    const asA = { authorization: `Bearer ${keyA}` };
+
+    const first = await gateway.query(creatorsQuery, { ids: ['1', '2'] }, asA);
+    expect(first.body.errors).toBeUndefined();
+
+    const limited = await gateway.query(creatorsQuery, { ids: ['3', '4'] }, asA);
+    expect(limited.status).toBe(429);
+    // One call left in the bucket, two needed: one more comes back after 60 s / 3 = 20 s.
+    expect(limited.body).toEqual({
+      errors: [
+        {
+          message: 'Too many upstream calls from this client; retry after extensions.retryAfterSeconds.',
+          extensions: { code: 'RATE_LIMITED', retryable: true, retryAfterSeconds: 20 },
+        },
+      ],
+    });
+    const raw = await gateway.app.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...asA },
+      body: JSON.stringify({ query: creatorsQuery, variables: { ids: ['3', '4'] } }),
+    });
+    expect(raw.headers.get('retry-after')).toBe('20');
+    expect(upstream.calls()).toBe(2);
+
+    // What the cache answers costs nothing, so it is never limited.
+    const cached = await gateway.query(creatorsQuery, { ids: ['2', '1', '2'] }, asA);
+    expect(cached.body.errors).toBeUndefined();
+    // The one call left still goes through.
+    const one = await gateway.query(creatorsQuery, { ids: ['1', '3'] }, asA);
+    expect(one.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(3);
+
+    // Another key is another client, with its own bucket.
+    const other = await gateway.query(creatorsQuery, { ids: ['4', '5', '6'] }, { 'x-api-key': keyB });
+    expect(other.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(6);
+  });
+
+  it('without API keys, keys clients by IP address', async () => {
+    const { upstream, gateway } = await setUp({ RATE_LIMIT_PER_MINUTE: '2' });
+    const server: Server = createServer(gateway.app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    // Loopback is a whole /8: 127.0.0.2 and 127.0.0.3 are two clients on this machine.
+    const ask = (from: string, ids: string[]) =>
+      new Promise<{ status: number; body: any }>((resolve, reject) => {
+        const request = httpRequest(
+          { host: '127.0.0.1', port, path: '/graphql', method: 'POST', localAddress: from, headers: { 'content-type': 'application/json' } },
+          (response) => {
+            let text = '';
+            response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+            response.on('end', () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }));
+          },
+        );
+        request.on('error', reject);
+        request.end(JSON.stringify({ query: creatorsQuery, variables: { ids } }));
+      });
+    try {
+      expect((await ask('127.0.0.2', ['1', '2'])).status).toBe(200);
+      const limited = await ask('127.0.0.2', ['3']);
+      expect(limited.status).toBe(429);
+      expect(limited.body.errors[0].extensions.code).toBe('RATE_LIMITED');
+      expect((await ask('127.0.0.3', ['3', '4'])).status).toBe(200);
+      expect(upstream.calls()).toBe(4);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('RATE_LIMIT_PER_MINUTE=0 turns the limit off', async () => {
+    const { upstream, gateway } = await setUp({ RATE_LIMIT_PER_MINUTE: '0' });
+    for (let round = 0; round < 3; round += 1) {
+      const { body } = await gateway.query(creatorsQuery, { ids: Array.from({ length: 100 }, (_, index) => String(round * 1000 + index)) });
+      expect(body.errors).toBeUndefined();
+    }
+    expect(upstream.calls()).toBe(300);
+  });
+});

@@ -1,0 +1,105 @@
+import { buildSchema, getOperationAST, Kind, parse, type FragmentDefinitionNode } from 'graphql';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planUpstreamCalls } from '../src/protection/upstream-plan.js';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+
+// The shape federation gives a subgraph: `_entities` takes representations and returns a union.
+const subgraphSchema = buildSchema(/* GraphQL */ `
+  scalar _Any
+  union _Entity = Creator | Campaign
+  type Creator { kolId: ID! linkStructure(acceptCache: Boolean): LinkStructure }
+  type LinkStructure { fetchedAt: String }
+  type Campaign { id: ID! }
+  type Query {
+    creator(kolId: ID!): Creator!
+    creators(kolIds: [ID!]!): [Creator!]!
+    _entities(representations: [_Any!]!): [_Entity]!
+  }
+`);
+
+function plan(source: string, variables: Record<string, unknown> = {}) {
+  const document = parse(source);
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  }
+  return planUpstreamCalls(subgraphSchema, getOperationAST(document)!, fragments, variables, 100);
+}
+
+describe('planUpstreamCalls on federation `_entities`', () => {
+  const entitiesQuery = /* GraphQL */ `
+    query ($representations: [_Any!]!) {
+      _entities(representations: $representations) {
+        ... on Creator { linkStructure { fetchedAt } cached: linkStructure(acceptCache: true) { fetchedAt } }
+        ... on Campaign { id }
+      }
+    }
+  `;
+
+  it('counts Creator representations like a creators list, ignoring other entity types', () => {
+    const { requests, errors } = plan(entitiesQuery, {
+      representations: [
+        { __typename: 'Creator', kolId: '1' },
+        { __typename: 'Campaign', id: 'c1' },
+        { __typename: 'Creator', kolId: '2' },
+        { __typename: 'Creator', kolId: '1' },
+      ],
+    });
+    expect(errors).toEqual([]);
+    expect(requests).toEqual([
+      { kolId: '1', acceptCache: false, platform: 'SHORT_VIDEO' },
+      { kolId: '2', acceptCache: false, platform: 'SHORT_VIDEO' },
+      { kolId: '1', acceptCache: true, platform: 'SHORT_VIDEO' },
+      { kolId: '2', acceptCache: true, platform: 'SHORT_VIDEO' },
+    ]);
+  });
+
+  it('leaves bad representations out instead of refusing the operation (each fails only its own entity)', () => {
+    const { requests, errors } = plan(entitiesQuery, {
+      representations: [
+        { __typename: 'Creator', kolId: '1' },
+        { __typename: 'Creator', kolId: '1&token=x' },
+        { __typename: 'Creator', kolId: 12 },
+      ],
+    });
+    expect(errors).toEqual([]);
+    expect(requests).toEqual([
+      { kolId: '1', acceptCache: false, platform: 'SHORT_VIDEO' },
+      { kolId: '1', acceptCache: true, platform: 'SHORT_VIDEO' },
+    ]);
+  });
+
+  it('treats creators reached through fragments and aliases the same way', () => {
+    const { requests } = plan(/* GraphQL */ `
+      { a: creator(kolId: "5") { ...L } b: creators(kolIds: ["6", "5"]) { ... on Creator { ...L } } }
+      fragment L on Creator { linkStructure { fetchedAt } }
+    `);
+    expect(requests).toEqual([
+      { kolId: '5', acceptCache: false, platform: 'SHORT_VIDEO' },
+      { kolId: '6', acceptCache: false, platform: 'SHORT_VIDEO' },
+    ]);
+  });
+});
+
+describe('the gateway’s `_entities`', () => {
+  let upstream: FakeUpstream;
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    gateway = createTestGateway(upstream.url, { MAX_UPSTREAM_CALLS_PER_OPERATION: '2' });
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+
+  it('counts representations toward MAX_UPSTREAM_CALLS_PER_OPERATION before any call', async () => {
+    const { body } = await gateway.query(
+      'query ($r: [_Any!]!) { _entities(representations: $r) { ... on Creator { linkStructure { fetchedAt } } } }',
+      { r: ['1', '2', '3'].map((kolId) => ({ __typename: 'Creator', kolId })) },
+    );
+    expect(body.errors?.[0]?.extensions?.code).toBe('UPSTREAM_BUDGET_EXCEEDED');
+    expect(upstream.calls()).toBe(0);
+  });
+});
