@@ -1,22 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { createTestGateway, type TestGateway } from './gateway.js';
-import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+import { describe, expect, it } from 'vitest';
+import { gatewayOnFakeUpstream } from './gateway.js';
+import { reply } from './fake-upstream.js';
 
-let upstream: FakeUpstream | undefined;
-let gateway: TestGateway | undefined;
-
-async function setUp(vars: Record<string, string> = {}, delayMs = 0) {
-  upstream = await startFakeUpstream(() => reply.ok(undefined, delayMs));
-  gateway = createTestGateway(upstream.url, vars);
-  return { upstream, gateway };
-}
-
-afterEach(async () => {
-  await gateway?.close();
-  await upstream?.close();
-  gateway = undefined;
-  upstream = undefined;
-});
+const setUp = (vars: Record<string, string> = {}, delayMs = 0) => gatewayOnFakeUpstream(vars, () => reply.ok(undefined, delayMs));
 
 describe('one operation, one upstream call per creator', () => {
   it('dedupes aliases, list duplicates and nested mentions of the same kolId', async () => {
@@ -117,18 +103,16 @@ describe('process-wide cache', () => {
   });
 
   it('single-flight shares failures too, without caching them', async () => {
-    const upstream_ = await startFakeUpstream((request) =>
+    // Breaker off: a 303 would otherwise (rightly) stop the later call this test needs.
+    const { upstream, gateway } = await gatewayOnFakeUpstream({ BREAKER_COOLDOWN_SECONDS: '0' }, (request) =>
       request.nth === 1 ? { kind: 'json', body: { code: 303, message: 'quota', data: null }, delayMs: 60 } : reply.ok(),
     );
-    upstream = upstream_;
-    // Breaker off: a 303 would otherwise (rightly) stop the later call this test needs.
-    gateway = createTestGateway(upstream_.url, { BREAKER_COOLDOWN_SECONDS: '0' });
     const query = '{ creator(kolId: "81") { linkStructure { summary { value } } } }';
-    const answers = await Promise.all(Array.from({ length: 5 }, () => gateway!.query(query)));
+    const answers = await Promise.all(Array.from({ length: 5 }, () => gateway.query(query)));
     for (const answer of answers) expect(answer.body.errors?.[0]?.extensions?.code).toBe('UPSTREAM_QUOTA_EXCEEDED');
-    expect(upstream_.calls('81')).toBe(1);
+    expect(upstream.calls('81')).toBe(1);
     const later = await gateway.query(query);
     expect(later.body.data.creator.linkStructure.summary.value).toBe(9875885);
-    expect(upstream_.calls('81')).toBe(2);
+    expect(upstream.calls('81')).toBe(2);
   });
 });

@@ -1,22 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { createTestGateway, type TestGateway } from './gateway.js';
-import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
+import { describe, expect, it } from 'vitest';
+import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
+import { reply, type FakeBehaviour } from './fake-upstream.js';
 
-let upstream: FakeUpstream | undefined;
-let gateway: TestGateway | undefined;
-
-async function setUp(behaviour: FakeBehaviour, vars: Record<string, string> = {}) {
-  upstream = await startFakeUpstream(behaviour);
-  gateway = createTestGateway(upstream.url, { UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '1', ...vars });
-  return { upstream, gateway };
-}
-
-afterEach(async () => {
-  await gateway?.close();
-  await upstream?.close();
-  gateway = undefined;
-  upstream = undefined;
-});
+const setUp = (behaviour: FakeBehaviour, vars: Record<string, string> = {}) =>
+  gatewayOnFakeUpstream({ UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '1', ...vars }, behaviour);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const creators = (ids: string[]) => `{ creators(kolIds: ${JSON.stringify(ids)}) { kolId linkStructure { summary { value } fetchedAt stale } } }`;

@@ -1,3 +1,4 @@
+import { onTestFinished } from 'vitest';
 import type { App } from '../src/app.js';
 import { parseEnv, type Env } from '../src/env.js';
 import { createGateway } from '../src/gateway.js';
@@ -5,6 +6,7 @@ import type { LinkStructureCache } from '../src/link-structure/link-structure-ca
 import type { SharedTier } from '../src/link-structure/shared-tier.js';
 import { createLogger } from '../src/logger.js';
 import type { UpstreamClient } from '../src/upstream/link-struct-client.js';
+import { startFakeUpstream, type FakeBehaviour } from './fake-upstream.js';
 
 export const testToken = 'tok_test_7d1e9c0f5a4b';
 
@@ -80,4 +82,15 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
     },
     close: () => gateway.close(),
   };
+}
+
+/** A fake upstream and a gateway on it, for the current test only: both are closed when the test ends. */
+export async function gatewayOnFakeUpstream(vars: Record<string, string> = {}, behaviour?: FakeBehaviour) {
+  const upstream = await startFakeUpstream(behaviour);
+  const gateway = createTestGateway(upstream.url, vars);
+  onTestFinished(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+  return { upstream, gateway };
 }

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseEnv } from '../src/env.js';
 import { createLogger } from '../src/logger.js';
 import { creatorPlatforms } from '../src/link-structure/model.js';
@@ -11,9 +11,8 @@ import {
   startFakeUpstream,
   type FakeBehaviour,
   type FakeReply,
-  type FakeUpstream,
 } from './fake-upstream.js';
-import { createTestGateway, testToken, type TestGateway } from './gateway.js';
+import { createTestGateway, gatewayOnFakeUpstream, testToken, type TestGateway } from './gateway.js';
 
 const query = /* GraphQL */ `
   query ($kolId: ID!, $platform: CreatorPlatform, $acceptCache: Boolean) {
@@ -23,21 +22,8 @@ const query = /* GraphQL */ `
   }
 `;
 
-let upstream: FakeUpstream | undefined;
-let gateway: TestGateway | undefined;
-
-async function setUp(vars: Record<string, string>, behaviour?: FakeBehaviour) {
-  upstream = await startFakeUpstream(behaviour);
-  gateway = createTestGateway(upstream.url, { UPSTREAM_RETRY_BASE_MS: '1', ...vars });
-  return { upstream, gateway };
-}
-
-afterEach(async () => {
-  await gateway?.close();
-  await upstream?.close();
-  gateway = undefined;
-  upstream = undefined;
-});
+const setUp = (vars: Record<string, string>, behaviour?: FakeBehaviour) =>
+  gatewayOnFakeUpstream({ UPSTREAM_RETRY_BASE_MS: '1', ...vars }, behaviour);
 
 async function health(app: TestGateway['app']) {
   const response = await app.fetch('http://gateway.test/health');

@@ -1,25 +1,10 @@
 import { request as httpRequest, createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getIntrospectionQuery } from 'graphql';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createTestGateway, type TestGateway } from './gateway.js';
-import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+import { describe, expect, it } from 'vitest';
+import { gatewayOnFakeUpstream } from './gateway.js';
 
-let upstream: FakeUpstream | undefined;
-let gateway: TestGateway | undefined;
-
-async function setUp(vars: Record<string, string> = {}) {
-  upstream = await startFakeUpstream();
-  gateway = createTestGateway(upstream.url, vars);
-  return { upstream, gateway };
-}
-
-afterEach(async () => {
-  await gateway?.close();
-  await upstream?.close();
-  gateway = undefined;
-  upstream = undefined;
-});
+const setUp = (vars: Record<string, string> = {}) => gatewayOnFakeUpstream(vars);
 
 const creatorsQuery = 'query ($ids: [ID!]!) { creators(kolIds: $ids) { kolId linkStructure { summary { value } } } }';
 
