@@ -4,11 +4,16 @@ import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { useMetricsRoute } from './metrics-plugin.js';
+import { useRequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
   logger: Logger;
   /** `demo` when answering from the built-in simulator instead of Just One API. */
   mode: 'live' | 'demo';
+  /** Absent when METRICS_ENABLED is off: no /metrics route and nothing recorded. */
+  metrics?: Metrics | undefined;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -47,7 +52,13 @@ export function createApp(deps: AppDeps): App {
         return maskError(error, message, false);
       },
     },
-    plugins: [graphiql.plugin, useHealth(deps.mode)],
+    plugins: [
+      // First, so its clock and request id wrap everything the other plugins do.
+      useRequestObserver({ logger: deps.logger, metrics: deps.metrics }),
+      graphiql.plugin,
+      useHealth(deps.mode),
+      ...(deps.metrics ? [useMetricsRoute(deps.metrics.registry)] : []),
+    ],
   });
 }
 

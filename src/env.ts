@@ -26,7 +26,12 @@ const server = z.object({
   LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(logLevels).default('info')),
 });
 
-const environment = upstream.extend(cache.shape).extend(server.shape);
+const observability = z.object({
+  // `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`): off removes GET /metrics and stops recording.
+  METRICS_ENABLED: z.preprocess(unsetIfEmpty, z.stringbool().default(true)),
+});
+
+const environment = upstream.extend(cache.shape).extend(server.shape).extend(observability.shape);
 
 export type Env = z.infer<typeof environment>;
 

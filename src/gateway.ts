@@ -2,6 +2,7 @@ import { createApp, type App } from './app.js';
 import type { Env } from './env.js';
 import { createLinkStructureCache, type LinkStructureCache } from './link-structure/link-structure-cache.js';
 import type { Logger } from './logger.js';
+import { createMetrics, recordCacheLookup, recordUpstreamAttempt, type Metrics } from './metrics.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
 export interface GatewayOptions {
@@ -15,6 +16,8 @@ export interface Gateway {
   app: App;
   upstream: UpstreamClient;
   linkStructures: LinkStructureCache;
+  /** Absent when METRICS_ENABLED is off. */
+  metrics: Metrics | undefined;
   /** Releases long-lived resources (the upstream connection pool) once the server has stopped. */
   close(): Promise<void>;
 }
@@ -26,6 +29,10 @@ export interface Gateway {
  */
 export function createGateway(env: Env, options: GatewayOptions): Gateway {
   const { logger } = options;
+  // Read at scrape time only, after everything below exists.
+  const metrics = env.METRICS_ENABLED
+    ? createMetrics({ upstreamInFlight: () => upstream.inFlight, cacheEntries: () => linkStructures.size })
+    : undefined;
   const upstream = createUpstreamClient({
     baseUrl: options.upstream.baseUrl,
     token: options.upstream.token,
@@ -34,12 +41,14 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     retryBaseMs: env.UPSTREAM_RETRY_BASE_MS,
     concurrency: env.UPSTREAM_CONCURRENCY,
     logger,
+    onAttempt: metrics && ((attempt) => recordUpstreamAttempt(metrics, attempt)),
   });
   const linkStructures = createLinkStructureCache({
     fetch: upstream.fetchLinkStructure,
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
+    onLookup: metrics && ((outcome) => recordCacheLookup(metrics, outcome)),
   });
-  const app = createApp({ linkStructures, logger, maxKolIds: env.MAX_KOL_IDS, mode: options.mode });
-  return { app, upstream, linkStructures, close: () => upstream.close() };
+  const app = createApp({ linkStructures, logger, maxKolIds: env.MAX_KOL_IDS, mode: options.mode, metrics });
+  return { app, upstream, linkStructures, metrics, close: () => upstream.close() };
 }

@@ -3,6 +3,7 @@ import { parseEnv, type Env } from '../src/env.js';
 import { createGateway } from '../src/gateway.js';
 import type { LinkStructureCache } from '../src/link-structure/link-structure-cache.js';
 import { createLogger } from '../src/logger.js';
+import type { Metrics } from '../src/metrics.js';
 import type { UpstreamClient } from '../src/upstream/link-struct-client.js';
 
 export const testToken = 'tok_test_7d1e9c0f5a4b';
@@ -12,6 +13,8 @@ export interface TestGateway {
   env: Env;
   cache: LinkStructureCache;
   upstream: UpstreamClient;
+  /** Undefined when METRICS_ENABLED is off. */
+  metrics: Metrics | undefined;
   /** Every log line the gateway wrote, parsed. */
   logs: Array<Record<string, unknown>>;
   /** The raw lines, for grepping for secrets. */
@@ -63,6 +66,7 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
     env,
     cache: gateway.linkStructures,
     upstream: gateway.upstream,
+    metrics: gateway.metrics,
     logs,
     rawLogs,
     async query(query, variables, headers = {}) {

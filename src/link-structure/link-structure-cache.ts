@@ -11,11 +11,15 @@ export interface LinkStructureCacheOptions {
   onLookup?: (outcome: CacheOutcome) => void;
 }
 
-/** `hit`: served from memory; `join`: shared a call already in flight; `miss`: made the call. */
-export type CacheOutcome = 'hit' | 'join' | 'miss';
+/**
+ * `hit`: served from memory; `join`: shared a call already in flight; `miss`: made the call;
+ * `stale`: served an expired entry because the upstream failed (stale-if-error), reported after the `miss`.
+ */
+export type CacheOutcome = 'hit' | 'join' | 'miss' | 'stale';
 
 export interface LinkStructureCache {
-  load(request: LinkStructureRequest): Promise<LinkStructure>;
+  /** `observe` sees this lookup's outcome too (per-request accounting), besides the cache-wide `onLookup`. */
+  load(request: LinkStructureRequest, observe?: (outcome: CacheOutcome) => void): Promise<LinkStructure>;
   readonly size: number;
   clear(): void;
 }
@@ -33,19 +37,23 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
   const inFlight = new Map<string, Promise<LinkStructure>>();
 
   return {
-    load(request) {
+    load(request, observe) {
+      const report = (outcome: CacheOutcome) => {
+        options.onLookup?.(outcome);
+        observe?.(outcome);
+      };
       const key = linkStructureRequestKey(request);
       const cached = entries?.get(key);
       if (cached) {
-        options.onLookup?.('hit');
+        report('hit');
         return Promise.resolve(cached);
       }
       const pending = inFlight.get(key);
       if (pending) {
-        options.onLookup?.('join');
+        report('join');
         return pending;
       }
-      options.onLookup?.('miss');
+      report('miss');
       const call = options
         .fetch(request)
         .then((value) => {
