@@ -2,10 +2,12 @@ import { GraphQLError } from 'graphql';
 import { createYoga, maskError, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
+import { useHotDocumentJit } from './hot-document-jit.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { useMetricsRoute } from './metrics-plugin.js';
+import { useRequestBodyLimit } from './request-body-limit.js';
 import { useRequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
@@ -32,6 +34,9 @@ query CreatorLinkStructure {
 }
 `;
 
+/** Yoga's default limit; the largest real request (100 kolIds) is a few kilobytes. */
+const maxRequestBodyBytes = 25_000_000;
+
 /** The whole gateway as a fetch handler; it never listens, so tests run the same app in-process. */
 export function createApp(deps: AppDeps): App {
   const graphiql = createGraphiQLAssets();
@@ -44,6 +49,8 @@ export function createApp(deps: AppDeps): App {
     // Yoga's own liveness route answers an empty body; /health below replaces it.
     healthCheckEndpoint: '/_yoga/health',
     landingPage: false,
+    // Replaced by useRequestBodyLimit below: the same limit as Yoga's default, without a stream per request.
+    maxRequestBodySize: false,
     maskedErrors: {
       // Coded GraphQL errors pass; anything else is logged here and shown as "Unexpected error.",
       // never with details, whatever NODE_ENV says.
@@ -55,9 +62,15 @@ export function createApp(deps: AppDeps): App {
     plugins: [
       // First, so its clock and request id wrap everything the other plugins do.
       useRequestObserver({ logger: deps.logger, metrics: deps.metrics }),
+      useHotDocumentJit({
+        compileAfterRuns: 20,
+        onCompile: (operation) => deps.logger.debug('compiled a hot GraphQL document with graphql-jit', { operation: operation ?? null }),
+      }),
       graphiql.plugin,
       useHealth(deps.mode),
       ...(deps.metrics ? [useMetricsRoute(deps.metrics.registry)] : []),
+      // Last: it wraps whichever request parser the plugins before it chose.
+      useRequestBodyLimit(maxRequestBodyBytes),
     ],
   });
 }
