@@ -85,7 +85,8 @@ function toLinkStructure(payload: LinkStructPayload, kolId: string, fetchedAt: D
   const summary: LinkSummary | null = total
     ? { value: toCount(total.value), rankPercent: total.rank_percent ?? null, relativeRatio: total.relative_ratio ?? null }
     : null;
-  return { kolId, authorLinkType: payload.author_link_type ?? null, buckets, summary, fetchedAt };
+  // This lives in the cache: an array grown by push keeps ~100 bytes of spare capacity, an exact copy does not.
+  return { kolId, authorLinkType: payload.author_link_type ?? null, buckets: buckets.slice(), summary, fetchedAt };
 }
 
 /** Counts are user numbers; a median may come as x.5, which rounds to the nearest user. */
