@@ -117,13 +117,13 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
         durationMs: Math.round(durationMs * 1000) / 1000,
       };
       if (!record.graphql) {
-        logger.debug('request', line);
+        setImmediate(() => logger.debug('request', line));
         return;
       }
       const outcome = record.outcome ?? (response.status < 400 ? 'success' : 'error');
       const operation = record.params ? claimedOperationName(record.params) : record.operation;
       const cost = record.cost;
-      logger.info('request', {
+      const fields = {
         ...line,
         operation,
         outcome,
@@ -132,7 +132,9 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
         cacheJoins: cost?.cacheJoins ?? 0,
         staleServed: cost?.staleServed ?? 0,
         errorCodes: [...new Set(record.errorCodes)],
-      });
+      };
+      // Written once the response is on its way: formatting and writing a log line never delays an answer.
+      setImmediate(() => logger.info('request', fields));
       if (metrics) {
         const labels = { operation: operationLabel(operation), outcome };
         metrics.graphqlOperations.inc(labels);

@@ -76,6 +76,8 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
         body: JSON.stringify({ query, variables }),
       });
       const text = await response.text();
+      // The request's log line is written just after its response: let it land before the caller looks.
+      await new Promise((resolve) => setImmediate(resolve));
       return { status: response.status, body: JSON.parse(text), text };
     },
     close: () => gateway.close(),

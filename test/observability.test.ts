@@ -40,6 +40,9 @@ function deferred() {
   return { promise, release };
 }
 
+/** Request lines are written just after their response: wait for them before looking. */
+const logsWritten = () => new Promise((resolve) => setImmediate(resolve));
+
 /** The info-level request lines (other routes are logged at debug). */
 const requestLines = (gateway: TestGateway) => gateway.logs.filter((line) => line['msg'] === 'request' && line['level'] === 'info');
 
@@ -276,6 +279,7 @@ describe('request log', () => {
     const absent = await send();
     expect(absent.headers.get('x-request-id')).toMatch(uuid);
     expect(new Set(echoed).size).toBe(unsafe.length);
+    await logsWritten();
 
     const logged = requestLines(gateway).map((line) => line['requestId']);
     expect(logged).toEqual(['01HZX3-trace.id:42/span+b64=', ...echoed, absent.headers.get('x-request-id')]);
@@ -288,10 +292,12 @@ describe('request log', () => {
       const response = await gateway.app.fetch(`http://gateway.test${path}`, { headers: { accept, 'x-request-id': `id-${path.slice(1)}` } });
       expect(response.headers.get('x-request-id')).toBe(`id-${path.slice(1)}`);
     }
+    await logsWritten();
     expect(gateway.logs).toEqual([]);
 
     const { gateway: verbose } = await setUp(undefined, { LOG_LEVEL: 'debug' });
     await verbose.app.fetch('http://gateway.test/health');
+    await logsWritten();
     expect(verbose.logs.filter((line) => line['msg'] === 'request')).toEqual([expect.objectContaining({ level: 'debug', path: '/health', status: 200 })]);
   });
 
@@ -307,6 +313,7 @@ describe('request log', () => {
     url.searchParams.set('query', '{ creator(kolId: "1") { kolId } }');
     url.searchParams.set('token', 'client-side-secret');
     await gateway.app.fetch(url, { headers: { accept: 'application/json' } });
+    await logsWritten();
     expect(requestLines(gateway)).toEqual([expect.objectContaining({ method: 'GET', path: '/graphql', outcome: 'success' })]);
     expect(gateway.rawLogs.join('\n')).not.toContain('client-side-secret');
   });
