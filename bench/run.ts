@@ -37,7 +37,7 @@ const config = {
   batchRuns: 3,
   upstreamConcurrency: 8,
   fillEntries: knob('BENCH_FILL_ENTRIES', 50_000),
-  settleSeconds: 15,
+  settleSeconds: 30,
 };
 const allPhases = ['throughput', 'miss', 'batch', 'memory'];
 const phases = new Set((process.env['BENCH_PHASES'] ?? allPhases.join(',')).split(',').map((phase) => phase.trim()));
@@ -329,12 +329,21 @@ async function memory(upstream: Awaited<ReturnType<typeof startBenchUpstream>>) 
 
 /**
  * Memory once V8 has settled: after a burst of allocation V8 keeps its grown heap until its memory
- * reducer, which runs when the process goes quiet, gives it back. Reading right away would charge that
- * slack (anywhere from 0.5 to 2 KB per entry, run to run) to the cache.
+ * reducer, which runs when the process goes quiet, gives it back over the next seconds. Reading right
+ * away would charge that slack (0.5 to 2 KB per entry, run to run) to the cache. Reads every 2.5 s
+ * until RSS moves by less than 1 % between two reads (after at least 10 s), for at most `settleSeconds`.
  */
-async function settle<T>(read: () => Promise<T>): Promise<T> {
-  await new Promise((resolve) => setTimeout(resolve, config.settleSeconds * 1000));
-  return read();
+async function settle(read: () => Promise<{ usage: NodeJS.MemoryUsage; cacheEntries: number }>) {
+  const started = Date.now();
+  let last = await read();
+  while (Date.now() - started < config.settleSeconds * 1000) {
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    const next = await read();
+    const settled = Math.abs(next.usage.rss - last.usage.rss) < 0.01 * last.usage.rss;
+    last = next;
+    if (settled && Date.now() - started >= 10_000) break;
+  }
+  return last;
 }
 
 function log(line: string) {
