@@ -3,10 +3,15 @@ import { GraphQLError } from 'graphql';
 import { createYoga, maskError, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
+import { useHotDocumentJit } from './hot-document-jit.js';
 import { subgraphSchema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { useMetricsRoute } from './metrics-plugin.js';
 import { protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
 import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
+import { useRequestBodyLimit } from './request-body-limit.js';
+import { useRequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
   logger: Logger;
@@ -17,6 +22,8 @@ export interface AppDeps extends ContextDeps {
   protection: Protection;
   /** Breaker, endpoint and Redis state, for /health and /ready. */
   readiness: ReadinessSources;
+  /** Absent when METRICS_ENABLED is off: no /metrics route and nothing recorded. */
+  metrics?: Metrics | undefined;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -58,6 +65,8 @@ export function createApp(deps: AppDeps): App {
     // Yoga's own liveness route answers an empty body; /health below replaces it.
     healthCheckEndpoint: '/_yoga/health',
     landingPage: false,
+    // Replaced by useRequestBodyLimit below (MAX_REQUEST_BYTES): the same check without a stream per request.
+    maxRequestBodySize: false,
     maskedErrors: {
       // Coded GraphQL errors pass; anything else is logged here and shown as "Unexpected error.",
       // never with details, whatever NODE_ENV says.
@@ -67,11 +76,20 @@ export function createApp(deps: AppDeps): App {
       },
     },
     plugins: [
+      // First, so its clock and request id wrap everything the other plugins do (refusals included).
+      useRequestObserver({ logger: deps.logger, metrics: deps.metrics }),
       ...(protection.graphiql ? [graphiql.plugin] : []),
       useHealth(deps.mode, deps.readiness),
       useReadiness(deps.readiness),
+      ...(deps.metrics ? [useMetricsRoute(deps.metrics.registry)] : []),
       ...(deps.federationTracing ? [useApolloInlineTrace()] : []),
       ...protectionPlugins(protection, deps),
+      useHotDocumentJit({
+        compileAfterRuns: 20,
+        onCompile: (operation) => deps.logger.debug('compiled a hot GraphQL document with graphql-jit', { operation: operation ?? null }),
+      }),
+      // Last: it wraps whichever request parser the plugins before it chose.
+      useRequestBodyLimit(protection.maxRequestBytes),
     ],
   });
 }

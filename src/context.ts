@@ -1,6 +1,7 @@
 import type { YogaInitialContext } from 'graphql-yoga';
 import type { LinkStructureCache } from './link-structure/link-structure-cache.js';
 import { createLinkStructureLoader, type LinkStructureLoader } from './link-structure/link-structure-loader.js';
+import { RequestCost } from './request-cost.js';
 
 /** Long-lived parts and settings the per-request context is made from. */
 export interface ContextDeps {
@@ -11,13 +12,19 @@ export interface ContextDeps {
 export interface Context extends YogaInitialContext {
   linkStructureLoader: LinkStructureLoader;
   maxKolIds: number;
+  /** What this request's loads cost (upstream calls, cache hits), for its log line. */
+  requestCost: RequestCost;
 }
 
 /** Fresh loaders per request: DataLoader's memo must never outlive the request that filled it. */
 export function createContext(deps: ContextDeps) {
-  return (initial: YogaInitialContext): Context => ({
-    ...initial,
-    linkStructureLoader: createLinkStructureLoader(deps.linkStructures),
-    maxKolIds: deps.maxKolIds,
-  });
+  return (initial: YogaInitialContext): Context => {
+    const requestCost = new RequestCost();
+    return {
+      ...initial,
+      linkStructureLoader: createLinkStructureLoader(deps.linkStructures, requestCost.record),
+      maxKolIds: deps.maxKolIds,
+      requestCost,
+    };
+  };
 }

@@ -74,13 +74,19 @@ const hardening = z.object({
   SHUTDOWN_TIMEOUT_MS: int(0, 25_000),
 });
 
+const observability = z.object({
+  // `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`): off removes GET /metrics and stops recording.
+  METRICS_ENABLED: z.preprocess(unsetIfEmpty, z.stringbool().default(true)),
+});
+
 const environment = upstream
   .extend(cache.shape)
   .extend(sharedCache.shape)
   .extend(server.shape)
   .extend(linkEndpoint.shape)
   .extend(federation.shape)
-  .extend(hardening.shape);
+  .extend(hardening.shape)
+  .extend(observability.shape);
 
 export type Env = z.infer<typeof environment>;
 

@@ -1,9 +1,11 @@
 import { createApp, type App } from './app.js';
 import type { Env } from './env.js';
 import { createLinkStructureCache, type LinkStructureCache } from './link-structure/link-structure-cache.js';
-import { createSharedTier, type RedisStatus, type SharedTier } from './link-structure/shared-tier.js';
+import { createSharedTier, type RedisStatus, type SharedTier, type SharedTierEvent } from './link-structure/shared-tier.js';
 import type { Logger } from './logger.js';
+import { createMetrics, recordCacheLookup, recordSharedTierEvent, recordUpstreamAttempt, type Metrics } from './metrics.js';
 import { createProtection } from './protection/protection.js';
+import type { ReadinessSources } from './readiness.js';
 import { createRedisClient } from './redis-client.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
@@ -21,6 +23,8 @@ export interface Gateway {
   /** The Redis level shared by every replica; undefined without REDIS_URL. */
   sharedTier: SharedTier | undefined;
   redisStatus(): RedisStatus;
+  /** Absent when METRICS_ENABLED is off. */
+  metrics: Metrics | undefined;
   /** Releases long-lived resources (the upstream connection pool, Redis connections) once the server has stopped. */
   close(): Promise<void>;
 }
@@ -32,6 +36,15 @@ export interface Gateway {
  */
 export function createGateway(env: Env, options: GatewayOptions): Gateway {
   const { logger } = options;
+  // Read at request or scrape time only, after everything below exists.
+  const readiness: ReadinessSources = {
+    breakerState: () => upstream.breakerState,
+    upstreamEndpoint: () => upstream.activeEndpoint,
+    redisStatus: () => sharedTier?.status ?? 'disabled',
+  };
+  const metrics = env.METRICS_ENABLED
+    ? createMetrics({ ...readiness, upstreamInFlight: () => upstream.inFlight, cacheEntries: () => linkStructures.size })
+    : undefined;
   const upstream = createUpstreamClient({
     baseUrl: options.upstream.baseUrl,
     token: options.upstream.token,
@@ -43,14 +56,17 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     logger,
     breakerCooldownMs: env.BREAKER_COOLDOWN_SECONDS * 1000,
     backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
+    onAttempt: metrics && ((attempt) => recordUpstreamAttempt(metrics, attempt)),
   });
-  const sharedTier = env.REDIS_URL ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream) : undefined;
-  const redisStatus = (): RedisStatus => sharedTier?.status ?? 'disabled';
+  const sharedTier = env.REDIS_URL
+    ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream, metrics && ((event) => recordSharedTierEvent(metrics, event)))
+    : undefined;
   const linkStructures = createLinkStructureCache({
     fetch: sharedTier?.fetch ?? upstream.fetchLinkStructure,
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
     staleMs: env.CACHE_STALE_SECONDS * 1000,
+    onLookup: metrics && ((outcome) => recordCacheLookup(metrics, outcome)),
   });
   const protection = createProtection(env);
   if (!protection.apiKeys.enabled) {
@@ -63,18 +79,16 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     mode: options.mode,
     federationTracing: env.FEDERATION_TRACING,
     protection,
-    readiness: {
-      breakerState: () => upstream.breakerState,
-      upstreamEndpoint: () => upstream.activeEndpoint,
-      redisStatus,
-    },
+    metrics,
+    readiness,
   });
   return {
     app,
     upstream,
     linkStructures,
     sharedTier,
-    redisStatus,
+    redisStatus: readiness.redisStatus,
+    metrics,
     async close() {
       await sharedTier?.close();
       await upstream.close();
@@ -82,7 +96,13 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
   };
 }
 
-function createGatewaySharedTier(env: Env, redisUrl: string, logger: Logger, upstream: UpstreamClient): SharedTier {
+function createGatewaySharedTier(
+  env: Env,
+  redisUrl: string,
+  logger: Logger,
+  upstream: UpstreamClient,
+  onEvent: ((event: SharedTierEvent) => void) | undefined,
+): SharedTier {
   // The longest one upstream fetch can take (every attempt timing out, the longest backoffs between them):
   // a replica waits that long for another's call before making its own.
   const upstreamBudgetMs =
@@ -97,5 +117,6 @@ function createGatewaySharedTier(env: Env, redisUrl: string, logger: Logger, ups
     waitTimeoutMs: upstreamBudgetMs,
     logger: logger.child({ component: 'shared-cache' }),
     fetch: upstream.fetchLinkStructure,
+    onEvent,
   });
 }

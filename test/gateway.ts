@@ -5,6 +5,7 @@ import { createGateway } from '../src/gateway.js';
 import type { LinkStructureCache } from '../src/link-structure/link-structure-cache.js';
 import type { SharedTier } from '../src/link-structure/shared-tier.js';
 import { createLogger } from '../src/logger.js';
+import type { Metrics } from '../src/metrics.js';
 import type { UpstreamClient } from '../src/upstream/link-struct-client.js';
 import { startFakeUpstream, type FakeBehaviour } from './fake-upstream.js';
 
@@ -17,6 +18,8 @@ export interface TestGateway {
   upstream: UpstreamClient;
   /** The Redis level, when REDIS_URL is set. */
   sharedTier: SharedTier | undefined;
+  /** Undefined when METRICS_ENABLED is off. */
+  metrics: Metrics | undefined;
   /** Every log line the gateway wrote, parsed. */
   logs: Array<Record<string, unknown>>;
   /** The raw lines, for grepping for secrets. */
@@ -69,6 +72,7 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
     cache: gateway.linkStructures,
     upstream: gateway.upstream,
     sharedTier: gateway.sharedTier,
+    metrics: gateway.metrics,
     logs,
     rawLogs,
     async query(query, variables, headers = {}) {
@@ -78,6 +82,8 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
         body: JSON.stringify({ query, variables }),
       });
       const text = await response.text();
+      // The request's log line is written just after its response: let it land before the caller looks.
+      await new Promise((resolve) => setImmediate(resolve));
       return { status: response.status, body: JSON.parse(text), text };
     },
     close: () => gateway.close(),

@@ -23,7 +23,8 @@ export type CacheOutcome = 'hit' | 'join' | 'miss' | 'stale';
 export type CachePeek = 'fresh' | 'in-flight' | 'stale' | 'absent';
 
 export interface LinkStructureCache {
-  load(request: LinkStructureRequest): Promise<LinkStructure>;
+  /** `observe` sees this lookup's outcome too (per-request accounting), besides the cache-wide `onLookup`. */
+  load(request: LinkStructureRequest, observe?: (outcome: CacheOutcome) => void): Promise<LinkStructure>;
   /** Non-mutating look-up (no recency update, no call), for planning what an operation will cost. */
   peek(request: LinkStructureRequest): CachePeek;
   readonly size: number;
@@ -52,26 +53,30 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
 
   return {
-    load(request) {
+    load(request, observe) {
+      const report = (outcome: CacheOutcome) => {
+        options.onLookup?.(outcome);
+        observe?.(outcome);
+      };
       const key = linkStructureRequestKey(request);
       const cached = entries?.get(key);
       if (cached && Date.now() < cached.freshUntil) {
-        options.onLookup?.('hit');
+        report('hit');
         return Promise.resolve(cached.value);
       }
       const pending = inFlight.get(key);
       if (pending) {
-        options.onLookup?.('join');
+        report('join');
         return pending;
       }
-      options.onLookup?.('miss');
+      report('miss');
       const call = options
         .fetch(request)
         .then(
           (value) => {
             // The shared (Redis) level already fell back to its own expired copy: serve it, keep nothing.
             if (value.stale) {
-              options.onLookup?.('stale');
+              report('stale');
               return value;
             }
             // Fresh for what is left of the TTL since the upstream answered: a value another replica
@@ -82,7 +87,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
           (error: unknown) => {
             const kept = entries?.peek(key);
             if (staleMs > 0 && kept && usable(kept)) {
-              options.onLookup?.('stale');
+              report('stale');
               return { ...kept.value, stale: true };
             }
             throw error;

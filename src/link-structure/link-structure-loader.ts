@@ -2,7 +2,7 @@ import DataLoader from 'dataloader';
 import type { GraphQLError } from 'graphql';
 import { codedError } from '../errors.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
-import type { LinkStructureCache } from './link-structure-cache.js';
+import type { CacheOutcome, LinkStructureCache } from './link-structure-cache.js';
 import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest } from './model.js';
 
 export type LinkStructureLoader = DataLoader<LinkStructureRequest, LinkStructure, string>;
@@ -12,10 +12,14 @@ export type LinkStructureLoader = DataLoader<LinkStructureRequest, LinkStructure
  * duplicates, federation references) becomes one load. The batch fans out through the shared
  * cache, whose client bounds how many upstream calls run at once.
  */
-export function createLinkStructureLoader(cache: LinkStructureCache): LinkStructureLoader {
+export function createLinkStructureLoader(
+  cache: LinkStructureCache,
+  /** Sees each lookup's outcome, so the request can account for what its loads cost. */
+  observe?: (outcome: CacheOutcome) => void,
+): LinkStructureLoader {
   return new DataLoader<LinkStructureRequest, LinkStructure, string>(
     (requests) =>
-      Promise.all(requests.map((request) => cache.load(request).catch((error: unknown) => toFieldError(error, request)))),
+      Promise.all(requests.map((request) => cache.load(request, observe).catch((error: unknown) => toFieldError(error, request)))),
     { cacheKeyFn: linkStructureRequestKey },
   );
 }

@@ -35,9 +35,8 @@ export function createProtection(env: Env): Protection {
 }
 
 /** Yoga's own switches: body size, no batching, CORS only for the configured origins. */
-export function protectionServerOptions(protection: Protection): Pick<YogaServerOptions<object, object>, 'cors' | 'maxRequestBodySize' | 'batching'> {
+export function protectionServerOptions(protection: Protection): Pick<YogaServerOptions<object, object>, 'cors' | 'batching'> {
   return {
-    maxRequestBodySize: protection.maxRequestBytes,
     // One operation per HTTP request: an array of operations would multiply every per-operation limit.
     batching: false,
     cors:

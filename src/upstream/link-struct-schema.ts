@@ -101,7 +101,8 @@ function toLinkStructure(payload: LinkStructPayload, answer: AnswerContext, fetc
   return {
     kolId: answer.kolId,
     authorLinkType: payload.author_link_type ?? null,
-    buckets,
+    // This lives in the cache: an array grown by push keeps ~100 bytes of spare capacity, an exact copy does not.
+    buckets: buckets.slice(),
     summary,
     fetchedAt,
     platform: answer.platform,

@@ -1,0 +1,57 @@
+/**
+ * Profiles a server under the cached-query load of `npm run bench` (what found the costs it reports):
+ *
+ *   npx tsx bench/profile.ts [gateway|bare]
+ *
+ * Runs the server as a child with --cpu-prof, loads it for BENCH_DURATION_SECONDS (6) after a 2 s
+ * warm-up, and leaves CPU.*.cpuprofile in bench/results/profiles/ (open it in Chrome DevTools or
+ * VS Code). Prints req/s and CPU per request.
+ */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { startBenchUpstream } from './fake-upstream.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const which = process.argv[2] === 'bare' ? 'bare' : 'gateway';
+const durationSeconds = Number(process.env['BENCH_DURATION_SECONDS'] ?? 6);
+const upstream = await startBenchUpstream(0);
+const child = fork(`${root}bench/${which === 'bare' ? 'bare-yoga-server.ts' : 'gateway-server.ts'}`, [], {
+  cwd: root,
+  execArgv: ['--import', 'tsx', '--cpu-prof', `--cpu-prof-dir=${root}bench/results/profiles`],
+  env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'production', JUSTONEAPI_TOKEN: 'bench-token', JUSTONEAPI_BASE_URL: upstream.url, LOG_LEVEL: 'info' },
+  stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+});
+const port = await new Promise<number>((resolve) =>
+  child.on('message', (message: { type: string; port?: number }) => {
+    if (message.type === 'ready' && message.port) resolve(message.port);
+  }),
+);
+const cpuMicros = () =>
+  new Promise<number>((resolve) => {
+    child.once('message', (message: { micros: number }) => resolve(message.micros));
+    child.send({ type: 'cpu' });
+  });
+const query =
+  which === 'bare'
+    ? '{ hello }'
+    : '{ creator(kolId: "6870301416131936264") { kolId linkStructure { authorLinkType buckets { level stage value proportion sameIndustryMedian } summary { value rankPercent relativeRatio } fetchedAt } } }';
+const load = (duration: number) =>
+  autocannon({
+    url: `http://127.0.0.1:${port}/graphql`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query }),
+    connections: 10,
+    duration,
+  });
+await load(2);
+const before = await cpuMicros();
+const result = await load(durationSeconds);
+const used = (await cpuMicros()) - before;
+process.stdout.write(
+  `${which}: ${Math.round(result.requests.total / durationSeconds)} req/s, ${Math.round(used / result.requests.total)} µs CPU per request; profile in bench/results/profiles/\n`,
+);
+child.kill('SIGTERM');
+await new Promise((resolve) => child.once('exit', resolve));
+await upstream.close();

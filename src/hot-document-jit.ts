@@ -1,0 +1,109 @@
+import { GraphQLError, Kind, type DocumentNode, type ExecutionResult, type OperationDefinitionNode, type Source } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+
+export interface HotDocumentJitOptions {
+  /** Runs of a document through graphql-js before it is compiled. */
+  compileAfterRuns: number;
+  /** Told of each compiled document, by its operation name (logged at debug). */
+  onCompile?: (operationName: string | undefined) => void;
+}
+
+interface DocumentEntry {
+  /** False for a document graphql-jit must not run: several operations, or one it could not compile. */
+  compilable: boolean;
+  /** The name of the document's only operation (undefined: anonymous). */
+  operationName: string | undefined;
+  runs: number;
+  compiled: CompiledQuery | undefined;
+}
+
+/**
+ * Executes hot documents with graphql-jit, which compiles a query into a JavaScript function:
+ * a cached creator query costs about 35 µs less CPU than through graphql-js.
+ *
+ * Compiling costs about as much as 20 runs of the same document, and more for a larger one (a
+ * 100-alias document takes 75 ms), so only a document that has already run `compileAfterRuns`
+ * times is compiled: a client cannot make the gateway compile more than it executes. A document
+ * stays compiled while Yoga's parse cache keeps it (it is the WeakMap's key).
+ *
+ * Written here rather than taken from @envelop/graphql-jit, whose cache is keyed by document alone:
+ * a document holding two operations ran whichever was compiled first, whatever `operationName` asked for.
+ * Here only single-operation documents are compiled, and run only when `operationName` names that
+ * operation or is absent; anything else goes to graphql-js, which answers it as the spec says.
+ */
+export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
+  const entries = new WeakMap<DocumentNode, DocumentEntry>();
+  return {
+    onExecute({ args, setExecuteFn }) {
+      let entry = entries.get(args.document);
+      if (!entry) {
+        const operation = onlyOperation(args.document);
+        entry = { compilable: operation !== undefined, operationName: operation?.name?.value, runs: 0, compiled: undefined };
+        entries.set(args.document, entry);
+      }
+      if (!entry.compilable) return;
+      if (args.operationName != null && args.operationName !== entry.operationName) return;
+      if (!entry.compiled) {
+        entry.runs += 1;
+        if (entry.runs < options.compileAfterRuns) return;
+        const compiled = compileQuery(args.schema, args.document, entry.operationName);
+        if (!isCompiledQuery(compiled)) {
+          entry.compilable = false;
+          return;
+        }
+        entry.compiled = compiled;
+        options.onCompile?.(entry.operationName);
+      }
+      const { compiled } = entry;
+      const source = args.document.loc?.source;
+      setExecuteFn((execution) => {
+        const result = compiled.query(execution.rootValue, execution.contextValue, execution.variableValues);
+        return isPromiseLike(result) ? result.then((settled) => locateErrors(settled, source)) : locateErrors(result, source);
+      });
+    },
+  };
+}
+
+/**
+ * graphql-jit's errors carry `locations` but not the `source` and `positions` graphql-js errors have,
+ * and Yoga rebuilds every error from those when it serializes, dropping the locations. Rebuilt here
+ * as graphql-js errors, a compiled document's errors read exactly as graphql-js would have written them.
+ */
+function locateErrors<T extends ExecutionResult>(result: T, source: Source | undefined): T {
+  if (!result.errors?.length || !source) return result;
+  let lineStarts: number[] | undefined;
+  const errors = result.errors.map((error) => {
+    if (error.source || !error.locations?.length) return error;
+    lineStarts ??= lineStartsOf(source.body);
+    const starts = lineStarts;
+    return new GraphQLError(error.message, {
+      source,
+      positions: error.locations.map(({ line, column }) => (starts[line - 1] ?? 0) + column - 1),
+      path: error.path,
+      originalError: error.originalError,
+      extensions: error.extensions,
+    });
+  });
+  return { ...result, errors };
+}
+
+function lineStartsOf(body: string): number[] {
+  const starts = [0];
+  for (const match of body.matchAll(/\r\n|[\n\r]/g)) starts.push(match.index + match[0].length);
+  return starts;
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as PromiseLike<T> | undefined)?.then === 'function';
+}
+
+function onlyOperation(document: DocumentNode): OperationDefinitionNode | undefined {
+  let found: OperationDefinitionNode | undefined;
+  for (const definition of document.definitions) {
+    if (definition.kind !== Kind.OPERATION_DEFINITION) continue;
+    if (found) return undefined;
+    found = definition;
+  }
+  return found;
+}

@@ -1,0 +1,183 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CacheOutcome } from './link-structure/link-structure-cache.js';
+import type { SharedTierEvent } from './link-structure/shared-tier.js';
+import { redisHealth, type ReadinessSources } from './readiness.js';
+import type { BreakerState } from './upstream/circuit-breaker.js';
+import type { UpstreamAttempt } from './upstream/link-struct-client.js';
+import { upstreamEndpoints } from './upstream/link-struct-endpoints.js';
+
+/**
+ * Live values read at scrape time. Callbacks rather than objects, so the metrics can exist before
+ * the parts they describe (the upstream client and the cache are built with hooks into these metrics).
+ */
+export interface MetricSources extends ReadinessSources {
+  upstreamInFlight: () => number;
+  cacheEntries: () => number;
+}
+
+const breakerStates: readonly BreakerState[] = ['closed', 'open', 'half-open'];
+
+/** A state as a gauge per possible value, 1 for the current one: the usual Prometheus shape for an enum. */
+function setOneHot(gauge: Gauge<'state'> | Gauge<'endpoint'> | Gauge<'status'>, label: string, values: readonly string[], current: string) {
+  for (const value of values) (gauge as Gauge<string>).set({ [label]: value }, value === current ? 1 : 0);
+}
+
+/** Latencies of a paid upstream that may take a minute: from a fast cached answer to the 60 s timeout and beyond. */
+const upstreamBuckets = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120];
+/** A GraphQL operation is sub-millisecond from the cache and as slow as the upstream on a miss. */
+const operationBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/**
+ * Every metric the gateway exports, on a registry of its own (not prom-client's global one), so two
+ * gateways in one process (tests) never clash. Add a metric here, on `registry`, and it is on /metrics.
+ */
+export function createMetrics(sources: MetricSources) {
+  const registry = new Registry();
+  const registers = [registry];
+  // Node process metrics under their conventional names (process_*, nodejs_*), as dashboards expect them.
+  collectDefaultMetrics({ register: registry });
+
+  return {
+    registry,
+    upstreamRequests: new Counter({
+      name: 'xingtu_upstream_requests_total',
+      help: 'Upstream HTTP attempts (each one may be billed), by endpoint (`v1` or `gw`), outcome (`ok` or the gateway error code) and the upstream business code (`none` when the answer had none).',
+      labelNames: ['endpoint', 'outcome', 'upstream_code'] as const,
+      registers,
+    }),
+    upstreamDuration: new Histogram({
+      name: 'xingtu_upstream_request_duration_seconds',
+      help: 'Duration of one upstream attempt, from sending the request to the last byte of the answer (or the failure).',
+      labelNames: ['outcome'] as const,
+      buckets: upstreamBuckets,
+      registers,
+    }),
+    upstreamRetries: new Counter({
+      name: 'xingtu_upstream_retries_total',
+      help: 'Upstream attempts that failed and were retried, by the failure that caused the retry.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    upstreamInFlight: new Gauge({
+      name: 'xingtu_upstream_in_flight_requests',
+      help: 'Upstream requests in flight now (at most UPSTREAM_CONCURRENCY).',
+      registers,
+      collect() {
+        this.set(sources.upstreamInFlight());
+      },
+    }),
+    upstreamEndpoint: new Gauge({
+      name: 'xingtu_upstream_endpoint',
+      help: 'The upstream endpoint in use: 1 for the active one (`v1`, or `gw` once JUSTONEAPI_LINK_ENDPOINT=auto found v1 gone), 0 for the other.',
+      labelNames: ['endpoint'] as const,
+      registers,
+      collect() {
+        setOneHot(this, 'endpoint', upstreamEndpoints, sources.upstreamEndpoint());
+      },
+    }),
+    breakerState: new Gauge({
+      name: 'xingtu_upstream_breaker_state',
+      help: 'The account-level circuit breaker: 1 for its current state (`closed`, `open`, `half-open`), 0 for the others.',
+      labelNames: ['state'] as const,
+      registers,
+      collect() {
+        setOneHot(this, 'state', breakerStates, sources.breakerState());
+      },
+    }),
+    redisStatus: new Gauge({
+      name: 'xingtu_redis_status',
+      help: 'The shared Redis cache: 1 for its current status (`up`, `down`, or `disabled` without REDIS_URL), 0 for the others.',
+      labelNames: ['status'] as const,
+      registers,
+      collect() {
+        setOneHot(this, 'status', Object.values(redisHealth), redisHealth[sources.redisStatus()]);
+      },
+    }),
+    redisEvents: new Counter({
+      name: 'xingtu_redis_events_total',
+      help: 'Shared-cache events by kind: redis_hit, redis_miss, redis_error, lock_wait, lock_takeover, stale_served.',
+      labelNames: ['event'] as const,
+      registers,
+    }),
+    cacheHits: new Counter({
+      name: 'xingtu_cache_hits_total',
+      help: 'Link-structure lookups answered from the in-memory cache.',
+      registers,
+    }),
+    cacheMisses: new Counter({
+      name: 'xingtu_cache_misses_total',
+      help: 'Link-structure lookups that started an upstream call.',
+      registers,
+    }),
+    cacheJoins: new Counter({
+      name: 'xingtu_cache_singleflight_joins_total',
+      help: 'Link-structure lookups that shared an upstream call already in flight for the same creator (single-flight).',
+      registers,
+    }),
+    cacheStaleServed: new Counter({
+      name: 'xingtu_cache_stale_served_total',
+      help: 'Expired cache entries served because the upstream failed (stale-if-error).',
+      registers,
+    }),
+    cacheEntries: new Gauge({
+      name: 'xingtu_cache_entries',
+      help: 'Link structures held in the in-memory cache now.',
+      registers,
+      collect() {
+        this.set(sources.cacheEntries());
+      },
+    }),
+    graphqlOperations: new Counter({
+      name: 'xingtu_graphql_operations_total',
+      help: 'GraphQL operations by operation name and outcome (`success`; `partial`: data with errors; `error`: no data).',
+      labelNames: ['operation', 'outcome'] as const,
+      registers,
+    }),
+    graphqlDuration: new Histogram({
+      name: 'xingtu_graphql_operation_duration_seconds',
+      help: 'Time from receiving a GraphQL request to having its response, by operation name and outcome.',
+      labelNames: ['operation', 'outcome'] as const,
+      buckets: operationBuckets,
+      registers,
+    }),
+    graphqlErrors: new Counter({
+      name: 'xingtu_graphql_errors_total',
+      help: 'Errors returned in GraphQL responses, by extensions.code.',
+      labelNames: ['code'] as const,
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The upstream client's `onAttempt` hook. */
+export function recordUpstreamAttempt(metrics: Metrics, attempt: UpstreamAttempt): void {
+  const upstreamCode = attempt.upstreamCode === undefined ? 'none' : String(attempt.upstreamCode);
+  metrics.upstreamRequests.inc({ endpoint: attempt.endpoint, outcome: attempt.outcome, upstream_code: upstreamCode });
+  metrics.upstreamDuration.observe({ outcome: attempt.outcome }, attempt.durationMs / 1000);
+  if (attempt.willRetry) metrics.upstreamRetries.inc({ reason: attempt.outcome });
+}
+
+/** The cache's `onLookup` hook. */
+export function recordCacheLookup(metrics: Metrics, outcome: CacheOutcome): void {
+  switch (outcome) {
+    case 'hit':
+      metrics.cacheHits.inc();
+      break;
+    case 'miss':
+      metrics.cacheMisses.inc();
+      break;
+    case 'join':
+      metrics.cacheJoins.inc();
+      break;
+    case 'stale':
+      metrics.cacheStaleServed.inc();
+      break;
+  }
+}
+
+/** The shared (Redis) cache's `onEvent` hook. */
+export function recordSharedTierEvent(metrics: Metrics, event: SharedTierEvent): void {
+  metrics.redisEvents.inc({ event });
+}

@@ -1,0 +1,164 @@
+import { randomUUID } from 'node:crypto';
+import { getOperationAST, type ExecutionResult } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import type { Context } from './context.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { RequestCost } from './request-cost.js';
+
+export const requestIdHeader = 'x-request-id';
+/** What a caller's request id may be: bounded, and only characters that are safe in a header and a log line. */
+const requestIdPattern = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
+const operationNamePattern = /^[_A-Za-z][_0-9A-Za-z]{0,127}$/;
+const leadingOperationName = /^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]{0,127})/;
+/** Distinct operation names given their own metric series; later ones share `(other)`, so clients cannot explode cardinality. */
+const maxOperationLabels = 100;
+
+export type OperationOutcome = 'success' | 'partial' | 'error';
+
+interface RequestRecord {
+  id: string;
+  startedAt: number;
+  /** Set once the request turned out to carry GraphQL parameters. */
+  graphql: boolean;
+  /** The executed operation's name (null: anonymous). */
+  operation: string | null;
+  /** What the client sent, to name an operation that never executed (it failed to parse or validate). */
+  params: { query?: string | undefined; operationName?: string | undefined } | undefined;
+  outcome: OperationOutcome | undefined;
+  errorCodes: string[];
+  cost: RequestCost | undefined;
+}
+
+export interface RequestObserverOptions {
+  logger: Logger;
+  /** Absent when METRICS_ENABLED is off. */
+  metrics?: Metrics | undefined;
+}
+
+/**
+ * Gives every request an id (the caller's `x-request-id` when well-formed, else a new UUID), echoes
+ * it, and writes one JSON log line per request: GraphQL requests at `info`, with the operation, its
+ * outcome, error codes and what its loads cost; other routes (health checks, scrapes, assets) at `debug`.
+ * Also records the GraphQL operation metrics.
+ */
+export function useRequestObserver(options: RequestObserverOptions): Plugin<Context> {
+  const { logger, metrics } = options;
+  const records = new WeakMap<Request, RequestRecord>();
+  const operationLabels = new Set<string>();
+
+  const operationLabel = (name: string | null): string => {
+    if (name === null) return '(anonymous)';
+    if (operationLabels.has(name)) return name;
+    if (operationLabels.size >= maxOperationLabels) return '(other)';
+    operationLabels.add(name);
+    return name;
+  };
+
+  return {
+    instrumentation: {
+      // Wraps the whole request, so the clock starts before any plugin can answer early (GraphiQL, /health).
+      request({ request }, wrapped) {
+        const given = request.headers.get(requestIdHeader);
+        records.set(request, {
+          id: given !== null && requestIdPattern.test(given) ? given : randomUUID(),
+          startedAt: performance.now(),
+          graphql: false,
+          operation: null,
+          params: undefined,
+          outcome: undefined,
+          errorCodes: [],
+          cost: undefined,
+        });
+        return wrapped();
+      },
+    },
+    onParams({ params, request }) {
+      const record = records.get(request);
+      if (!record) return;
+      record.graphql = true;
+      record.params = params;
+    },
+    onExecute({ args }) {
+      const record = records.get(args.contextValue.request);
+      if (!record) return;
+      record.operation = getOperationAST(args.document, args.operationName)?.name?.value ?? null;
+      record.params = undefined;
+      record.cost = args.contextValue.requestCost;
+    },
+    onResultProcess({ request, result }) {
+      const record = records.get(request);
+      if (!record) return;
+      const results = (Array.isArray(result) ? result : [result]) as Array<ExecutionResult | AsyncIterable<unknown>>;
+      for (const single of results) {
+        if (Symbol.asyncIterator in single) continue;
+        if (single.errors?.length) {
+          record.outcome = single.data == null ? 'error' : 'partial';
+          for (const error of single.errors) {
+            const code = error.extensions?.['code'];
+            record.errorCodes.push(typeof code === 'string' ? code : 'UNKNOWN');
+          }
+        } else {
+          record.outcome ??= 'success';
+        }
+      }
+    },
+    onResponse({ request, response }) {
+      const record = records.get(request);
+      if (!record) return;
+      records.delete(request);
+      response.headers.set(requestIdHeader, record.id);
+      const durationMs = performance.now() - record.startedAt;
+      const line = {
+        requestId: record.id,
+        method: request.method,
+        path: pathOf(request.url),
+        status: response.status,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+      };
+      if (!record.graphql) {
+        setImmediate(() => logger.debug('request', line));
+        return;
+      }
+      const outcome = record.outcome ?? (response.status < 400 ? 'success' : 'error');
+      const operation = record.params ? claimedOperationName(record.params) : record.operation;
+      const cost = record.cost;
+      const fields = {
+        ...line,
+        operation,
+        outcome,
+        upstreamCalls: cost?.upstreamCalls ?? 0,
+        cacheHits: cost?.cacheHits ?? 0,
+        cacheJoins: cost?.cacheJoins ?? 0,
+        staleServed: cost?.staleServed ?? 0,
+        errorCodes: [...new Set(record.errorCodes)],
+      };
+      // Written once the response is on its way: formatting and writing a log line never delays an answer.
+      setImmediate(() => logger.info('request', fields));
+      if (metrics) {
+        const labels = { operation: operationLabel(operation), outcome };
+        metrics.graphqlOperations.inc(labels);
+        metrics.graphqlDuration.observe(labels, durationMs / 1000);
+        for (const code of record.errorCodes) metrics.graphqlErrors.inc({ code });
+      }
+    },
+  };
+}
+
+/**
+ * The name of an operation that never ran: the `operationName` the client sent, else the name
+ * written at the start of the document, if either is a well-formed GraphQL name.
+ */
+function claimedOperationName(params: { query?: string | undefined; operationName?: string | undefined }): string | null {
+  const claimed = params.operationName ?? (typeof params.query === 'string' ? leadingOperationName.exec(params.query)?.[1] : undefined);
+  return typeof claimed === 'string' && operationNamePattern.test(claimed) ? claimed : null;
+}
+
+/** The path alone: a query string is the client's (it may hold a whole GraphQL document, or secrets) and is never logged. */
+function pathOf(url: string): string {
+  const afterScheme = url.indexOf('//');
+  const start = url.indexOf('/', afterScheme === -1 ? 0 : afterScheme + 2);
+  if (start === -1) return '/';
+  const end = url.indexOf('?', start);
+  return (end === -1 ? url.slice(start) : url.slice(start, end)).slice(0, 256);
+}

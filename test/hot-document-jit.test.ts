@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+import { createTestGateway, type TestGateway } from './gateway.js';
+
+/** The gateway compiles a document with graphql-jit after this many runs (src/app.ts). */
+const compileAfterRuns = 20;
+
+describe('hot documents run compiled (graphql-jit)', () => {
+  let upstream: FakeUpstream;
+  let gateway: TestGateway;
+
+  beforeAll(async () => {
+    upstream = await startFakeUpstream((request) => (request.kolId === '13' ? reply.business(600) : reply.ok()));
+    gateway = createTestGateway(upstream.url);
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+
+  const compiledOperations = () =>
+    gateway.logs.filter((line) => line['msg'] === 'compiled a hot GraphQL document with graphql-jit').map((line) => line['operation']);
+
+  it('answers exactly as graphql-js did, data and errors, once the document is compiled', async () => {
+    const query = /* GraphQL */ `
+      query Hot($ids: [ID!]!) {
+        creators(kolIds: $ids) {
+          kolId
+          linkStructure { authorLinkType buckets { level stage value proportion sameIndustryMedian } summary { value rankPercent relativeRatio } fetchedAt }
+        }
+        one: creator(kolId: "12") { kolId linkStructure(acceptCache: true) { summary { value } } }
+      }
+    `;
+    const answers: string[] = [];
+    for (let run = 1; run <= compileAfterRuns + 3; run += 1) {
+      answers.push((await gateway.query(query, { ids: ['11', '13', '11'] })).text);
+      expect(compiledOperations()).toEqual(run < compileAfterRuns ? [] : ['Hot']);
+    }
+    const first = JSON.parse(answers[0]!);
+    expect(first.errors).toEqual([
+      expect.objectContaining({ path: ['creators', 1, 'linkStructure'], extensions: expect.objectContaining({ code: 'UPSTREAM_PERMISSION_DENIED', kolId: '13' }) }),
+    ]);
+    expect(first.data.creators[0].linkStructure.buckets).toHaveLength(4);
+    // Same JSON (graphql-jit writes `data` before `errors`, which JSON does not care about).
+    for (const answer of answers) expect(JSON.parse(answer)).toEqual(first);
+  });
+
+  it('runs the operation operationName names, in a document holding several', async () => {
+    const document = 'query A { creator(kolId: "1") { kolId } } query B { creators(kolIds: ["2", "3"]) { kolId } }';
+    const send = async (operationName: string) => {
+      const response = await gateway.app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: document, operationName }),
+      });
+      return response.json();
+    };
+    for (let run = 0; run <= compileAfterRuns; run += 1) {
+      expect(await send('A')).toEqual({ data: { creator: { kolId: '1' } } });
+      expect(await send('B')).toEqual({ data: { creators: [{ kolId: '2' }, { kolId: '3' }] } });
+    }
+  });
+
+  it('still refuses an operationName the compiled document does not have', async () => {
+    const query = 'query Only { creator(kolId: "1") { kolId } }';
+    const askForOther = async () => {
+      const response = await gateway.app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, operationName: 'Other' }),
+      });
+      return { status: response.status, body: await response.json() };
+    };
+    const before = await askForOther();
+    expect(before.body.data ?? null).toBeNull();
+    expect(before.body.errors).toHaveLength(1);
+    for (let run = 0; run <= compileAfterRuns; run += 1) await gateway.query(query);
+    expect(compiledOperations()).toContain('Only');
+    expect(await askForOther()).toEqual(before);
+  });
+});

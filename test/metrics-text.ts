@@ -1,0 +1,35 @@
+/** Reads Prometheus' text exposition format, for assertions on what a scraper would see. */
+export interface MetricFamily {
+  name: string;
+  type: string | undefined;
+  help: string | undefined;
+}
+
+export function metricFamilies(text: string): MetricFamily[] {
+  const families = new Map<string, MetricFamily>();
+  for (const line of text.split('\n')) {
+    const match = /^# (HELP|TYPE) (\S+) (.*)$/.exec(line);
+    if (!match) continue;
+    const [, kind, name, rest] = match as unknown as [string, 'HELP' | 'TYPE', string, string];
+    const family = families.get(name) ?? { name, type: undefined, help: undefined };
+    if (kind === 'HELP') family.help = rest;
+    else family.type = rest;
+    families.set(name, family);
+  }
+  return [...families.values()];
+}
+
+/** The value of the sample with exactly these labels, or undefined when there is none. */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const found = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((pair) => [pair[1], pair[2]]));
+    const wanted = Object.entries(labels);
+    if (wanted.length === Object.keys(found).length && wanted.every(([key, value]) => found[key] === value)) {
+      return Number(match[3]);
+    }
+  }
+  return undefined;
+}

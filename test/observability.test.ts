@@ -1,0 +1,360 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseEnv } from '../src/env.js';
+import { createMetrics, recordCacheLookup } from '../src/metrics.js';
+import { RequestCost } from '../src/request-cost.js';
+import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
+import { createTestGateway, testToken, type TestGateway } from './gateway.js';
+import { metricFamilies, sample } from './metrics-text.js';
+
+const upstreams: FakeUpstream[] = [];
+const gateways: TestGateway[] = [];
+
+async function setUp(behaviour?: FakeBehaviour, vars: Record<string, string> = {}) {
+  const upstream = await startFakeUpstream(behaviour);
+  // Breaker off: these tests count what each failure costs; test/fault-injection.test.ts covers the breaker.
+  const gateway = createTestGateway(upstream.url, { BREAKER_COOLDOWN_SECONDS: '0', ...vars });
+  upstreams.push(upstream);
+  gateways.push(gateway);
+  return { upstream, gateway };
+}
+
+afterEach(async () => {
+  await Promise.all(gateways.splice(0).map((gateway) => gateway.close()));
+  await Promise.all(upstreams.splice(0).map((upstream) => upstream.close()));
+});
+
+async function scrape(gateway: TestGateway) {
+  const response = await gateway.app.fetch('http://gateway.test/metrics');
+  expect(response.status).toBe(200);
+  expect(response.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+  return response.text();
+}
+
+/** Resolves when the upstream has received `count` requests. */
+async function untilCalls(upstream: FakeUpstream, count: number) {
+  while (upstream.calls() < count) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+function deferred() {
+  let release!: () => void;
+  const promise = new Promise<void>((resolve) => (release = resolve));
+  return { promise, release };
+}
+
+/** Request lines are written just after their response: wait for them before looking. */
+const logsWritten = () => new Promise((resolve) => setImmediate(resolve));
+
+/** The info-level request lines (other routes are logged at debug). */
+const requestLines = (gateway: TestGateway) => gateway.logs.filter((line) => line['msg'] === 'request' && line['level'] === 'info');
+
+describe('GET /metrics', () => {
+  it('counts upstream attempts by outcome and business code, retries, latency, cache lookups and operations', async () => {
+    const { gateway } = await setUp(
+      (request) => {
+        if (request.kolId === '2' && request.nth === 1) return reply.business(302);
+        if (request.kolId === '3') return reply.business(303);
+        if (request.kolId === '4') return reply.reset();
+        return reply.ok();
+      },
+      { UPSTREAM_RETRIES: '2' },
+    );
+    const first = await gateway.query(/* GraphQL */ `
+      query First { creators(kolIds: ["1", "2", "3", "4"]) { linkStructure { summary { value } } } }
+    `);
+    expect(first.body.errors?.map((error) => error.extensions?.['code']).sort()).toEqual(['UPSTREAM_QUOTA_EXCEEDED', 'UPSTREAM_UNAVAILABLE']);
+    await gateway.query('query Second { creator(kolId: "1") { linkStructure { fetchedAt } } }');
+    await gateway.query('{ creator(kolId: ');
+
+    const text = await scrape(gateway);
+    // "1" and the retried "2" succeed; "3" is not retryable; "4" is tried 1 + UPSTREAM_RETRIES times.
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'ok', upstream_code: '0' })).toBe(2);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_RATE_LIMITED', upstream_code: '302' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_QUOTA_EXCEEDED', upstream_code: '303' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_UNAVAILABLE', upstream_code: 'none' })).toBe(3);
+    expect(sample(text, 'xingtu_upstream_retries_total', { reason: 'UPSTREAM_RATE_LIMITED' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_retries_total', { reason: 'UPSTREAM_UNAVAILABLE' })).toBe(2);
+    expect(sample(text, 'xingtu_upstream_retries_total', { reason: 'UPSTREAM_QUOTA_EXCEEDED' })).toBeUndefined();
+    expect(sample(text, 'xingtu_upstream_request_duration_seconds_count', { outcome: 'ok' })).toBe(2);
+    expect(sample(text, 'xingtu_upstream_request_duration_seconds_bucket', { outcome: 'ok', le: '+Inf' })).toBe(2);
+    expect(sample(text, 'xingtu_upstream_request_duration_seconds_sum', { outcome: 'ok' })).toBeGreaterThan(0);
+    expect(sample(text, 'xingtu_upstream_in_flight_requests')).toBe(0);
+    expect(sample(text, 'xingtu_upstream_endpoint', { endpoint: 'v1' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_endpoint', { endpoint: 'gw' })).toBe(0);
+    expect(sample(text, 'xingtu_redis_status', { status: 'disabled' })).toBe(1);
+    expect(sample(text, 'xingtu_redis_status', { status: 'up' })).toBe(0);
+
+    expect(sample(text, 'xingtu_cache_misses_total')).toBe(4);
+    expect(sample(text, 'xingtu_cache_hits_total')).toBe(1);
+    expect(sample(text, 'xingtu_cache_singleflight_joins_total')).toBe(0);
+    expect(sample(text, 'xingtu_cache_stale_served_total')).toBe(0);
+    expect(sample(text, 'xingtu_cache_entries')).toBe(2);
+
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'First', outcome: 'partial' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Second', outcome: 'success' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(anonymous)', outcome: 'error' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_operation_duration_seconds_count', { operation: 'First', outcome: 'partial' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'UPSTREAM_QUOTA_EXCEEDED' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'UPSTREAM_UNAVAILABLE' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'GRAPHQL_PARSE_FAILED' })).toBe(1);
+
+    // Node process metrics, under the names dashboards expect.
+    expect(sample(text, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
+    expect(sample(text, 'process_resident_memory_bytes')).toBeGreaterThan(0);
+    expect(sample(text, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0);
+    expect(text).toContain('# TYPE nodejs_eventloop_lag_seconds gauge');
+  });
+
+  it('shows upstream requests in flight and counts single-flight joins', async () => {
+    const gate = deferred();
+    const { upstream, gateway } = await setUp(async () => {
+      await gate.promise;
+      return reply.ok();
+    });
+    const query = '{ creator(kolId: "9") { linkStructure { fetchedAt } } }';
+    const answers = Promise.all([gateway.query(query), gateway.query(query)]);
+    await untilCalls(upstream, 1);
+    const during = await scrape(gateway);
+    expect(sample(during, 'xingtu_upstream_in_flight_requests')).toBe(1);
+    gate.release();
+    await answers;
+    const after = await scrape(gateway);
+    expect(sample(after, 'xingtu_upstream_in_flight_requests')).toBe(0);
+    expect(sample(after, 'xingtu_cache_misses_total')).toBe(1);
+    expect(sample(after, 'xingtu_cache_singleflight_joins_total')).toBe(1);
+    expect(upstream.calls()).toBe(1);
+  });
+
+  it('names every metric by Prometheus conventions, each with help text', async () => {
+    const { gateway } = await setUp();
+    await gateway.query('{ creator(kolId: "1") { linkStructure { fetchedAt } } }');
+    const families = metricFamilies(await scrape(gateway)).filter((family) => family.name.startsWith('xingtu_'));
+    expect(families.map((family) => `${family.name} ${family.type}`).sort()).toEqual(
+      [
+        'xingtu_cache_entries gauge',
+        'xingtu_cache_hits_total counter',
+        'xingtu_cache_misses_total counter',
+        'xingtu_cache_singleflight_joins_total counter',
+        'xingtu_cache_stale_served_total counter',
+        'xingtu_graphql_errors_total counter',
+        'xingtu_graphql_operation_duration_seconds histogram',
+        'xingtu_graphql_operations_total counter',
+        'xingtu_upstream_in_flight_requests gauge',
+        'xingtu_upstream_endpoint gauge',
+        'xingtu_upstream_breaker_state gauge',
+        'xingtu_redis_status gauge',
+        'xingtu_redis_events_total counter',
+        'xingtu_upstream_request_duration_seconds histogram',
+        'xingtu_upstream_requests_total counter',
+        'xingtu_upstream_retries_total counter',
+      ].sort(),
+    );
+    for (const family of families) {
+      expect(family.help?.length).toBeGreaterThan(10);
+      if (family.type === 'counter') expect(family.name).toMatch(/_total$/);
+      if (family.type === 'histogram') expect(family.name).toMatch(/_seconds$/);
+      if (family.type === 'gauge') expect(family.name).not.toMatch(/_total$/);
+    }
+  });
+
+  it('gives at most 100 operation names their own series, so clients cannot flood the scraper', async () => {
+    const { gateway } = await setUp();
+    for (let index = 0; index < 103; index += 1) await gateway.query(`query Op${index} { __typename }`);
+    const text = await scrape(gateway);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Op99', outcome: 'success' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Op100', outcome: 'success' })).toBeUndefined();
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'success' })).toBe(3);
+  });
+
+  it('keeps two gateways in one process apart (a registry each)', async () => {
+    const one = await setUp();
+    const two = await setUp();
+    await one.gateway.query('{ creator(kolId: "1") { linkStructure { fetchedAt } } }');
+    expect(sample(await scrape(one.gateway), 'xingtu_cache_misses_total')).toBe(1);
+    expect(sample(await scrape(two.gateway), 'xingtu_cache_misses_total')).toBe(0);
+  });
+
+  it('counts stale serves when the cache reports them', () => {
+    const metrics = createMetrics({
+      upstreamInFlight: () => 0,
+      cacheEntries: () => 0,
+      breakerState: () => 'closed',
+      upstreamEndpoint: () => 'v1',
+      redisStatus: () => 'disabled',
+    });
+    recordCacheLookup(metrics, 'miss');
+    recordCacheLookup(metrics, 'stale');
+    const cost = new RequestCost();
+    cost.record('miss');
+    cost.record('stale');
+    expect(cost).toMatchObject({ upstreamCalls: 1, staleServed: 1, cacheHits: 0 });
+    return metrics.registry.metrics().then((text) => {
+      expect(sample(text, 'xingtu_cache_stale_served_total')).toBe(1);
+      expect(sample(text, 'xingtu_cache_misses_total')).toBe(1);
+    });
+  });
+
+  it('is gone with METRICS_ENABLED=false', async () => {
+    const { gateway } = await setUp(undefined, { METRICS_ENABLED: 'false' });
+    expect(gateway.metrics).toBeUndefined();
+    expect((await gateway.app.fetch('http://gateway.test/metrics')).status).toBe(404);
+    const { body } = await gateway.query('{ creator(kolId: "1") { linkStructure { summary { value } } } }');
+    expect(body.data.creator.linkStructure.summary.value).toBe(9875885);
+  });
+
+  it('METRICS_ENABLED accepts booleans only', () => {
+    for (const [value, enabled] of [['', true], ['true', true], ['1', true], ['false', false], ['0', false], ['off', false]] as const) {
+      expect(parseEnv({ METRICS_ENABLED: value })).toMatchObject({ ok: true, env: { METRICS_ENABLED: enabled } });
+    }
+    const bad = parseEnv({ METRICS_ENABLED: 'maybe' });
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.problems.join()).toContain('METRICS_ENABLED');
+  });
+});
+
+describe('request log', () => {
+  it('writes one info line per GraphQL request: id, operation, outcome, duration, what its loads cost, error codes', async () => {
+    const { upstream, gateway } = await setUp((request) => (request.kolId === '3' ? reply.business(600) : reply.ok()));
+    const query = 'query Batch { creators(kolIds: ["1", "2", "1", "3"]) { linkStructure { fetchedAt } } }';
+    await gateway.query(query, undefined, { 'x-request-id': 'first-request' });
+    await gateway.query(query, undefined, { 'x-request-id': 'second-request' });
+    expect(upstream.calls()).toBe(4);
+
+    const lines = requestLines(gateway);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toEqual({
+      time: expect.any(String),
+      level: 'info',
+      msg: 'request',
+      requestId: 'first-request',
+      method: 'POST',
+      path: '/graphql',
+      status: 200,
+      durationMs: expect.any(Number),
+      operation: 'Batch',
+      outcome: 'partial',
+      upstreamCalls: 3,
+      cacheHits: 0,
+      cacheJoins: 0,
+      staleServed: 0,
+      errorCodes: ['UPSTREAM_PERMISSION_DENIED'],
+    });
+    // "1" and "2" come from the cache; the failure was not cached, so "3" costs a call again.
+    expect(lines[1]).toMatchObject({ requestId: 'second-request', upstreamCalls: 1, cacheHits: 2, cacheJoins: 0 });
+    expect(lines[0]!['durationMs']).toBeGreaterThan(0);
+  });
+
+  it('accounts a shared in-flight call to the request that joined it', async () => {
+    const gate = deferred();
+    const { upstream, gateway } = await setUp(async () => {
+      await gate.promise;
+      return reply.ok();
+    });
+    const query = '{ creator(kolId: "5") { linkStructure { fetchedAt } } }';
+    const first = gateway.query(query, undefined, { 'x-request-id': 'a' });
+    await untilCalls(upstream, 1);
+    const second = gateway.query(query, undefined, { 'x-request-id': 'b' });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    gate.release();
+    await Promise.all([first, second]);
+    const byId = Object.fromEntries(requestLines(gateway).map((line) => [line['requestId'], line]));
+    expect(byId['a']).toMatchObject({ upstreamCalls: 1, cacheJoins: 0, operation: null, outcome: 'success' });
+    expect(byId['b']).toMatchObject({ upstreamCalls: 0, cacheJoins: 1 });
+  });
+
+  it('logs a request that fails before execution, with its error code', async () => {
+    const { gateway } = await setUp();
+    const { status } = await gateway.query('query Broken { creator(kolId: ');
+    expect(status).toBe(400);
+    expect(requestLines(gateway)).toEqual([
+      expect.objectContaining({ operation: 'Broken', outcome: 'error', status: 400, upstreamCalls: 0, errorCodes: ['GRAPHQL_PARSE_FAILED'] }),
+    ]);
+  });
+
+  it('echoes a well-formed x-request-id and replaces anything else with a fresh UUID', async () => {
+    const { gateway } = await setUp();
+    const send = (id?: string) =>
+      gateway.app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(id === undefined ? {} : { 'x-request-id': id }) },
+        body: JSON.stringify({ query: '{ __typename }' }),
+      });
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+    const kept = await send('01HZX3-trace.id:42/span+b64=');
+    expect(kept.headers.get('x-request-id')).toBe('01HZX3-trace.id:42/span+b64=');
+
+    const unsafe = ['has space', '<script>alert(1)</script>', '"quoted"', 'a'.repeat(129), 'caf\u00e9', 'a\tb'];
+    const echoed: string[] = [];
+    for (const id of unsafe) {
+      const response = await send(id);
+      const given = response.headers.get('x-request-id') ?? '';
+      expect(given).toMatch(uuid);
+      echoed.push(given);
+    }
+    const absent = await send();
+    expect(absent.headers.get('x-request-id')).toMatch(uuid);
+    expect(new Set(echoed).size).toBe(unsafe.length);
+    await logsWritten();
+
+    const logged = requestLines(gateway).map((line) => line['requestId']);
+    expect(logged).toEqual(['01HZX3-trace.id:42/span+b64=', ...echoed, absent.headers.get('x-request-id')]);
+    for (const id of unsafe) expect(gateway.rawLogs.join('\n')).not.toContain(id);
+  });
+
+  it('tags every response with an id, but logs health checks, scrapes and GraphiQL at debug only', async () => {
+    const { gateway } = await setUp(undefined, { LOG_LEVEL: 'info' });
+    for (const [path, accept] of [['/health', '*/*'], ['/metrics', '*/*'], ['/graphql', 'text/html'], ['/nope', '*/*']] as const) {
+      const response = await gateway.app.fetch(`http://gateway.test${path}`, { headers: { accept, 'x-request-id': `id-${path.slice(1)}` } });
+      expect(response.headers.get('x-request-id')).toBe(`id-${path.slice(1)}`);
+    }
+    await logsWritten();
+    expect(gateway.logs.filter((line) => line['msg'] === 'request')).toEqual([]);
+
+    const { gateway: verbose } = await setUp(undefined, { LOG_LEVEL: 'debug' });
+    await verbose.app.fetch('http://gateway.test/health');
+    await logsWritten();
+    expect(verbose.logs.filter((line) => line['msg'] === 'request')).toEqual([expect.objectContaining({ level: 'debug', path: '/health', status: 200 })]);
+  });
+
+  it('follows LOG_LEVEL: no request lines at warn', async () => {
+    const { gateway } = await setUp(undefined, { LOG_LEVEL: 'warn' });
+    await gateway.query('{ creator(kolId: "1") { linkStructure { fetchedAt } } }');
+    expect(gateway.logs.filter((line) => line['msg'] === 'request')).toEqual([]);
+  });
+
+  it('logs the path only, never the query string', async () => {
+    const { gateway } = await setUp();
+    const url = new URL('http://gateway.test/graphql');
+    url.searchParams.set('query', '{ creator(kolId: "1") { kolId } }');
+    url.searchParams.set('token', 'client-side-secret');
+    // x-graphql-csrf: a GET query needs a header a cross-site page could not send (CSRF prevention).
+    await gateway.app.fetch(url, { headers: { accept: 'application/json', 'x-graphql-csrf': '1' } });
+    await logsWritten();
+    expect(requestLines(gateway)).toEqual([expect.objectContaining({ method: 'GET', path: '/graphql', outcome: 'success' })]);
+    expect(gateway.rawLogs.join('\n')).not.toContain('client-side-secret');
+  });
+});
+
+describe('the upstream token', () => {
+  it('appears in no log line, metric or response, even when the upstream quotes it back', async () => {
+    const { upstream, gateway } = await setUp(
+      (request) => {
+        if (request.kolId === '1') return reply.business(100, `token ${request.token} is invalid`);
+        if (request.kolId === '2') return reply.http(502, `bad gateway for ${request.target}`);
+        return reply.raw(`not json, token=${request.token}`);
+      },
+      { UPSTREAM_RETRIES: '0' },
+    );
+    const { text } = await gateway.query('{ creators(kolIds: ["1", "2", "3"]) { linkStructure { fetchedAt } } }', undefined, {
+      'x-request-id': 'redaction-check',
+    });
+    expect(upstream.requests.every((request) => request.token === testToken)).toBe(true);
+    const metrics = await scrape(gateway);
+    const logs = gateway.rawLogs.join('\n');
+    expect(logs).toContain('[REDACTED]');
+    expect(requestLines(gateway)).toEqual([
+      expect.objectContaining({ requestId: 'redaction-check', upstreamCalls: 3, errorCodes: expect.arrayContaining(['UPSTREAM_AUTH_FAILED']) }),
+    ]);
+    for (const output of [text, metrics, logs]) expect(output).not.toContain(testToken);
+  });
+});
