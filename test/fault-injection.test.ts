@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
 import { reply, type FakeBehaviour } from './fake-upstream.js';
+import { sample, scrapeMetrics } from './metrics-text.js';
 
 const setUp = (behaviour: FakeBehaviour, vars: Record<string, string> = {}) =>
   gatewayOnFakeUpstream({ UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '1', ...vars }, behaviour);
@@ -29,6 +30,9 @@ describe('account-level circuit breaker', () => {
     expect(first.body.errors![0]!.extensions).toEqual({ code, retryable: false, kolId: '1', upstreamCode });
     expect(upstream.calls()).toBe(1);
     expect(await ready(gateway)).toEqual({ status: 503, body: { status: 'unavailable', breaker: 'open', upstreamEndpoint: 'v1', redis: 'disabled' } });
+    const metrics = await scrapeMetrics(gateway.app);
+    expect(sample(metrics, 'xingtu_upstream_breaker_state', { state: 'open' })).toBe(1);
+    expect(sample(metrics, 'xingtu_upstream_breaker_state', { state: 'closed' })).toBe(0);
 
     upstream.setBehaviour(() => reply.ok());
     const later = await gateway.query(creators(['2', '3']));

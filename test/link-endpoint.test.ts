@@ -13,6 +13,7 @@ import {
   type FakeReply,
 } from './fake-upstream.js';
 import { createTestGateway, gatewayOnFakeUpstream, testToken, type TestGateway } from './gateway.js';
+import { sample, scrapeMetrics } from './metrics-text.js';
 
 const query = /* GraphQL */ `
   query ($kolId: ID!, $platform: CreatorPlatform, $acceptCache: Boolean) {
@@ -188,6 +189,10 @@ describe('auto (the default): v1 until it is gone, then gw', () => {
     ]);
     expect(gateway.upstream.activeEndpoint).toBe('gw');
     expect(await health(gateway.app)).toMatchObject({ upstreamEndpoint: 'gw' });
+    expect(await (await gateway.app.fetch('http://gateway.test/ready')).json()).toMatchObject({ upstreamEndpoint: 'gw' });
+    const metrics = await scrapeMetrics(gateway.app);
+    expect(sample(metrics, 'xingtu_upstream_endpoint', { endpoint: 'gw' })).toBe(1);
+    expect(sample(metrics, 'xingtu_upstream_endpoint', { endpoint: 'v1' })).toBe(0);
 
     const after = await gateway.query(query, { kolId: '42' });
     expect(after.body.data.creator.linkStructure.source).toBe('gw');

@@ -33,3 +33,10 @@ export function sample(text: string, name: string, labels: Record<string, string
   }
   return undefined;
 }
+
+/** GET /metrics from an app, as a scraper would. */
+export async function scrapeMetrics(app: { fetch: (url: string) => Promise<Response> | Response }): Promise<string> {
+  const response = await app.fetch('http://gateway.test/metrics');
+  if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
+  return response.text();
+}

@@ -4,6 +4,7 @@ import { parseEnv } from '../src/env.js';
 import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
 import { startMain } from './main-process.js';
+import { sample, scrapeMetrics } from './metrics-text.js';
 import { freePort, startRedisServer, type RedisServer } from './redis-server.js';
 
 const prefix = 'xingtu-gw:v1:';
@@ -223,6 +224,10 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
       expect(answer.body.errors).toBeUndefined();
       expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
       expect(await health(gateway)).toMatchObject({ status: 'ok', redis: 'down' });
+      const ready = await gateway.app.fetch('http://gateway.test/ready');
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({ status: 'ready', redis: 'down' });
+      expect(sample(await scrapeMetrics(gateway.app), 'xingtu_redis_status', { status: 'down' })).toBe(1);
     }
     // No sharing without Redis: each replica paid for its own call.
     expect(upstream.calls('402')).toBe(2);
@@ -237,6 +242,9 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
     expect(shared.body.errors).toBeUndefined();
     expect(upstream.calls('403')).toBe(1);
     expect(await health(b)).toMatchObject({ redis: 'up' });
+    const metrics = await scrapeMetrics(b.app);
+    expect(sample(metrics, 'xingtu_redis_status', { status: 'up' })).toBe(1);
+    expect(sample(metrics, 'xingtu_redis_events_total', { event: 'redis_hit' })).toBeGreaterThanOrEqual(1);
   });
 
   it('answers from the upstream while Redis is too slow, after REDIS_TIMEOUT_MS', async () => {
