@@ -55,10 +55,17 @@ describe('createUpstreamPlanner: the plan of a (document, operation, variables) 
     expect(planner.size).toBe(0);
   });
 
-  it('forgets the least recently used plans past maxPlans', () => {
+  it('forgets the least recently used plans past maxPlans, and never keeps one larger than maxBytes', () => {
     const planner = createUpstreamPlanner({ maxKolIds: 100, maxPlans: 2 });
     for (const id of ['1', '2', '3']) plan(planner, 'One', { id });
     expect(planner.size).toBe(2);
+
+    const small = createUpstreamPlanner({ maxKolIds: 100, maxBytes: 4_000 });
+    const ids = Array.from({ length: 50 }, (_, index) => String(1000 + index));
+    expect(plan(small, 'Batch', { ids })?.requests).toHaveLength(50);
+    expect(small.size).toBe(0);
+    plan(small, 'One', { id: '1' });
+    expect(small.size).toBe(1);
   });
 });
 

@@ -14,7 +14,11 @@ export interface UpstreamPlannerOptions {
   maxKolIds: number;
   /** Plans remembered at most (least recently used go first). */
   maxPlans?: number;
-  /** Rough bytes the remembered plans and their keys may take (keys and requests, estimated). */
+  /**
+   * Rough bytes the remembered plans may take (keys and requests, estimated); a plan larger than
+   * this is not remembered. Small: what repeats is hot documents with a few variables, while a
+   * stream of distinct 100-creator batches would otherwise park megabytes of plans never reused.
+   */
   maxBytes?: number;
 }
 
@@ -39,7 +43,7 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
   let nextDocumentId = 0;
   const remembered = new LRUCache<string, Remembered>({
     max: options.maxPlans ?? 1_000,
-    maxSize: options.maxBytes ?? 4 * 2 ** 20,
+    maxSize: options.maxBytes ?? 2 ** 20,
     sizeCalculation: (entry, key) => 2 * key.length + 100 * (entry.plan.requests.length + 1),
   });
 
