@@ -1,11 +1,10 @@
-import { Kind, getOperationAST, getVariableValues, type FragmentDefinitionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { codedError } from '../errors.js';
 import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
 import type { Logger } from '../logger.js';
 import type { ApiKeys } from './api-keys.js';
 import type { RateLimiter } from './rate-limiter.js';
-import { planUpstreamCalls } from './upstream-plan.js';
+import { createUpstreamPlanner } from './upstream-planner.js';
 
 export interface OperationGuardOptions {
   linkStructures: LinkStructureCache;
@@ -23,18 +22,12 @@ export interface OperationGuardOptions {
  * rate limit. A refused operation has made no upstream call.
  */
 export function useOperationGuard(options: OperationGuardOptions): Plugin {
+  // The walk of the document is remembered per (document, operation, variables); the cache is peeked below on every request.
+  const planner = createUpstreamPlanner({ maxKolIds: options.maxKolIds });
   return {
     onExecute({ args, setResultAndStopExecution }) {
-      const operation = getOperationAST(args.document, args.operationName);
-      if (!operation) return;
-      const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], args.variableValues ?? {});
-      if (coerced.errors) return; // execution reports them before any resolver runs
-      const fragments = new Map<string, FragmentDefinitionNode>();
-      for (const definition of args.document.definitions) {
-        if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
-      }
-
-      const plan = planUpstreamCalls(args.schema, operation, fragments, coerced.coerced, options.maxKolIds);
+      const plan = planner.plan(args);
+      if (!plan) return; // execution reports a missing operation or bad variables before any resolver runs
       if (plan.errors.length > 0) {
         // As if each of those root fields had failed: Query's fields are non-null, so data is null.
         setResultAndStopExecution({ data: null, errors: plan.errors });

@@ -1,0 +1,88 @@
+import { Kind, getOperationAST, getVariableValues, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema } from 'graphql';
+import { LRUCache } from 'lru-cache';
+import { planUpstreamCalls, type UpstreamPlan } from './upstream-plan.js';
+
+export interface PlanArgs {
+  schema: GraphQLSchema;
+  document: DocumentNode;
+  operationName?: string | null | undefined;
+  /** The variables as the client sent them (before coercion). */
+  variableValues?: Readonly<Record<string, unknown>> | null | undefined;
+}
+
+export interface UpstreamPlannerOptions {
+  maxKolIds: number;
+  /** Plans remembered at most (least recently used go first). */
+  maxPlans?: number;
+  /**
+   * Rough bytes the remembered plans may take (keys and requests, estimated); a plan larger than
+   * this is not remembered. Small: what repeats is hot documents with a few variables, while a
+   * stream of distinct 100-creator batches would otherwise park megabytes of plans never reused.
+   */
+  maxBytes?: number;
+}
+
+interface Remembered {
+  schema: GraphQLSchema;
+  plan: UpstreamPlan;
+}
+
+/**
+ * planUpstreamCalls with a memory: which link structures an operation would load depends only on
+ * the schema, the document, the operation name and the variables, so a hot document with the same
+ * variables (a dashboard's polling query) is walked once, not on every request. What the cache holds
+ * is not part of a plan: the caller still peeks the cache for each planned request, every time.
+ *
+ * Only a plan without errors is remembered (one that refuses the operation is rebuilt, errors and
+ * all, on each request: they are rare and their error objects are per response). Documents are told
+ * apart by identity (Yoga's parse cache hands out the same DocumentNode for the same text); variables
+ * by their JSON text, which identifies them since they reach Yoga as parsed JSON.
+ */
+export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
+  const documentIds = new WeakMap<DocumentNode, number>();
+  let nextDocumentId = 0;
+  const remembered = new LRUCache<string, Remembered>({
+    max: options.maxPlans ?? 1_000,
+    maxSize: options.maxBytes ?? 2 ** 20,
+    sizeCalculation: (entry, key) => 2 * key.length + 100 * (entry.plan.requests.length + 1),
+  });
+
+  const keyOf = (args: PlanArgs): string => {
+    let id = documentIds.get(args.document);
+    if (id === undefined) {
+      id = nextDocumentId++;
+      documentIds.set(args.document, id);
+    }
+    return `${id} ${JSON.stringify([args.operationName ?? null, args.variableValues ?? null])}`;
+  };
+
+  return {
+    /**
+     * The plan of the operation `args` would execute, or undefined when there is nothing to plan
+     * (no such operation, or variables that fail coercion: execution reports both before any resolver runs).
+     */
+    plan(args: PlanArgs): UpstreamPlan | undefined {
+      const key = keyOf(args);
+      const known = remembered.get(key);
+      if (known && known.schema === args.schema) return known.plan;
+
+      const operation = getOperationAST(args.document, args.operationName);
+      if (!operation) return undefined;
+      const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], args.variableValues ?? {});
+      if (coerced.errors) return undefined;
+      const fragments = new Map<string, FragmentDefinitionNode>();
+      for (const definition of args.document.definitions) {
+        if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+      }
+      const plan = planUpstreamCalls(args.schema, operation, fragments, coerced.coerced, options.maxKolIds);
+      if (plan.errors.length === 0) remembered.set(key, { schema: args.schema, plan });
+      return plan;
+    },
+    /** Plans currently remembered (for tests). */
+    get size() {
+      return remembered.size;
+    },
+  };
+}
+
+export type UpstreamPlanner = ReturnType<typeof createUpstreamPlanner>;
