@@ -65,5 +65,7 @@ async function shutdown(signal: string) {
   logger.info('stopped', { forced: false });
   process.exit(0);
 }
+// A rejection nobody awaited is a bug, not a reason to drop every request in flight: log it (redacted) and keep serving.
+process.on('unhandledRejection', (reason) => logger.error('unhandled promise rejection', { error: reason }));
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));

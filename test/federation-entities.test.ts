@@ -97,6 +97,24 @@ describe('Creator as a federation entity', () => {
     expect(upstream.requests.map((request) => request.kolId).sort()).toEqual(['11', '12']);
   });
 
+  it('an unknown __typename or a non-object fails only its own entity, next to a bad kolId, and the gateway keeps serving', async () => {
+    const representations = [creator('not-a-kol-id'), { __typename: 'Nope', kolId: '5' }, 'not an object', creator('14')];
+    const { body } = await gateway.query(entitiesQuery, { representations });
+    expect(body.data._entities.map((entity: { kolId: string } | null) => entity?.kolId ?? null)).toEqual([null, null, null, '14']);
+    expect(body.data._entities[3].linkStructure.summary.value).toBe(9875885);
+    expect(body.errors!.map((error) => [error.path, error.extensions?.['code']])).toEqual([
+      [['_entities', 0], 'BAD_USER_INPUT'],
+      [['_entities', 1], 'BAD_USER_INPUT'],
+      [['_entities', 2], 'BAD_USER_INPUT'],
+    ]);
+    expect(body.errors![1]).toMatchObject({ extensions: { argument: 'representations', index: 1 } });
+    expect(upstream.requests.map((request) => request.kolId)).toEqual(['14']);
+    // Before each representation was isolated, the rejection for the first one went unhandled and ended the process.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const after = await gateway.query('{ creator(kolId: "14") { kolId } }');
+    expect(after.body.data.creator.kolId).toBe('14');
+  });
+
   it('a failing upstream call fails only that entity’s linkStructure, with the same error mapping as creator', async () => {
     const { body } = await gateway.query(entitiesQuery, { representations: [creator('12'), creator('13'), creator('13')] });
     expect(body.data._entities).toEqual([
@@ -126,5 +144,9 @@ describe('Creator as a federation entity', () => {
     expect(body.errors).toBeUndefined();
     expect(body.data._entities[0].linkStructure.fetchedAt).toBe(body.data.creator.linkStructure.fetchedAt);
     expect(upstream.calls('21')).toBe(1);
+    // One load reached the cache: had the reference used a loader of its own, the cache would have seen a
+    // second lookup joining the first one's call (the upstream count alone cannot tell the two apart).
+    const line = gateway.logs.findLast((entry) => entry['msg'] === 'request');
+    expect(line).toMatchObject({ upstreamCalls: 1, cacheHits: 0, cacheJoins: 0 });
   });
 });

@@ -40,9 +40,8 @@ export const CreatorRef = builder.objectRef<CreatorModel>('Creator').implement({
 // request's loader exactly as for `creator`/`creators`, so repeated references share one upstream call.
 builder.asEntity(CreatorRef, {
   key: builder.selection<{ kolId: string }>('kolId'),
-  // Async on purpose: @apollo/subgraph maps representations without catching, so a synchronous throw
-  // would take down the whole `_entities` answer; a rejection fails only this entity.
-  resolveReference: async (reference) => ({ kolId: parseKolId(reference.kolId) }),
+  // A bad kolId throws here; src/graphql/entities.ts makes that fail only this representation.
+  resolveReference: (reference) => ({ kolId: parseKolId(reference.kolId) }),
 });
 
 builder.queryField('creator', (t) =>
