@@ -116,6 +116,20 @@ describe('RateLimitBackoff (process-wide pause after code 302)', () => {
     expect(backoff.streak).toBe(0);
   });
 
+  it('counts the 302s of attempts sent before the pause began as one: only a later attempt escalates', () => {
+    const time = clock();
+    const backoff = new RateLimitBackoff({ baseMs: 100, maxMs: 10_000, now: time.now });
+    const sentTogether = backoff.now();
+    time.advance(20);
+    for (let index = 0; index < 8; index += 1) backoff.rateLimited(sentTogether);
+    expect(backoff.streak).toBe(1);
+    expect(backoff.remainingMs).toBe(100);
+    time.advance(100);
+    backoff.rateLimited(backoff.now());
+    expect(backoff.streak).toBe(2);
+    expect(backoff.remainingMs).toBe(200);
+  });
+
   it('makes every waiter wait until the pause ends', async () => {
     const backoff = new RateLimitBackoff({ baseMs: 60, maxMs: 1_000 });
     backoff.rateLimited();

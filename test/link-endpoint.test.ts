@@ -75,6 +75,17 @@ describe('gw endpoint (JUSTONEAPI_LINK_ENDPOINT=gw)', () => {
     expect(upstream.requests.map((request) => request.platform)).toEqual([platform]);
   });
 
+  it('makes one call for requests gw cannot tell apart (acceptCache), while v1 still gets both', async () => {
+    const both = /* GraphQL */ `{ creator(kolId: "2") { a: linkStructure { source } b: linkStructure(acceptCache: true) { source } } }`;
+    const onGw = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'gw' });
+    const fromGw = await onGw.gateway.query(both);
+    expect(fromGw.body.data.creator).toEqual({ a: { source: 'gw' }, b: { source: 'gw' } });
+    expect(onGw.upstream.calls()).toBe(1);
+    const onV1 = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'v1' });
+    await onV1.gateway.query(both);
+    expect(onV1.upstream.requests.map((request) => request.params['acceptCache']).sort()).toEqual(['false', 'true']);
+  });
+
   it('keys the per-request loader, the cache and single-flight by platform', async () => {
     const { upstream, gateway } = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'gw' }, () => reply.ok(undefined, 40));
     const operation = /* GraphQL */ `
@@ -218,6 +229,19 @@ describe('auto (the default): v1 until it is gone, then gw', () => {
     ]);
     expect(gateway.upstream.activeEndpoint).toBe('v1');
     expect(switchWarnings(gateway)).toEqual([]);
+  });
+
+  it('a gw answer for another platform that says code 300 fails that field only: short video keeps working on v1', async () => {
+    const { upstream, gateway } = await setUp({ BREAKER_COOLDOWN_SECONDS: '60' }, (request) =>
+      request.endpoint === 'gw' ? reply.business(300, 'API Invalid') : reply.ok(),
+    );
+    const live = await gateway.query(query, { kolId: '53', platform: 'LIVE_STREAMING' });
+    expect(live.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_API_INVALID', upstreamCode: 300 });
+    const short = await gateway.query(query, { kolId: '53' });
+    expect(short.body.errors).toBeUndefined();
+    expect(short.body.data.creator.linkStructure).toMatchObject({ platform: 'SHORT_VIDEO', source: 'v1' });
+    expect(gateway.upstream.breakerState).toBe('closed');
+    expect(upstream.requests.map((request) => request.endpoint)).toEqual(['gw', 'v1']);
   });
 
   it('retries other v1 failures on v1 as before, without switching', async () => {

@@ -41,6 +41,14 @@ const rows: Row[] = [
   },
   { name: 'a body without a code', answer: () => ({ kind: 'json', body: { data: {} } }), code: 'UPSTREAM_BAD_RESPONSE', retryable: false },
   {
+    // Xingtu's failure answers often carry base_resp alone: still the upstream's error, not a shape we misread.
+    name: 'code 0 with base_resp.status_code 4001 and no link_struct',
+    answer: () => reply.ok({ base_resp: { status_code: 4001, status_message: 'author not found' } }),
+    code: 'UPSTREAM_ERROR',
+    upstreamCode: 4001,
+    retryable: false,
+  },
+  {
     name: 'code 0 with base_resp.status_code 4001',
     answer: () => reply.ok({ base_resp: { status_code: 4001, status_message: 'author not found' }, link_struct: {} }),
     code: 'UPSTREAM_ERROR',
@@ -188,6 +196,60 @@ describe('connection refused', () => {
       expect(failures.map((line) => line.attempt)).toEqual([1, 2]);
     } finally {
       await gateway.close();
+    }
+  });
+});
+
+describe('Xingtu base_resp statuses are not Just One API business codes', () => {
+  it('a base_resp 303 or 300 neither opens the account breaker nor moves auto off v1', async () => {
+    const upstream = await startFakeUpstream((request) =>
+      request.kolId === '1'
+        ? reply.ok({ base_resp: { status_code: 303, status_message: 'xingtu says 303' } })
+        : request.kolId === '2'
+          ? reply.ok({ base_resp: { status_code: 300, status_message: 'xingtu says 300' }, link_struct: null })
+          : reply.ok(),
+    );
+    const gateway = createTestGateway(upstream.url, { JUSTONEAPI_LINK_ENDPOINT: 'auto', BREAKER_COOLDOWN_SECONDS: '60' });
+    try {
+      const { body } = await gateway.query(`{ a: creator(kolId: "1") { linkStructure { source } } b: creator(kolId: "2") { linkStructure { source } } }`);
+      expect(body.errors!.map((error) => error.extensions)).toEqual([
+        expect.objectContaining({ code: 'UPSTREAM_ERROR', upstreamCode: 303, kolId: '1' }),
+        expect.objectContaining({ code: 'UPSTREAM_ERROR', upstreamCode: 300, kolId: '2' }),
+      ]);
+      const next = await gateway.query(`{ creator(kolId: "3") { linkStructure { source summary { value } } } }`);
+      expect(next.body.errors).toBeUndefined();
+      expect(next.body.data.creator.linkStructure).toEqual({ source: 'v1', summary: { value: 9875885 } });
+      expect(gateway.upstream.breakerState).toBe('closed');
+      expect(gateway.upstream.activeEndpoint).toBe('v1');
+      expect(upstream.callsTo('v1')).toBe(3);
+      expect(upstream.callsTo('gw')).toBe(0);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('upstream rate limit (302) answered to parallel calls', () => {
+  it('eight calls limited at once are one 302, not a streak of eight: they retry after one base pause', async () => {
+    const upstream = await startFakeUpstream((request) => (request.nth === 1 ? reply.business(302) : reply.ok()));
+    // A streak of eight would pause 100 ms × 2^7 = 12.8 s (capped at UPSTREAM_BACKOFF_MAX_MS, 20 s here).
+    const gateway = createTestGateway(upstream.url, {
+      UPSTREAM_CONCURRENCY: '8',
+      UPSTREAM_RETRY_BASE_MS: '100',
+      UPSTREAM_BACKOFF_MAX_MS: '20000',
+    });
+    try {
+      const kolIds = Array.from({ length: 8 }, (_, index) => String(800 + index));
+      const started = Date.now();
+      const { body } = await gateway.query(`query ($kolIds: [ID!]!) { creators(kolIds: $kolIds) { linkStructure { summary { value } } } }`, { kolIds });
+      const elapsed = Date.now() - started;
+      expect(body.errors).toBeUndefined();
+      expect(upstream.calls()).toBe(16);
+      expect(elapsed).toBeLessThan(2_000);
+    } finally {
+      await gateway.close();
+      await upstream.close();
     }
   });
 });

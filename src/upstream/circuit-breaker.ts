@@ -11,7 +11,7 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 const accountFailureCodes: ReadonlySet<number> = new Set([100, 300, 303, 600, 601]);
 
 export function isAccountFailure(error: UpstreamError): boolean {
-  return error.upstreamCode !== undefined && accountFailureCodes.has(error.upstreamCode);
+  return error.businessCode !== undefined && accountFailureCodes.has(error.businessCode);
 }
 
 export interface CircuitBreakerOptions {
@@ -111,6 +111,7 @@ export class CircuitBreaker {
     const cause = this.#cause!;
     return new UpstreamError(cause.code, `circuit breaker ${this.#state} after upstream code ${cause.upstreamCode}; no call made`, {
       upstreamCode: cause.upstreamCode,
+      businessCode: cause.businessCode,
     });
   }
 }

@@ -61,7 +61,10 @@ export interface UpstreamClient {
   readonly inFlight: number;
   /** The account-level circuit breaker's state: `open` while calls fail fast. */
   readonly breakerState: BreakerState;
+  /** Waits for the calls in flight to finish, then closes the connection pool. */
   close(): Promise<void>;
+  /** Cuts the calls in flight off (each fails as UPSTREAM_UNAVAILABLE) and closes the pool at once. */
+  destroy(): Promise<void>;
 }
 
 type AttemptResult =
@@ -156,6 +159,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       throw error;
     }
     const endpoint = endpointFor(request.platform);
+    const sentAt = backoff.now();
     const started = performance.now();
     const observe = (outcome: string, upstreamCode: number | undefined, willRetry: boolean) =>
       options.onAttempt?.({ kolId: request.kolId, endpoint, attempt, durationMs: performance.now() - started, outcome, upstreamCode, willRetry });
@@ -176,9 +180,13 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         // gone says nothing about the account, so the breaker neither opens nor closes on it.
         switchToGw(goneReason, request.kolId);
         breaker.abandoned(admission);
+      } else if (failure.businessCode === 300 && endpoint !== active) {
+        // gw called for a platform v1 cannot answer, while v1 still serves short video: gw being invalid for
+        // this account says nothing about v1, so it must not stop the calls that work.
+        breaker.abandoned(admission);
       } else {
         breaker.failed(admission, failure);
-        if (failure.code === 'UPSTREAM_RATE_LIMITED') backoff.rateLimited();
+        if (failure.code === 'UPSTREAM_RATE_LIMITED') backoff.rateLimited(sentAt);
       }
       const willRetry = goneReason !== undefined || (failure.retryable && attempt <= options.retries);
       observe(failure.code, failure.upstreamCode, willRetry);
@@ -224,8 +232,23 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     }
   }
 
+  // Requests that differ only in what the endpoint does not take (gw has no acceptCache) are the same billed
+  // call: while one is in flight, the others share it. The caches above key by the request as asked.
+  const onTheWire = new Map<string, Promise<LinkStructure>>();
+  function fetchOnce(request: LinkStructureRequest): Promise<LinkStructure> {
+    const endpoint = endpointFor(request.platform);
+    // A platform the endpoint cannot answer is refused below; it must not share a call it has no part in.
+    if (!endpointSpecs[endpoint].supports(request.platform)) return fetchLinkStructure(request);
+    const key = `${endpoint}?${new URLSearchParams(endpointSpecs[endpoint].params(request))}`;
+    const pending = onTheWire.get(key);
+    if (pending) return pending;
+    const call = fetchLinkStructure(request).finally(() => onTheWire.delete(key));
+    onTheWire.set(key, call);
+    return call;
+  }
+
   return {
-    fetchLinkStructure,
+    fetchLinkStructure: fetchOnce,
     get activeEndpoint() {
       return active;
     },
@@ -236,6 +259,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       return breaker.state;
     },
     close: () => pool.close(),
+    destroy: () => pool.destroy(),
   };
 }
 

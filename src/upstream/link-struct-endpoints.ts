@@ -49,7 +49,7 @@ export const endpointSpecs: Record<UpstreamEndpoint, EndpointSpec> = {
  * ("API Invalid"), or HTTP 404/410 for the path. Undefined for any other failure.
  */
 export function v1GoneReason(failure: UpstreamError): string | undefined {
-  if (failure.upstreamCode === 300) return 'business code 300 (API invalid)';
+  if (failure.businessCode === 300) return 'business code 300 (API invalid)';
   if (failure.httpStatus === 404 || failure.httpStatus === 410) return `HTTP ${failure.httpStatus}`;
   return undefined;
 }

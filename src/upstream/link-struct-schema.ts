@@ -43,6 +43,11 @@ export const linkStructPayloadSchema = z.object({
 
 export type LinkStructPayload = z.infer<typeof linkStructPayloadSchema>;
 
+/** Just `base_resp`: Xingtu's failure answers often carry nothing else, so it is read before the payload is judged. */
+const baseRespOnlySchema = z.object({
+  base_resp: z.object({ status_code: z.number().int(), status_message: z.string().nullish() }),
+});
+
 const stageKeys = ['1', '2', '3', '4'] as const;
 
 /** Who the answer is about and which endpoint gave it: the model records both. */
@@ -61,17 +66,16 @@ export function parseLinkStructBody(body: unknown, answer: AnswerContext, fetche
   if (envelope.data.code !== 0) {
     throw upstreamCodeToError(envelope.data.code, envelope.data.message);
   }
+  const status = baseRespOnlySchema.safeParse(envelope.data.data);
+  if (status.success && status.data.base_resp.status_code !== 0) {
+    const { status_code: statusCode, status_message: statusMessage } = status.data.base_resp;
+    throw new UpstreamError('UPSTREAM_ERROR', `upstream base_resp status ${statusCode}: ${statusMessage ?? '(no message)'}`, {
+      upstreamCode: statusCode,
+    });
+  }
   const payload = linkStructPayloadSchema.safeParse(envelope.data.data);
   if (!payload.success) {
     throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream data does not match the link structure schema: ${z.prettifyError(payload.error)}`);
-  }
-  const { base_resp: baseResp } = payload.data;
-  if (baseResp && baseResp.status_code !== 0) {
-    throw new UpstreamError(
-      'UPSTREAM_ERROR',
-      `upstream base_resp status ${baseResp.status_code}: ${baseResp.status_message ?? '(no message)'}`,
-      { upstreamCode: baseResp.status_code },
-    );
   }
   try {
     return toLinkStructure(payload.data, answer, fetchedAt);

@@ -11,11 +11,15 @@ export interface RateLimitBackoffOptions {
  * The upstream's rate limit (code 302) is per account, so one request being limited means every
  * request is: a 302 sets a process-wide "not before" time that every attempt waits for, instead
  * of each request retrying on its own schedule into the same limit. Repeated 302s double the
- * pause; each success halves the streak back down.
+ * pause; each success halves the streak back down. The 302s of attempts that were already on their
+ * way when the pause began are one answer, not a streak: only an attempt sent after the latest
+ * escalation can escalate again.
  */
 export class RateLimitBackoff {
   #notBefore = 0;
   #streak = 0;
+  /** When the pause last grew; an attempt started before it was sent before anyone knew. */
+  #escalatedAt = Number.NEGATIVE_INFINITY;
   readonly #options: RateLimitBackoffOptions;
   readonly #now: () => number;
 
@@ -38,10 +42,19 @@ export class RateLimitBackoff {
     for (let remaining = this.remainingMs; remaining > 0; remaining = this.remainingMs) await sleep(remaining);
   }
 
-  rateLimited(): void {
+  /** A 302 answered the attempt sent at `sentAt` (by this instance's clock). */
+  rateLimited(sentAt: number = this.#now()): void {
+    if (sentAt < this.#escalatedAt) return;
+    const now = this.#now();
     this.#streak += 1;
+    this.#escalatedAt = now;
     const pause = Math.min(this.#options.maxMs, this.#options.baseMs * 2 ** (this.#streak - 1));
-    this.#notBefore = Math.max(this.#notBefore, this.#now() + pause);
+    this.#notBefore = Math.max(this.#notBefore, now + pause);
+  }
+
+  /** The clock `rateLimited` compares against, for stamping an attempt as it is sent. */
+  now(): number {
+    return this.#now();
   }
 
   succeeded(): void {

@@ -7,7 +7,14 @@ import { errorCatalog, type ErrorCode } from '../errors.js';
 export class UpstreamError extends Error {
   override name = 'UpstreamError';
   readonly code: ErrorCode;
+  /** What the client is told in `extensions.upstreamCode`: Just One API's business code, or Xingtu's `base_resp` status. */
   readonly upstreamCode: number | undefined;
+  /**
+   * Just One API's own business code (the envelope's `code`), when that is what failed. Kept apart from
+   * `upstreamCode` because a Xingtu `base_resp` status is another numbering: its 300 or 303 says nothing
+   * about the account or the endpoint, so only this one drives the circuit breaker and the v1 switch.
+   */
+  readonly businessCode: number | undefined;
   readonly httpStatus: number | undefined;
   /** For the rare failure whose reason the client must be told (a request this endpoint cannot answer): shown as is. */
   readonly clientDetails: { message: string; argument?: string } | undefined;
@@ -17,6 +24,7 @@ export class UpstreamError extends Error {
     message: string,
     options: {
       upstreamCode?: number;
+      businessCode?: number;
       httpStatus?: number;
       cause?: unknown;
       clientDetails?: { message: string; argument?: string };
@@ -25,6 +33,7 @@ export class UpstreamError extends Error {
     super(message, { cause: options.cause });
     this.code = code;
     this.upstreamCode = options.upstreamCode;
+    this.businessCode = options.businessCode;
     this.httpStatus = options.httpStatus;
     this.clientDetails = options.clientDetails;
   }
@@ -51,5 +60,6 @@ export function upstreamCodeToError(upstreamCode: number, upstreamMessage: strin
   const code = businessCodes[upstreamCode] ?? 'UPSTREAM_ERROR';
   return new UpstreamError(code, `upstream business code ${upstreamCode}: ${upstreamMessage ?? '(no message)'}`, {
     upstreamCode,
+    businessCode: upstreamCode,
   });
 }
