@@ -1,4 +1,4 @@
-import { GraphQLError, Kind, type DocumentNode, type ExecutionResult, type OperationDefinitionNode, type Source } from 'graphql';
+import { GraphQLError, Kind, getVariableValues, type DocumentNode, type ExecutionResult, type OperationDefinitionNode, type Source } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 
@@ -12,7 +12,9 @@ export interface HotDocumentJitOptions {
 interface DocumentEntry {
   /** False for a document graphql-jit must not run: several operations, or one it could not compile. */
   compilable: boolean;
-  /** The name of the document's only operation (undefined: anonymous). */
+  /** The document's only operation. */
+  operation: OperationDefinitionNode | undefined;
+  /** Its name (undefined: anonymous). */
   operationName: string | undefined;
   runs: number;
   compiled: CompiledQuery | undefined;
@@ -39,7 +41,7 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
       let entry = entries.get(args.document);
       if (!entry) {
         const operation = onlyOperation(args.document);
-        entry = { compilable: operation !== undefined, operationName: operation?.name?.value, runs: 0, compiled: undefined };
+        entry = { compilable: operation !== undefined, operation, operationName: operation?.name?.value, runs: 0, compiled: undefined };
         entries.set(args.document, entry);
       }
       if (!entry.compilable) return;
@@ -56,8 +58,15 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
         options.onCompile?.(entry.operationName);
       }
       const { compiled } = entry;
+      const variableDefinitions = entry.operation?.variableDefinitions ?? [];
       const source = args.document.loc?.source;
       setExecuteFn((execution) => {
+        // graphql-jit coerces variables too, but with other messages and a result Yoga answers with 200: the
+        // checks Yoga's own executor makes come first, so bad variables read the same before and after compiling.
+        if (variableDefinitions.length > 0) {
+          const coerced = getVariableValues(execution.schema, variableDefinitions, execution.variableValues ?? {});
+          if (coerced.errors) return { errors: coerced.errors.map(requestError) };
+        }
         const result = compiled.query(execution.rootValue, execution.contextValue, execution.variableValues);
         return isPromiseLike(result) ? result.then((settled) => locateErrors(settled, source)) : locateErrors(result, source);
       });
@@ -86,6 +95,18 @@ function locateErrors<T extends ExecutionResult>(result: T, source: Source | und
     });
   });
   return { ...result, errors };
+}
+
+/** As @graphql-tools/executor marks an error that stops execution before it starts: the request's fault, HTTP 400. */
+function requestError(error: GraphQLError): GraphQLError {
+  return new GraphQLError(error.message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+    originalError: error.originalError,
+    extensions: { ...error.extensions, http: { status: 400 } },
+  });
 }
 
 function lineStartsOf(body: string): number[] {

@@ -78,4 +78,21 @@ describe('hot documents run compiled (graphql-jit)', () => {
     expect(compiledOperations()).toContain('Only');
     expect(await askForOther()).toEqual(before);
   });
+
+  it('refuses bad variables exactly as graphql-js did, status and message, once the document is compiled', async () => {
+    const query = 'query Vars($kolId: ID!, $platform: CreatorPlatform) { creator(kolId: $kolId) { linkStructure(platform: $platform) { source } } }';
+    const badVariables = [{}, { kolId: null }, { kolId: ['1'] }, { kolId: '1', platform: 'RADIO' }];
+    const answer = async (variables: Record<string, unknown>) => {
+      const { status, body } = await gateway.query(query, variables);
+      return { status, body };
+    };
+    const before = await Promise.all(badVariables.map(answer));
+    for (const refused of before) {
+      expect(refused.status).toBe(400);
+      expect(refused.body.data).toBeUndefined();
+    }
+    for (let run = 0; run <= compileAfterRuns; run += 1) await gateway.query(query, { kolId: '1' });
+    expect(compiledOperations()).toContain('Vars');
+    expect(await Promise.all(badVariables.map(answer))).toEqual(before);
+  });
 });
