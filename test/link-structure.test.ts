@@ -80,6 +80,23 @@ describe('link structure field mapping', () => {
     expect(text).toContain('"value":5500000123');
   });
 
+  it('rounds a median that falls halfway, and refuses fractional or negative counts as UPSTREAM_BAD_RESPONSE', async () => {
+    upstream.setBehaviour(() => reply.ok({ link_struct: { '1': { proportion: 1, same_industry_median: 7.5, value: 7 } } }));
+    const rounded = await gateway.query(fullQuery, { kolId: '336' });
+    expect(rounded.body.data.creator.linkStructure.buckets[0]).toMatchObject({ value: 7, sameIndustryMedian: 8 });
+    const bad = [
+      { '1': { proportion: 1, same_industry_median: 7, value: 1.5 } },
+      { '1': { proportion: 1, same_industry_median: -2.5, value: 7 } },
+      { '5': { value: -1 } },
+    ];
+    for (const [index, linkStruct] of bad.entries()) {
+      upstream.setBehaviour(() => reply.ok({ link_struct: linkStruct }));
+      const { body } = await gateway.query(fullQuery, { kolId: String(337 + index) });
+      expect(body.data.creator.linkStructure).toBeNull();
+      expect(body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE', retryable: false });
+    }
+  });
+
   it('ignores unknown keys, leaves out missing stages and gives a null summary without key 5', async () => {
     upstream.setBehaviour(() =>
       reply.ok({

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { backoffMs } from '../src/upstream/link-struct-client.js';
 import { createTestGateway, testToken, type TestGateway } from './gateway.js';
 import { reply, startFakeUpstream, type FakeReply, type FakeUpstream } from './fake-upstream.js';
 
@@ -247,6 +248,42 @@ describe('upstream rate limit (302) answered to parallel calls', () => {
       expect(body.errors).toBeUndefined();
       expect(upstream.calls()).toBe(16);
       expect(elapsed).toBeLessThan(2_000);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('retry backoff (UPSTREAM_RETRY_BASE_MS)', () => {
+  it('waits between half and all of base × 2^(attempt − 1), spread by jitter', () => {
+    for (const attempt of [1, 2, 3, 4]) {
+      const step = 100 * 2 ** (attempt - 1);
+      const waits = Array.from({ length: 200 }, () => backoffMs(100, attempt));
+      for (const wait of waits) {
+        expect(wait).toBeGreaterThanOrEqual(step / 2);
+        expect(wait).toBeLessThanOrEqual(step);
+      }
+      expect(new Set(waits).size).toBeGreaterThan(100);
+    }
+  });
+
+  it('spaces the retries of a 301 on the wire: about 1× then 2× the base', async () => {
+    const arrivals: number[] = [];
+    const upstream = await startFakeUpstream(() => {
+      arrivals.push(performance.now());
+      return arrivals.length <= 2 ? reply.business(301) : reply.ok();
+    });
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_BASE_MS: '120' });
+    try {
+      const { body } = await gateway.query(query, { kolId: '301' });
+      expect(body.errors).toBeUndefined();
+      expect(arrivals).toHaveLength(3);
+      const [first, second, third] = arrivals as [number, number, number];
+      expect(second - first).toBeGreaterThanOrEqual(55);
+      expect(second - first).toBeLessThan(120 + 100);
+      expect(third - second).toBeGreaterThanOrEqual(115);
+      expect(third - second).toBeLessThan(240 + 100);
     } finally {
       await gateway.close();
       await upstream.close();

@@ -15,14 +15,18 @@ export const envelopeSchema = z.object({
   data: z.unknown(),
 });
 
+/** A number of users: a fraction or a negative is not one, and the gateway will not guess. */
+const userCount = z.number().int().nonnegative();
+
 const bucketSchema = z.object({
-  value: z.number(),
+  value: userCount,
   proportion: z.number(),
-  same_industry_median: z.number(),
+  // A median of an even number of creators may fall halfway between two counts: rounded below.
+  same_industry_median: z.number().nonnegative(),
 });
 
 const summarySchema = z.object({
-  value: z.number(),
+  value: userCount,
   rank_percent: z.number().nullish(),
   relative_ratio: z.number().nullish(),
 });
