@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { reply, startFakeUpstream } from './fake-upstream.js';
 import { runMain, startMain } from './main-process.js';
 
@@ -13,7 +13,8 @@ async function post(url: string, body: string) {
 
 describe('npm start', () => {
   it('with no token runs in demo mode on the built-in simulator and says so', async () => {
-    const gateway = await startMain({ JUSTONEAPI_TOKEN: '' });
+    // No cache, so the second answer comes from the simulator again rather than from memory.
+    const gateway = await startMain({ JUSTONEAPI_TOKEN: '', CACHE_TTL_SECONDS: '0' });
     try {
       expect(gateway.stdout()).toContain('DEMO MODE');
       const health = await fetch(`${gateway.url}/health`);
@@ -33,8 +34,10 @@ describe('npm start', () => {
       const buckets: Array<{ value: number }> = body.data.creator.linkStructure.buckets;
       // Plausible: the four stages add up to the monthly total.
       expect(buckets.reduce((sum, bucket) => sum + bucket.value, 0)).toBe(body.data.creator.linkStructure.summary.value);
-      // Deterministic: the same creator always gets the same numbers.
+      // Deterministic: the same creator always gets the same numbers (the query leaves out fetchedAt).
       expect(second.text).toBe(first.text);
+      // Both answers came from the simulator, not the second from a cache.
+      await vi.waitFor(() => expect(gateway.stdout().match(/"msg":"request".*"upstreamCalls":1[,}]/g)).toHaveLength(2));
     } finally {
       expect(await gateway.stop()).toBe(0);
     }
