@@ -26,9 +26,30 @@ const cache = z.object({
   CACHE_STALE_SECONDS: int(0, 86_400),
 });
 
+// Credentials in a URL are percent-encoded; a malformed escape would only fail later, when they are decoded.
+const decodesCleanly = (url: string) => {
+  // Not a URL at all: z.url() has said so already.
+  if (!URL.canParse(url)) return true;
+  const { username, password } = new URL(url);
+  try {
+    decodeURIComponent(username);
+    decodeURIComponent(password);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 // Unset REDIS_URL: the in-process cache alone. Set: Redis behind it, shared by every replica.
 const sharedCache = z.object({
-  REDIS_URL: z.preprocess(unsetIfEmpty, z.url({ protocol: /^rediss?$/ }).optional()),
+  REDIS_URL: z.preprocess(
+    unsetIfEmpty,
+    z
+      .url({ protocol: /^rediss?$/ })
+      // The message never quotes the URL: it may hold the password.
+      .refine(decodesCleanly, 'the user name or password has a malformed percent-escape (write % as %25)')
+      .optional(),
+  ),
   REDIS_KEY_PREFIX: z.preprocess(unsetIfEmpty, z.string().default('xingtu-gw:v1:')),
   REDIS_TIMEOUT_MS: int(1, 200),
 });

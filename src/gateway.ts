@@ -1,12 +1,13 @@
 import { createApp, type App } from './app.js';
 import type { Env } from './env.js';
-import { createLinkStructureCache, type LinkStructureCache } from './link-structure/link-structure-cache.js';
+import { createLinkStructureCache, type LinkStructureCache, type LinkStructureFetch } from './link-structure/link-structure-cache.js';
 import { createSharedTier, type RedisStatus, type SharedTier, type SharedTierEvent } from './link-structure/shared-tier.js';
 import type { Logger } from './logger.js';
 import { createMetrics, recordCacheLookup, recordSharedTierEvent, recordUpstreamAttempt, type Metrics } from './metrics.js';
 import { createProtection } from './protection/protection.js';
 import type { ReadinessSources } from './readiness.js';
 import { createRedisClient } from './redis-client.js';
+import { createUpstreamDispatchTracker } from './request-cost.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
 export interface GatewayOptions {
@@ -45,6 +46,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
   const metrics = env.METRICS_ENABLED
     ? createMetrics({ ...readiness, upstreamInFlight: () => upstream.inFlight, cacheEntries: () => linkStructures.size })
     : undefined;
+  const dispatches = createUpstreamDispatchTracker();
   const upstream = createUpstreamClient({
     baseUrl: options.upstream.baseUrl,
     token: options.upstream.token,
@@ -56,13 +58,18 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     logger,
     breakerCooldownMs: env.BREAKER_COOLDOWN_SECONDS * 1000,
     backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
-    onAttempt: metrics && ((attempt) => recordUpstreamAttempt(metrics, attempt)),
+    onAttempt: (attempt) => {
+      dispatches.attempted(attempt.kolId);
+      if (metrics) recordUpstreamAttempt(metrics, attempt);
+    },
   });
+  // Only a call that sent a request counts as one in a request's log line (the breaker may fail it fast).
+  const fetchFromUpstream = dispatches.track(upstream.fetchLinkStructure);
   const sharedTier = env.REDIS_URL
-    ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream, metrics && ((event) => recordSharedTierEvent(metrics, event)))
+    ? createGatewaySharedTier(env, env.REDIS_URL, logger, fetchFromUpstream, metrics && ((event) => recordSharedTierEvent(metrics, event)))
     : undefined;
   const linkStructures = createLinkStructureCache({
-    fetch: sharedTier?.fetch ?? upstream.fetchLinkStructure,
+    fetch: sharedTier?.fetch ?? fetchFromUpstream,
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
     staleMs: env.CACHE_STALE_SECONDS * 1000,
@@ -100,7 +107,7 @@ function createGatewaySharedTier(
   env: Env,
   redisUrl: string,
   logger: Logger,
-  upstream: UpstreamClient,
+  fetchFromUpstream: LinkStructureFetch,
   onEvent: ((event: SharedTierEvent) => void) | undefined,
 ): SharedTier {
   // The longest one upstream fetch can take (every attempt timing out, the longest backoffs between them):
@@ -116,7 +123,7 @@ function createGatewaySharedTier(
     lockTtlMs: 5_000,
     waitTimeoutMs: upstreamBudgetMs,
     logger: logger.child({ component: 'shared-cache' }),
-    fetch: upstream.fetchLinkStructure,
+    fetch: fetchFromUpstream,
     onEvent,
   });
 }

@@ -95,7 +95,7 @@ export function createMetrics(sources: MetricSources) {
     }),
     redisEvents: new Counter({
       name: 'xingtu_redis_events_total',
-      help: 'Shared-cache events by kind: redis_hit, redis_miss, redis_error, lock_wait, lock_takeover, stale_served.',
+      help: 'Shared-cache events by kind: redis_hit, redis_miss, redis_error, redis_bypass, lock_wait, lock_takeover, stale_served.',
       labelNames: ['event'] as const,
       registers,
     }),
@@ -106,7 +106,7 @@ export function createMetrics(sources: MetricSources) {
     }),
     cacheMisses: new Counter({
       name: 'xingtu_cache_misses_total',
-      help: 'Link-structure lookups that started an upstream call.',
+      help: 'Link-structure lookups the in-memory cache could not answer: passed on to Redis (with REDIS_URL), then the upstream.',
       registers,
     }),
     cacheJoins: new Counter({

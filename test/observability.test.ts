@@ -185,6 +185,8 @@ describe('GET /metrics', () => {
     recordCacheLookup(metrics, 'stale');
     const cost = new RequestCost();
     cost.record('miss');
+    // A miss is a call only once the fetch says a request went upstream.
+    cost.record('upstream');
     cost.record('stale');
     expect(cost).toMatchObject({ upstreamCalls: 1, staleServed: 1, cacheHits: 0 });
     return metrics.registry.metrics().then((text) => {

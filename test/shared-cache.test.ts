@@ -1,9 +1,14 @@
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseEnv } from '../src/env.js';
+import type { FetchSource } from '../src/link-structure/link-structure-cache.js';
+import type { LinkStructureRequest } from '../src/link-structure/model.js';
+import { createSharedTier } from '../src/link-structure/shared-tier.js';
+import { createLogger } from '../src/logger.js';
+import { RequestCost } from '../src/request-cost.js';
 import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
-import { startMain } from './main-process.js';
+import { runMain, startMain } from './main-process.js';
 import { sample, scrapeMetrics } from './metrics-text.js';
 import { freePort, startRedisServer, type RedisServer } from './redis-server.js';
 
@@ -35,6 +40,8 @@ async function setUp(replicas: number, vars: Record<string, string> = {}, delayM
   upstream = await startFakeUpstream(() => reply.ok(undefined, delayMs));
   redis = await startRedisServer();
   control = new Redis(redis.url);
+  // Some tests kill the server: the control connection's reconnect errors are expected, not worth a warning.
+  control.on('error', () => {});
   const url = upstream.url;
   const redisUrl = redis.url;
   gateways = Array.from({ length: replicas }, () =>
@@ -64,6 +71,27 @@ async function health(gateway: TestGateway) {
   return (await response.json()) as { status: string; redis: string };
 }
 
+/** The info-level line each GraphQL request writes. */
+const requestLines = (gateway: TestGateway) => gateway.logs.filter((line) => line['msg'] === 'request' && line['level'] === 'info');
+
+/** A link-structure entry exactly as a replica stores it, for `kolId`, answered `ageMs` ago. */
+function storedEntry(kolId: string, ageMs = 0) {
+  const fetchedAt = new Date(Date.now() - ageMs);
+  return {
+    v: 1,
+    storedAt: fetchedAt.getTime(),
+    value: {
+      kolId,
+      platform: 'SHORT_VIDEO',
+      source: 'v1',
+      authorLinkType: 'stored',
+      buckets: [],
+      summary: { value: 1, rankPercent: null, relativeRatio: null },
+      fetchedAt,
+    },
+  };
+}
+
 describe('REDIS_URL: replicas share one cache', () => {
   it('a value one replica fetched is served by another with zero upstream calls, until its TTL', async () => {
     const { upstream, control, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '600' });
@@ -87,6 +115,37 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(pttl).toBeLessThanOrEqual((600 + 86_400) * 1000);
 
     expect(await health(a)).toMatchObject({ status: 'ok', redis: 'up' });
+  });
+
+  it('a request answered from Redis logs no upstream call, and counts a Redis hit', async () => {
+    const { upstream, gateways } = await setUp(2);
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    await a.query(query('107'), undefined, { 'x-request-id': 'from-upstream' });
+    await b.query(query('107'), undefined, { 'x-request-id': 'from-redis' });
+    expect(upstream.calls()).toBe(1);
+    expect(requestLines(a)).toEqual([expect.objectContaining({ requestId: 'from-upstream', upstreamCalls: 1, cacheHits: 0 })]);
+    expect(requestLines(b)).toEqual([expect.objectContaining({ requestId: 'from-redis', upstreamCalls: 0, cacheHits: 0 })]);
+    // In b's memory now: the in-process cache could not answer it the first time (a miss), but the upstream was not called.
+    expect(sample(await scrapeMetrics(b.app), 'xingtu_cache_misses_total')).toBe(1);
+    expect(sample(await scrapeMetrics(b.app), 'xingtu_redis_events_total', { event: 'redis_hit' })).toBe(1);
+
+    // What the request's accounting sees, lookup by lookup.
+    const cost = new RequestCost();
+    const request = { kolId: '108', acceptCache: false, platform: 'SHORT_VIDEO' } as const;
+    await a.cache.load(request, cost.record);
+    expect(cost).toMatchObject({ upstreamCalls: 1, redisHits: 0 });
+    const other = new RequestCost();
+    await b.cache.load(request, other.record);
+    await b.cache.load(request, other.record);
+    expect(other).toMatchObject({ upstreamCalls: 0, redisHits: 1, cacheHits: 1 });
+  });
+
+  it('a replica that waited for another’s upstream call logs no upstream call of its own', async () => {
+    const { upstream, gateways } = await setUp(3, {}, 200);
+    await Promise.all(gateways.map((gateway) => gateway.query(query('109'))));
+    expect(upstream.calls()).toBe(1);
+    const calls = gateways.map((gateway) => requestLines(gateway)[0]?.['upstreamCalls']);
+    expect(calls.sort()).toEqual([0, 0, 1]);
   });
 
   it('a replica that read an answer from Redis keeps it in memory only until the first fetch’s TTL', async () => {
@@ -152,31 +211,84 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(gateways[0]!.sharedTier?.counters).toMatchObject({ lock_wait: 1, lock_takeover: 1 });
   });
 
-  it('treats a corrupt or foreign value in Redis as a miss, and replaces it', async () => {
+  it('releases its lock when another replica filled the key between its read and its lock', async () => {
+    const { control, redis } = await setUp(0);
+    const connection = new Redis(redis.url, { enableOfflineQueue: false });
+    await new Promise((resolve) => connection.once('ready', resolve));
+    const fetch = vi.fn(async () => {
+      throw new Error('the upstream must not be called');
+    });
+    const tier = createSharedTier({
+      redis: connection,
+      prefix,
+      ttlMs: 60_000,
+      staleMs: 0,
+      lockTtlMs: 5_000,
+      waitTimeoutMs: 2_000,
+      logger: createLogger({ level: 'silent' }),
+      fetch,
+    });
+    try {
+      // The other replica's answer lands just after this one's read found nothing.
+      const get = connection.get.bind(connection);
+      vi.spyOn(connection, 'get').mockImplementationOnce(async (key) => {
+        const found = await get(key);
+        await control.set(linkKey('110'), JSON.stringify(storedEntry('110')));
+        return found;
+      });
+      const sources: FetchSource[] = [];
+      const request: LinkStructureRequest = { kolId: '110', acceptCache: false, platform: 'SHORT_VIDEO' };
+      const answer = await tier.fetch(request, (source) => sources.push(source));
+      expect(answer).toMatchObject({ kolId: '110', authorLinkType: 'stored' });
+      expect(fetch).not.toHaveBeenCalled();
+      // Released, so no other replica waits on it and then takes it over.
+      expect(await control.exists(`${prefix}lock:110:fresh:SHORT_VIDEO`)).toBe(0);
+      expect(sources).toEqual(['redis']);
+    } finally {
+      await tier.close();
+    }
+  });
+
+  it('treats a corrupt or foreign value in Redis as a miss, says why, and replaces it', async () => {
     const { upstream, control, gateways } = await setUp(1);
     const gateway = gateways[0]!;
-    const valid = { v: 1, storedAt: Date.now(), value: { kolId: '1', authorLinkType: null, buckets: [], summary: null, fetchedAt: new Date() } };
-    const bad: Record<string, () => Promise<unknown>> = {
-      '201': () => control.set(linkKey('201'), 'not json {'),
-      '202': () => control.set(linkKey('202'), JSON.stringify({ hello: 'world' })),
-      '203': () => control.set(linkKey('203'), JSON.stringify({ ...valid, v: 2, value: { ...valid.value, kolId: '203' } })),
-      '204': () => control.set(linkKey('204'), JSON.stringify({ ...valid, value: { ...valid.value, buckets: 'many' } })),
+    // The fixture is a readable entry: stored under its own creator, it is served without an upstream call.
+    await control.set(linkKey('200'), JSON.stringify(storedEntry('200')));
+    expect((await gateway.query(query('200'))).body.data.creator.linkStructure.summary.value).toBe(1);
+    expect(upstream.calls('200')).toBe(0);
+
+    const valid = storedEntry('1');
+    const bad: Array<[kolId: string, write: () => Promise<unknown>, reason: string]> = [
+      ['201', () => control.set(linkKey('201'), 'not json {'), 'not JSON'],
+      ['202', () => control.set(linkKey('202'), JSON.stringify({ hello: 'world' })), 'not a link-structure entry'],
+      ['203', () => control.set(linkKey('203'), JSON.stringify({ ...storedEntry('203'), v: 2 })), 'format version 2, not 1'],
+      [
+        '204',
+        () => control.set(linkKey('204'), JSON.stringify({ ...valid, value: { ...storedEntry('204').value, buckets: 'many' } })),
+        'not a link-structure entry: invalid value.buckets',
+      ],
       // A valid entry, but another creator's: never served under this kolId.
-      '205': () => control.set(linkKey('205'), JSON.stringify(valid)),
+      ['205', () => control.set(linkKey('205'), JSON.stringify(valid)), 'another creator’s entry'],
       // Not even a string.
-      '206': () => control.rpush(linkKey('206'), 'x'),
-    };
-    for (const [kolId, write] of Object.entries(bad)) {
+      ['206', () => control.rpush(linkKey('206'), 'x'), 'not a string'],
+      [
+        '207',
+        () => control.set(linkKey('207'), JSON.stringify({ ...valid, value: { ...storedEntry('207').value, platform: 'LIVE_STREAMING' } })),
+        'another platform’s entry',
+      ],
+    ];
+    for (const [kolId, write, reason] of bad) {
       await write();
       const answer = await gateway.query(query(kolId));
       expect(answer.body.errors).toBeUndefined();
       expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
       expect(upstream.calls(kolId)).toBe(1);
       expect(JSON.parse((await control.get(linkKey(kolId)))!)).toMatchObject({ v: 1, value: { kolId } });
+      const logged = gateway.logs.filter((line) => line.msg === 'ignoring an unreadable shared cache entry').at(-1);
+      expect(logged).toMatchObject({ key: linkKey(kolId), reason });
     }
-    expect(gateway.sharedTier?.counters).toMatchObject({ redis_miss: 6, redis_error: 0 });
+    expect(gateway.sharedTier?.counters).toMatchObject({ redis_hit: 1, redis_miss: bad.length, redis_error: 0 });
     expect(gateway.sharedTier?.status).toBe('ready');
-    expect(gateway.logs.filter((line) => line.msg === 'ignoring an unreadable shared cache entry').length).toBeGreaterThan(0);
   });
 
   it('serves an entry past its TTL only when the upstream fails, marked stale', async () => {
@@ -273,6 +385,20 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
     expect(await control.exists(linkKey(String(kolId)))).toBe(1);
   });
 
+  it('reports Redis up again once it answers after a slow spell, with no request needed', async () => {
+    const { control, gateways } = await setUp(1);
+    const gateway = gateways[0]!;
+    await control.client('PAUSE', '1000', 'ALL');
+    await gateway.query(query('511'));
+    expect(gateway.sharedTier?.status).toBe('down');
+    // No further request: a background probe finds Redis answering again (pause 1 s, probe every 1 s).
+    await waitFor(() => gateway.sharedTier?.status === 'ready', 4_000);
+    const ready = await gateway.app.fetch('http://gateway.test/ready');
+    expect(await ready.json()).toMatchObject({ redis: 'up' });
+    expect(sample(await scrapeMetrics(gateway.app), 'xingtu_redis_status', { status: 'up' })).toBe(1);
+    expect(gateway.logs.some((line) => line.msg === 'shared cache back')).toBe(true);
+  });
+
   it('starts and answers when Redis is unreachable from the start', async () => {
     upstream = await startFakeUpstream();
     const gateway = createTestGateway(upstream.url, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
@@ -306,6 +432,19 @@ describe('REDIS_URL configuration', () => {
       REDIS_TIMEOUT_MS: 200,
       CACHE_STALE_SECONDS: 86_400,
     });
+  });
+
+  it('refuses a REDIS_URL whose password has a malformed percent-escape, naming the variable, never the password', async () => {
+    const url = 'redis://:secret%zz@127.0.0.1:6379';
+    const parsed = parseEnv({ REDIS_URL: url });
+    expect(parsed).toEqual({ ok: false, problems: [expect.stringContaining('REDIS_URL')] });
+    expect(parseEnv({ REDIS_URL: 'redis://:secret%25zz@127.0.0.1:6379' }).ok).toBe(true);
+
+    const run = runMain({ REDIS_URL: url });
+    expect(await run.exited).toBe(1);
+    expect(run.stderr()).toContain('REDIS_URL');
+    expect(run.stderr()).not.toContain('URIError');
+    expect(run.stderr() + run.stdout()).not.toContain('secret');
   });
 
   it('npm start with a password in REDIS_URL: shares through Redis and never logs the password', async () => {

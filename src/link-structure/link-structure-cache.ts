@@ -1,9 +1,21 @@
 import { LRUCache } from 'lru-cache';
 import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest } from './model.js';
 
+/**
+ * Where a fetched answer came from: an upstream HTTP request this process sent (whatever its outcome), a fresh
+ * entry in the shared Redis cache, or the upstream call another replica made while this one waited for it.
+ */
+export type FetchSource = 'upstream' | 'redis' | 'replica';
+
+/**
+ * What a miss calls: the shared tier, or the upstream client. It reports through `via` where its answer came
+ * from, once it knows; it reports nothing when no request went anywhere (the circuit breaker failed it fast).
+ */
+export type LinkStructureFetch = (request: LinkStructureRequest, via?: (source: FetchSource) => void) => Promise<LinkStructure>;
+
 export interface LinkStructureCacheOptions {
-  /** The upstream call a miss makes. */
-  fetch: (request: LinkStructureRequest) => Promise<LinkStructure>;
+  /** The call a miss makes. */
+  fetch: LinkStructureFetch;
   /** 0 turns the cache off; concurrent misses still share one call. */
   ttlMs: number;
   maxEntries: number;
@@ -14,10 +26,12 @@ export interface LinkStructureCacheOptions {
 }
 
 /**
- * `hit`: served from memory; `join`: shared a call already in flight; `miss`: made the call;
- * `stale`: that call failed and an expired answer was served instead (once per failed call, after its `miss`).
+ * `hit`: served from memory; `join`: shared a call already in flight; `miss`: memory could not answer, so a
+ * call was made; then, for the lookup that made it, where the answer came from (a `FetchSource`: `upstream`
+ * only when an upstream request was really sent), and `stale` when that call failed and an expired answer was
+ * served instead (once per failed call).
  */
-export type CacheOutcome = 'hit' | 'join' | 'miss' | 'stale';
+export type CacheOutcome = 'hit' | 'join' | 'miss' | 'stale' | FetchSource;
 
 /** What a load would do right now, without doing it: only `stale` and `absent` make an upstream call. */
 export type CachePeek = 'fresh' | 'in-flight' | 'stale' | 'absent';
@@ -70,8 +84,15 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         return pending;
       }
       report('miss');
+      let sourced = false;
+      const via = (source: FetchSource) => {
+        // Once per call, however many attempts or steps it took.
+        if (sourced) return;
+        sourced = true;
+        report(source);
+      };
       const call = options
-        .fetch(request)
+        .fetch(request, via)
         .then(
           (value) => {
             // The shared (Redis) level already fell back to its own expired copy: serve it, keep nothing.

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { errorCatalog, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
+import type { FetchSource, LinkStructureFetch } from './link-structure-cache.js';
 import { linkStructureRequestKey, linkStructureSchema, type LinkStructure, type LinkStructureRequest } from './model.js';
 
 /** A shared answer; `stale` when it is past its TTL and served only because the upstream failed. */
@@ -45,27 +46,35 @@ export interface SharedTierOptions {
   waitTimeoutMs: number;
   /** How often a waiter re-checks Redis, in case it missed the fill message or the holder died. */
   pollMs?: number;
-  /** After a failed command, Redis is skipped this long (unless the connection comes back first). */
+  /**
+   * After a failed command, Redis is skipped this long (unless the connection comes back first); while it is
+   * marked down, a PING probes it this often, so the status recovers without waiting for a request.
+   */
   cooldownMs?: number;
   logger: Logger;
-  /** The upstream call a miss makes. */
-  fetch: (request: LinkStructureRequest) => Promise<LinkStructure>;
+  /** The upstream call a miss makes; it reports `via('upstream')` when it really sent a request. */
+  fetch: LinkStructureFetch;
   /** Observes what the tier did (metrics). */
   onEvent?: (event: SharedTierEvent) => void;
 }
 
 export interface SharedTier {
-  /** Same contract as the upstream client's fetch: an answer, or the upstream's error. Never a Redis error. */
-  fetch(request: LinkStructureRequest): Promise<SharedLinkStructure>;
+  /**
+   * Same contract as the upstream client's fetch: an answer, or the upstream's error, never a Redis error.
+   * `via` learns where the answer came from: Redis, another replica's call, or (through the upstream fetch) the upstream.
+   */
+  fetch(request: LinkStructureRequest, via?: (source: FetchSource) => void): Promise<SharedLinkStructure>;
   readonly status: Exclude<RedisStatus, 'disabled'>;
   /** How often each event happened since start. */
   readonly counters: Readonly<Record<SharedTierEvent, number>>;
   close(): Promise<void>;
 }
 
+const entryVersion = 1;
+const entryVersionSchema = z.object({ v: z.number() });
 /** What is stored under a link key: versioned, so a future format is a miss rather than a misread. */
 const entrySchema = z.object({
-  v: z.literal(1),
+  v: z.literal(entryVersion),
   /** Epoch ms when the answer was stored; freshness is measured from here. */
   storedAt: z.number(),
   value: linkStructureSchema,
@@ -92,6 +101,8 @@ class RedisUnavailable extends Error {
 
 const logIntervalMs = 10_000;
 
+type Via = (source: FetchSource) => void;
+
 /**
  * The cache level shared by every replica, between the in-process cache and the upstream client:
  * Redis read → (miss) one replica takes a lock and calls the upstream while the others wait for its
@@ -110,31 +121,55 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   };
 
   // One warning per kind of trouble per interval, with how many were left out: Redis being down must not flood the log.
+  // The kind is the message, refined by `kind` where one message covers several troubles.
   const lastLogged = new Map<string, { at: number; suppressed: number }>();
-  const warnLimited = (message: string, fields: Record<string, unknown> = {}) => {
+  const warnLimited = (message: string, fields: Record<string, unknown> = {}, kind = '') => {
     const now = Date.now();
-    const seen = lastLogged.get(message);
+    const seen = lastLogged.get(`${message}\n${kind}`);
     if (seen && now - seen.at < logIntervalMs) {
       seen.suppressed += 1;
       return;
     }
-    lastLogged.set(message, { at: now, suppressed: 0 });
+    lastLogged.set(`${message}\n${kind}`, { at: now, suppressed: 0 });
     logger.warn(message, { ...fields, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) });
   };
 
   let failing = false;
   let skipUntil = 0;
   let closed = false;
+  // A timed-out command leaves the connection up, so no 'ready' event will clear `failing`; without this
+  // probe, /ready and /metrics would say "down" until some request happened to try Redis again.
+  let probe: NodeJS.Timeout | undefined;
+  const stopProbe = () => {
+    clearTimeout(probe);
+    probe = undefined;
+  };
+  const scheduleProbe = () => {
+    if (probe || closed) return;
+    const timer = setTimeout(async () => {
+      // Not connected: the client is reconnecting, and its 'ready' event will mark Redis healthy.
+      const answered = connectionUp() && (await redis.ping().then(() => true, () => false));
+      // Stopped meanwhile: healthy again, or closed.
+      if (probe !== timer) return;
+      probe = undefined;
+      if (answered) markHealthy();
+      else if (failing) scheduleProbe();
+    }, cooldownMs);
+    timer.unref();
+    probe = timer;
+  };
   const markFailing = (cause: unknown) => {
     emit('redis_error');
     if (!failing) logger.warn('shared cache down: answering from this process and the upstream', { error: errorText(cause) });
     failing = true;
     skipUntil = Date.now() + cooldownMs;
+    scheduleProbe();
   };
   const markHealthy = () => {
     if (failing) logger.info('shared cache back');
     failing = false;
     skipUntil = 0;
+    stopProbe();
   };
   const connectionUp = () => redis.status === 'ready';
   const skipRedis = () => closed || !connectionUp() || (failing && Date.now() < skipUntil);
@@ -214,15 +249,20 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     } catch {
       return unreadable(key, 'not JSON');
     }
+    // The version first: another format may differ anywhere, and should be reported as what it is.
+    const version = entryVersionSchema.safeParse(json);
+    if (!version.success) return unreadable(key, 'not a link-structure entry');
+    if (version.data.v !== entryVersion) return unreadable(key, `format version ${version.data.v}, not ${entryVersion}`);
     const entry = entrySchema.safeParse(json);
-    if (!entry.success) return unreadable(key, 'not a link-structure entry');
+    if (!entry.success) return unreadable(key, `not a link-structure entry: invalid ${entry.error.issues[0]?.path.join('.')}`);
     if (entry.data.value.kolId !== request.kolId) return unreadable(key, 'another creator’s entry');
+    if (entry.data.value.platform !== request.platform) return unreadable(key, 'another platform’s entry');
     return entry.data;
   }
 
   function unreadable(key: string, reason: string): undefined {
-    // The key's name is ours and safe to log; the value is not logged (it could be anything).
-    warnLimited('ignoring an unreadable shared cache entry', { key, reason });
+    // The key's name is ours and safe to log; the value is not logged (it could be anything), only where our schema rejects it.
+    warnLimited('ignoring an unreadable shared cache entry', { key, reason }, reason);
     return undefined;
   }
 
@@ -241,9 +281,9 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   }
 
   /** The upstream alone, as without Redis; a stale answer already read still covers a failure. */
-  async function direct(request: LinkStructureRequest, stale: LinkStructure | undefined): Promise<SharedLinkStructure> {
+  async function direct(request: LinkStructureRequest, stale: LinkStructure | undefined, via: Via): Promise<SharedLinkStructure> {
     try {
-      return await options.fetch(request);
+      return await options.fetch(request, via);
     } catch (error) {
       if (stale) return serveStale(stale, error);
       throw error;
@@ -285,6 +325,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     lockKey: string,
     token: string,
     stale: LinkStructure | undefined,
+    via: Via,
   ): Promise<SharedLinkStructure> {
     const renew = setInterval(
       () => void attempt(() => redis.eval(renewLockScript, 1, lockKey, token, String(options.lockTtlMs))),
@@ -293,13 +334,18 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     renew.unref();
     const release = () => attempt(() => redis.eval(releaseLockScript, 1, lockKey, token));
     try {
-      // Another replica may have filled the key between our read and our lock.
+      // Another replica may have filled the key between our read and our lock. The lock is ours all the
+      // same: released at once, or the others would wait on it, then take it over, until it expired.
       const current = await read(key, request).catch(() => undefined);
-      if (current && isFresh(current)) return current.value;
+      if (current && isFresh(current)) {
+        await release();
+        via('redis');
+        return current.value;
+      }
 
       let value: LinkStructure;
       try {
-        value = await options.fetch(request);
+        value = await options.fetch(request, via);
       } catch (error) {
         const failure =
           error instanceof UpstreamError
@@ -328,6 +374,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     request: LinkStructureRequest,
     key: string,
     stale: LinkStructure | undefined,
+    via: Via,
   ): Promise<SharedLinkStructure> {
     const lockKey = `${prefix}lock:${linkStructureRequestKey(request)}`;
     const deadline = Date.now() + options.waitTimeoutMs;
@@ -343,17 +390,20 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
             emit('lock_takeover');
             logger.info('took over an expired fill lock', { kolId: request.kolId });
           }
-          return await fill(request, key, lockKey, token, stale);
+          return await fill(request, key, lockKey, token, stale, via);
         }
         if (!waited) emit('lock_wait');
         waited = true;
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
           warnLimited('gave up waiting for another replica’s upstream call', { kolId: request.kolId });
-          return await direct(request, stale);
+          return await direct(request, stale, via);
         }
         const message = await fillMessage.wait(Math.min(pollMs, remaining));
-        if (message?.ok) return message.entry.value;
+        if (message?.ok) {
+          via('replica');
+          return message.entry.value;
+        }
         if (message && !message.ok) {
           const error = new UpstreamError(message.code, 'the upstream call another replica made for this creator failed', {
             upstreamCode: message.upstreamCode,
@@ -363,17 +413,20 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         }
         // No message in time: the fill may have happened unannounced (subscriber down), or the holder died.
         const entry = await read(key, request);
-        if (entry && isFresh(entry)) return entry.value;
+        if (entry && isFresh(entry)) {
+          via('replica');
+          return entry.value;
+        }
       } finally {
         fillMessage.stop();
       }
     }
   }
 
-  async function fetch(request: LinkStructureRequest): Promise<SharedLinkStructure> {
+  async function fetch(request: LinkStructureRequest, via: Via = () => {}): Promise<SharedLinkStructure> {
     if (skipRedis()) {
       emit('redis_bypass');
-      return options.fetch(request);
+      return options.fetch(request, via);
     }
     const key = `${prefix}link:${linkStructureRequestKey(request)}`;
     let stale: LinkStructure | undefined;
@@ -381,13 +434,14 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       const entry = await read(key, request);
       if (entry && isFresh(entry)) {
         emit('redis_hit');
+        via('redis');
         return entry.value;
       }
       emit('redis_miss');
       if (entry && isUsableStale(entry)) stale = entry.value;
-      return await fillOrWait(request, key, stale);
+      return await fillOrWait(request, key, stale, via);
     } catch (error) {
-      if (error instanceof RedisUnavailable) return direct(request, stale);
+      if (error instanceof RedisUnavailable) return direct(request, stale, via);
       throw error;
     }
   }
@@ -400,6 +454,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     counters,
     async close() {
       closed = true;
+      stopProbe();
       await Promise.all(
         [redis, subscriber].map((client) =>
           client.status === 'ready' ? client.quit().catch(() => client.disconnect()) : client.disconnect(),
