@@ -7,7 +7,6 @@ import { createMetrics, recordCacheLookup, recordSharedTierEvent, recordUpstream
 import { createProtection } from './protection/protection.js';
 import type { ReadinessSources } from './readiness.js';
 import { createRedisClient } from './redis-client.js';
-import { createUpstreamDispatchTracker } from './request-cost.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
 export interface GatewayOptions {
@@ -46,7 +45,6 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
   const metrics = env.METRICS_ENABLED
     ? createMetrics({ ...readiness, upstreamInFlight: () => upstream.inFlight, cacheEntries: () => linkStructures.size })
     : undefined;
-  const dispatches = createUpstreamDispatchTracker();
   const upstream = createUpstreamClient({
     baseUrl: options.upstream.baseUrl,
     token: options.upstream.token,
@@ -58,13 +56,10 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     logger,
     breakerCooldownMs: env.BREAKER_COOLDOWN_SECONDS * 1000,
     backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
-    onAttempt: (attempt) => {
-      dispatches.attempted(attempt.kolId);
-      if (metrics) recordUpstreamAttempt(metrics, attempt);
-    },
+    onAttempt: metrics && ((attempt) => recordUpstreamAttempt(metrics, attempt)),
   });
-  // Only a call that sent a request counts as one in a request's log line (the breaker may fail it fast).
-  const fetchFromUpstream = dispatches.track(upstream.fetchLinkStructure);
+  // It tells its caller when it really sends a request (the breaker may fail a call fast), for the request log.
+  const fetchFromUpstream: LinkStructureFetch = upstream.fetchLinkStructure;
   const sharedTier = env.REDIS_URL
     ? createGatewaySharedTier(env, env.REDIS_URL, logger, fetchFromUpstream, metrics && ((event) => recordSharedTierEvent(metrics, event)))
     : undefined;

@@ -1,5 +1,4 @@
-import type { CacheOutcome, LinkStructureFetch } from './link-structure/link-structure-cache.js';
-import type { LinkStructure, LinkStructureRequest } from './link-structure/model.js';
+import type { CacheOutcome } from './link-structure/link-structure-cache.js';
 
 /**
  * What one GraphQL request's link-structure loads cost, for its log line: how many upstream calls it
@@ -37,36 +36,5 @@ export class RequestCost {
       case 'miss':
         break;
     }
-  };
-}
-
-/**
- * Lets a link-structure fetch report `via('upstream')` only when the upstream client really sent a request
- * (its circuit breaker fails calls fast without one), learning it from the client's per-attempt hook.
- * The hook names the creator only, so of two calls for one creator in flight at once (another platform or
- * `acceptCache`), one failed fast may be counted as sent; a call that sent nothing is never counted otherwise.
- */
-export function createUpstreamDispatchTracker() {
-  const inFlight = new Map<string, Set<() => void>>();
-  return {
-    /** Call from the upstream client's `onAttempt`: the calls in flight for this creator have sent a request. */
-    attempted(kolId: string): void {
-      for (const sent of inFlight.get(kolId) ?? []) sent();
-    },
-    /** The upstream client's fetch, reporting what it sent. */
-    track(fetch: (request: LinkStructureRequest) => Promise<LinkStructure>): LinkStructureFetch {
-      return async (request, via) => {
-        const sent = () => via?.('upstream');
-        const calls = inFlight.get(request.kolId) ?? new Set();
-        inFlight.set(request.kolId, calls);
-        calls.add(sent);
-        try {
-          return await fetch(request);
-        } finally {
-          calls.delete(sent);
-          if (calls.size === 0 && inFlight.get(request.kolId) === calls) inFlight.delete(request.kolId);
-        }
-      };
-    },
   };
 }

@@ -54,8 +54,12 @@ export interface EndpointSwitch {
   reason: string;
 }
 
+/** Told just before each upstream request the client sends for a call (retries included). */
+export type SentObserver = (source: 'upstream') => void;
+
 export interface UpstreamClient {
-  fetchLinkStructure(request: LinkStructureRequest): Promise<LinkStructure>;
+  /** `sent` is not called when nothing goes out: the breaker failed it fast, or it shared a call already in flight. */
+  fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure>;
   /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
   readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
@@ -147,7 +151,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   }
 
   /** One attempt in one concurrency slot, classified: ok, or a failure and what to do next. */
-  async function attemptWithSlot(request: LinkStructureRequest, attempt: number): Promise<AttemptResult> {
+  async function attemptWithSlot(request: LinkStructureRequest, attempt: number, sent: SentObserver | undefined): Promise<AttemptResult> {
     const release = await slots.acquire();
     let admission: Admission;
     try {
@@ -159,6 +163,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       throw error;
     }
     const endpoint = endpointFor(request.platform);
+    sent?.('upstream');
     const sentAt = backoff.now();
     const started = performance.now();
     const observe = (outcome: string, upstreamCode: number | undefined, willRetry: boolean) =>
@@ -196,7 +201,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     }
   }
 
-  async function fetchLinkStructure(request: LinkStructureRequest): Promise<LinkStructure> {
+  async function fetchLinkStructure(request: LinkStructureRequest, sent: SentObserver | undefined): Promise<LinkStructure> {
     const endpoint = endpointFor(request.platform);
     if (!endpointSpecs[endpoint].supports(request.platform)) {
       throw new UpstreamError('BAD_USER_INPUT', `platform ${request.platform} asked of the ${endpoint} endpoint`, {
@@ -209,7 +214,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     for (let attempt = 1; ; attempt += 1) {
       // Fail fast while the breaker is open, before queueing for a slot.
       breaker.check();
-      const result = await attemptWithSlot(request, attempt);
+      const result = await attemptWithSlot(request, attempt, sent);
       if (result.ok) return result.value;
       const { failure, goneReason, willRetry } = result;
       if (goneReason) {
@@ -235,14 +240,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   // Requests that differ only in what the endpoint does not take (gw has no acceptCache) are the same billed
   // call: while one is in flight, the others share it. The caches above key by the request as asked.
   const onTheWire = new Map<string, Promise<LinkStructure>>();
-  function fetchOnce(request: LinkStructureRequest): Promise<LinkStructure> {
+  function fetchOnce(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure> {
     const endpoint = endpointFor(request.platform);
     // A platform the endpoint cannot answer is refused below; it must not share a call it has no part in.
-    if (!endpointSpecs[endpoint].supports(request.platform)) return fetchLinkStructure(request);
+    if (!endpointSpecs[endpoint].supports(request.platform)) return fetchLinkStructure(request, sent);
     const key = `${endpoint}?${new URLSearchParams(endpointSpecs[endpoint].params(request))}`;
     const pending = onTheWire.get(key);
     if (pending) return pending;
-    const call = fetchLinkStructure(request).finally(() => onTheWire.delete(key));
+    const call = fetchLinkStructure(request, sent).finally(() => onTheWire.delete(key));
     onTheWire.set(key, call);
     return call;
   }
