@@ -83,7 +83,7 @@ export function createApp(deps: AppDeps): App {
       useReadiness(deps.readiness),
       ...(deps.metrics ? [useMetricsRoute(deps.metrics.registry)] : []),
       ...(deps.federationTracing ? [useApolloInlineTrace()] : []),
-      ...protectionPlugins(protection, deps),
+      ...protectionPlugins(protection, { ...deps, breakerState: deps.readiness.breakerState }),
       useHotDocumentJit({
         compileAfterRuns: 20,
         onCompile: (operation) => deps.logger.debug('compiled a hot GraphQL document with graphql-jit', { operation: operation ?? null }),

@@ -36,34 +36,60 @@ server.listen(env.PORT, env.HOST, () => {
   });
 });
 
+// After SHUTDOWN_TIMEOUT_MS, how long tearing down what is left (pool, Redis, simulator) may take before exiting anyway.
+const teardownGraceMs = 1_000;
+
 let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
+  const deadline = Date.now() + env.SHUTDOWN_TIMEOUT_MS;
   logger.info('shutting down: no new connections, finishing requests in flight', { signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // A keep-alive connection is closed as soon as its request is answered, not when the client gives up on it.
   const reaper = setInterval(() => server.closeIdleConnections(), 50);
   server.closeIdleConnections();
-  let deadline: NodeJS.Timeout | undefined;
-  const drained = await Promise.race([
-    closed.then(() => true),
-    new Promise<boolean>((resolve) => (deadline = setTimeout(() => resolve(false), env.SHUTDOWN_TIMEOUT_MS))),
-  ]);
+  const drained = await settlesBy(closed, deadline);
   clearInterval(reaper);
-  clearTimeout(deadline);
   if (!drained) {
-    // Whatever is still running (a hung upstream call) is cut off: exiting ends its sockets too.
-    logger.warn('shutdown timeout: closing the connections still open', { timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
+    logger.warn('shutdown timeout: cutting off the requests still running', {
+      timeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+      upstreamCallsInFlight: gateway.upstream.inFlight,
+    });
     server.closeAllConnections();
-    logger.info('stopped', { forced: true });
-    process.exit(1);
   }
-  // Only now: a request still being answered may have been waiting on the upstream pool.
-  await gateway.close();
-  await simulator?.close();
-  logger.info('stopped', { forced: false });
+  // Only now: a request still being answered may have been waiting on the upstream pool. An upstream call can
+  // outlive its request (the client gave up), and the pool's graceful close waits for it: it gets what is left.
+  const released = drained && (await settlesBy(gateway.close(), deadline));
+  if (drained && !released) {
+    logger.warn('shutdown timeout: cutting off upstream calls still in flight', { upstreamCallsInFlight: gateway.upstream.inFlight });
+  }
+  if (!released) {
+    // Each upstream call in flight fails at once. Redis only has close(): bounded like the rest, and exiting drops what is left.
+    const teardown = Promise.allSettled([gateway.upstream.destroy(), gateway.sharedTier?.close()]);
+    await settlesBy(teardown, Date.now() + teardownGraceMs);
+  }
+  await settlesBy(simulator?.close() ?? Promise.resolve(), Date.now() + teardownGraceMs);
+  logger.info('stopped', { forced: !released });
   process.exit(0);
+}
+
+/** Whether `work` finishes before `deadline` (epoch ms). A failure counts as not finished: what follows forces. */
+async function settlesBy(work: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))));
+  const done = work.then(
+    () => true,
+    (error: unknown) => {
+      logger.warn('shutdown step failed', { error });
+      return false;
+    },
+  );
+  try {
+    return await Promise.race([done, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 // A rejection nobody awaited is a bug, not a reason to drop every request in flight: log it (redacted) and keep serving.
 process.on('unhandledRejection', (reason) => logger.error('unhandled promise rejection', { error: reason }));

@@ -216,4 +216,66 @@ describe('GRAPHIQL and INTROSPECTION switches', () => {
     const { body } = await post(gateway, {}, { query: '{ __typename creator(kolId: "1") { kolId } }' });
     expect(body).toEqual({ data: { __typename: 'Query', creator: { kolId: '1' } } });
   });
+
+  it('INTROSPECTION=off: federation’s _service { sdl } is refused like __schema; _entities still resolves', async () => {
+    const { status, body } = await post(gateway, {}, { query: '{ _service { sdl } }' });
+    expect(status).toBe(400);
+    expect(body).toEqual({
+      errors: [
+        {
+          message: 'GraphQL introspection has been disabled, but the requested query contained the field "_service".',
+          locations: [{ line: 1, column: 3 }],
+          extensions: { code: 'GRAPHQL_VALIDATION_FAILED' },
+        },
+      ],
+    });
+    const viaFragment = await post(gateway, {}, { query: '{ ... on Query { _service { sdl } } }' });
+    expect(viaFragment.body.errors[0].extensions.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    const entities = await post(gateway, {}, {
+      query: 'query ($r: [_Any!]!) { _entities(representations: $r) { ... on Creator { kolId } } }',
+      variables: { r: [{ __typename: 'Creator', kolId: '1' }] },
+    });
+    expect(entities.body).toEqual({ data: { _entities: [{ kolId: '1' }] } });
+  });
+
+  it('INTROSPECTION=off: errors suggest no field, argument, type or enum value', async () => {
+    const cases: Array<[string, Record<string, unknown> | undefined, string]> = [
+      ['{ creatr { kolId } }', undefined, 'Cannot query field "creatr" on type "Query".'],
+      ['{ creator(kolid: "1") { kolId } }', undefined, 'Unknown argument "kolid" on field "Query.creator".'],
+      ['{ ... on Creatr { kolId } }', undefined, 'Unknown type "Creatr".'],
+      [
+        '{ creator(kolId: "1") { linkStructure(platform: SHORT_VIDEOS) { fetchedAt } } }',
+        undefined,
+        'Value "SHORT_VIDEOS" does not exist in "CreatorPlatform" enum.',
+      ],
+      [
+        'query ($p: CreatorPlatform) { creator(kolId: "1") { linkStructure(platform: $p) { fetchedAt } } }',
+        { p: 'SHORT_VIDEOS' },
+        'Variable "$p" got invalid value "SHORT_VIDEOS"; Value "SHORT_VIDEOS" does not exist in "CreatorPlatform" enum.',
+      ],
+    ];
+    for (const [query, variables, message] of cases) {
+      const { status, body } = await post(gateway, {}, { query, variables });
+      expect(status).toBe(400);
+      expect(body.errors.map((error: { message: string }) => error.message)).toContain(message);
+      expect(JSON.stringify(body)).not.toMatch(/Did you mean|CreatorPlatform", "|SHORT_VIDEO"/);
+    }
+    expect(upstream.calls()).toBe(0);
+  });
+});
+
+describe('with INTROSPECTION on (the default)', () => {
+  it('errors keep graphql-js’s suggestions, and _service answers the SDL', async () => {
+    const upstream = await startFakeUpstream();
+    const gateway = createTestGateway(upstream.url);
+    try {
+      const { body } = await post(gateway, {}, { query: '{ creatr { kolId } }' });
+      expect(body.errors[0].message).toBe('Cannot query field "creatr" on type "Query". Did you mean "creator" or "creators"?');
+      const sdl = await post(gateway, {}, { query: '{ _service { sdl } }' });
+      expect(sdl.body.data._service.sdl).toContain('type Creator');
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
 });

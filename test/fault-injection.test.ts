@@ -200,3 +200,41 @@ describe('stale-if-error', () => {
     expect((await ready(gateway)).status).toBe(503);
   });
 });
+
+describe('stale-if-error costs nothing while the breaker is open', () => {
+  it('stale answers during an outage are never refused by the rate limit or the per-operation budget, and make no call', async () => {
+    const { upstream, gateway } = await setUp(() => reply.ok(), {
+      CACHE_TTL_SECONDS: '1',
+      RATE_LIMIT_PER_MINUTE: '3',
+      MAX_UPSTREAM_CALLS_PER_OPERATION: '2',
+    });
+    // Two of the client's three calls a minute.
+    const warm = await gateway.query(creators(['1', '2']));
+    expect(warm.body.errors).toBeUndefined();
+    await sleep(1_100);
+
+    // The quota runs out: the last call of the minute is answered 303, 1 comes back stale, the breaker opens.
+    upstream.setBehaviour(() => reply.business(303));
+    const outage = await gateway.query(creators(['1']));
+    expect(outage.body.errors).toBeUndefined();
+    expect(outage.body.data.creators[0].linkStructure.stale).toBe(true);
+    expect((await ready(gateway)).status).toBe(503);
+    expect(upstream.calls()).toBe(3);
+
+    // A dashboard keeps refreshing: the client's bucket is empty, yet nothing here would call the upstream.
+    for (let refresh = 0; refresh < 3; refresh += 1) {
+      const { status, body } = await gateway.query(creators(['1', '2']));
+      expect(status).toBe(200);
+      expect(body.errors).toBeUndefined();
+      expect(body.data.creators.map((creator: any) => creator.linkStructure.stale)).toEqual([true, true]);
+    }
+    // Over the per-operation budget of 2 if they were calls: the stale ones are served, the unknown one fails fast.
+    const wide = await gateway.query(creators(['1', '2', '3']));
+    expect(wide.status).toBe(200);
+    expect(wide.body.data.creators.map((creator: any) => creator.linkStructure?.stale ?? null)).toEqual([true, true, null]);
+    expect(wide.body.errors!.map((error) => error.extensions)).toEqual([
+      { code: 'UPSTREAM_QUOTA_EXCEEDED', retryable: false, kolId: '3', upstreamCode: 303 },
+    ]);
+    expect(upstream.calls()).toBe(3);
+  });
+});

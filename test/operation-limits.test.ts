@@ -36,6 +36,15 @@ describe('query limits, refused before execution with a coded error', () => {
     expect(upstream.calls()).toBe(0);
   });
 
+  it('MAX_ALIASES counts __typename aliases too', async () => {
+    const { gateway } = await setUp({ MAX_ALIASES: '2' });
+    const { status, body } = await gateway.query('{ a: __typename b: __typename c: __typename }');
+    expect(status).toBe(400);
+    expect(body.errors).toEqual([
+      { message: 'Aliases limit of 2 exceeded, found 3.', extensions: { code: 'QUERY_TOO_MANY_ALIASES', retryable: false, limit: 2 } },
+    ]);
+  });
+
   it('MAX_QUERY_TOKENS → QUERY_TOO_MANY_TOKENS, before the document is even parsed to the end', async () => {
     const { upstream, gateway } = await setUp({ MAX_QUERY_TOKENS: '40' });
     const ids = Array.from({ length: 40 }, (_, index) => `"${index + 1}"`).join(' ');
@@ -74,6 +83,18 @@ describe('query limits, refused before execution with a coded error', () => {
     });
     expect(response.status).toBe(400);
     expect(((await response.json()) as any).errors[0].extensions.code).toBe('BAD_REQUEST');
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('a body that is not JSON: HTTP 400 BAD_REQUEST, without the JSON parser’s own message', async () => {
+    const { upstream, gateway } = await setUp();
+    const response = await gateway.app.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query": bad',
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({ errors: [{ message: 'POST body sent invalid JSON.', extensions: { code: 'BAD_REQUEST' } }] });
     expect(upstream.calls()).toBe(0);
   });
 

@@ -2,6 +2,7 @@ import type { Plugin } from 'graphql-yoga';
 import { codedError } from '../errors.js';
 import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
 import type { Logger } from '../logger.js';
+import type { BreakerState } from '../upstream/circuit-breaker.js';
 import type { ApiKeys } from './api-keys.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { createUpstreamPlanner } from './upstream-planner.js';
@@ -13,6 +14,8 @@ export interface OperationGuardOptions {
   rateLimiter: RateLimiter;
   apiKeys: ApiKeys;
   logger: Logger;
+  /** The upstream circuit breaker's state, read per operation. */
+  breakerState: () => BreakerState;
 }
 
 /**
@@ -34,10 +37,16 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
         return;
       }
 
-      const upstreamCalls = plan.requests.filter((request) => {
-        const cached = options.linkStructures.peek(request);
-        return cached === 'absent' || cached === 'stale';
-      }).length;
+      // While the breaker is open no call goes out: a stale entry is served from the cache and an absent one fails
+      // fast with the breaker's error, so the operation costs nothing (a dashboard on stale data is never refused).
+      // At most one call slips through uncharged: the probe, if the cool-down ends before the loader runs.
+      const upstreamCalls =
+        options.breakerState() === 'open'
+          ? 0
+          : plan.requests.filter((request) => {
+              const cached = options.linkStructures.peek(request);
+              return cached === 'absent' || cached === 'stale';
+            }).length;
       if (upstreamCalls === 0) return;
       if (upstreamCalls > options.maxUpstreamCallsPerOperation) {
         setResultAndStopExecution({

@@ -2,8 +2,10 @@ import type { Plugin, YogaServerOptions } from 'graphql-yoga';
 import type { Env } from '../env.js';
 import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
 import type { Logger } from '../logger.js';
+import type { BreakerState } from '../upstream/circuit-breaker.js';
 import { createApiKeys, useApiKeys, type ApiKeys } from './api-keys.js';
 import { preflightHeaders, useCsrfPrevention } from './csrf-prevention.js';
+import { useErrorHygiene } from './error-hygiene.js';
 import { useOperationGuard } from './operation-guard.js';
 import { useNoIntrospection, useQueryLimits, type QueryLimits } from './query-limits.js';
 import { createRateLimiter, type RateLimiter } from './rate-limiter.js';
@@ -53,13 +55,20 @@ export function protectionServerOptions(protection: Protection): Pick<YogaServer
   };
 }
 
-/** In order: key (before the body is read), CSRF, query size, introspection, then the pre-execution cost check. */
-export function protectionPlugins(protection: Protection, deps: { linkStructures: LinkStructureCache; maxKolIds: number; logger: Logger }): Plugin[] {
+/**
+ * In order: key (before the body is read), CSRF, query size, introspection, then the pre-execution cost check;
+ * useErrorHygiene cleans every error sent, these plugins' own included.
+ */
+export function protectionPlugins(
+  protection: Protection,
+  deps: { linkStructures: LinkStructureCache; maxKolIds: number; logger: Logger; breakerState: () => BreakerState },
+): Plugin[] {
   return [
     useApiKeys(protection.apiKeys),
     useCsrfPrevention(),
     ...useQueryLimits(protection.queryLimits),
     ...(protection.introspection ? [] : [useNoIntrospection()]),
+    useErrorHygiene({ hideSuggestions: !protection.introspection }),
     useOperationGuard({
       linkStructures: deps.linkStructures,
       maxKolIds: deps.maxKolIds,
@@ -67,6 +76,7 @@ export function protectionPlugins(protection: Protection, deps: { linkStructures
       rateLimiter: protection.rateLimiter,
       apiKeys: protection.apiKeys,
       logger: deps.logger,
+      breakerState: deps.breakerState,
     }),
   ];
 }

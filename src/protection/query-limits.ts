@@ -1,7 +1,7 @@
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
-import { NoSchemaIntrospectionCustomRule, type GraphQLError, type ValidationContext } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type ASTVisitor, type ValidationContext } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { codedError, type ErrorCode } from '../errors.js';
 
@@ -41,17 +41,37 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
     }) as Plugin,
     maxAliasesPlugin({
       n: limits.maxAliases,
+      // armor lets `__typename` aliases through by default; each still costs a field to resolve and answer.
+      allowList: [],
       propagateOnRejection: false,
       onReject: [report('QUERY_TOO_MANY_ALIASES', limits.maxAliases)],
     }) as Plugin,
   ];
 }
 
-/** INTROSPECTION=false: `__schema` and `__type` fail validation (graphql-js's own rule); `__typename` still works. */
+/**
+ * INTROSPECTION=false: `__schema` and `__type` fail validation (graphql-js's own rule), and so does federation's
+ * `_service`, whose `sdl` is the whole schema: a router composes from the checked-in schema/subgraph.graphql
+ * instead. `__typename` and `_entities` still work. (useErrorHygiene drops the "Did you mean" hints.)
+ */
 export function useNoIntrospection(): Plugin {
   return {
     onValidate({ addValidationRule }) {
       addValidationRule(NoSchemaIntrospectionCustomRule);
+      addValidationRule(noServiceSdlRule);
+    },
+  };
+}
+
+function noServiceSdlRule(context: ValidationContext): ASTVisitor {
+  return {
+    Field(node) {
+      if (node.name.value === '_service' && context.getParentType() === context.getSchema().getQueryType()) {
+        // Worded as graphql-js words its own introspection refusal.
+        context.reportError(
+          new GraphQLError('GraphQL introspection has been disabled, but the requested query contained the field "_service".', { nodes: node }),
+        );
+      }
     },
   };
 }

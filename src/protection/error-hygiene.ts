@@ -1,0 +1,39 @@
+import { GraphQLError } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+
+// graphql-js's hints: ` Did you mean "a", "b", or "c"?`, ` Did you mean the enum value "A"?`, ` Did you mean to use an inline fragment on "T"?`.
+const suggestion = /\s*Did you mean [^?]*\?/g;
+
+/**
+ * The last word on every error the gateway sends, whatever raised it (request parser, validation, variables,
+ * execution, a plugin), so it also covers errors that never reach maskError:
+ * - no `extensions.originalError`: Yoga's JSON parser puts the parser's own message there;
+ * - with `hideSuggestions` (INTROSPECTION=false), no "Did you mean …?": it names fields, arguments, types and enum values.
+ */
+export function useErrorHygiene(options: { hideSuggestions: boolean }): Plugin {
+  const clean = (error: GraphQLError): GraphQLError => {
+    const message = options.hideSuggestions ? error.message.replace(suggestion, '') : error.message;
+    if (message === error.message && error.extensions.originalError === undefined) return error;
+    const { originalError, http, ...extensions } = error.extensions;
+    if (http) {
+      // Yoga answers an error that carried an originalError with its own HTTP status (400 for a body that is not
+      // JSON) rather than 200: keep that status now the detail is gone. `http` itself is never sent.
+      extensions.http = originalError === undefined ? http : { ...(http as object), spec: false };
+    }
+    return new GraphQLError(message, {
+      nodes: error.nodes,
+      source: error.source,
+      positions: error.positions,
+      path: error.path,
+      originalError: error.originalError,
+      extensions,
+    });
+  };
+  return {
+    onResultProcess({ result, setResult }) {
+      // One result per request: batching is off, and there are no subscriptions or incremental delivery.
+      if (Array.isArray(result) || Symbol.asyncIterator in result || !result.errors?.length) return;
+      setResult({ ...result, errors: result.errors.map((error) => (error instanceof GraphQLError ? clean(error) : error)) });
+    },
+  };
+}
