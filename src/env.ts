@@ -5,13 +5,26 @@ import { linkEndpointModes } from './upstream/link-struct-endpoints.js';
 // An empty variable counts as unset, so `FOO=` in a compose file means "use the default".
 const unsetIfEmpty = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
 const int = (min: number, fallback: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).default(fallback));
+// Node's timers hold at most 2^31 − 1 ms (about 24.8 days): a longer one fires after 1 ms instead, so it is refused.
+const longestTimerMs = 2_147_483_647;
+const timerMs = (min: number, fallback: number, headroomMs = 0) =>
+  z.preprocess(
+    unsetIfEmpty,
+    z.coerce
+      .number()
+      .int()
+      .min(min)
+      .max(longestTimerMs - headroomMs, `must be at most ${longestTimerMs - headroomMs} ms (the longest timer Node can set)`)
+      .default(fallback),
+  );
 
 const upstream = z.object({
   JUSTONEAPI_TOKEN: z.preprocess(unsetIfEmpty, z.string().optional()),
   JUSTONEAPI_BASE_URL: z.preprocess(unsetIfEmpty, z.url({ protocol: /^https?$/ }).default('https://api.justoneapi.com')),
-  UPSTREAM_TIMEOUT_MS: int(1, 60_000),
+  // undici's own socket timeouts are set 1 s past it.
+  UPSTREAM_TIMEOUT_MS: timerMs(1, 60_000, 1_000),
   UPSTREAM_RETRIES: int(0, 2),
-  UPSTREAM_RETRY_BASE_MS: int(0, 500),
+  UPSTREAM_RETRY_BASE_MS: timerMs(0, 500),
   UPSTREAM_CONCURRENCY: int(1, 8),
 });
 
@@ -51,7 +64,7 @@ const sharedCache = z.object({
       .optional(),
   ),
   REDIS_KEY_PREFIX: z.preprocess(unsetIfEmpty, z.string().default('xingtu-gw:v1:')),
-  REDIS_TIMEOUT_MS: int(1, 200),
+  REDIS_TIMEOUT_MS: timerMs(1, 200),
 });
 
 const server = z.object({
@@ -91,8 +104,8 @@ const hardening = z.object({
   MAX_UPSTREAM_CALLS_PER_OPERATION: int(1, 100),
   RATE_LIMIT_PER_MINUTE: int(0, 300),
   BREAKER_COOLDOWN_SECONDS: seconds(60),
-  UPSTREAM_BACKOFF_MAX_MS: int(0, 30_000),
-  SHUTDOWN_TIMEOUT_MS: int(0, 25_000),
+  UPSTREAM_BACKOFF_MAX_MS: timerMs(0, 30_000),
+  SHUTDOWN_TIMEOUT_MS: timerMs(0, 25_000),
 });
 
 const observability = z.object({

@@ -233,7 +233,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         willRetry,
       });
       if (!willRetry) throw failure;
-      await sleep(backoffMs(options.retryBaseMs, attempt));
+      // Base × 2^(attempt − 1) can outgrow Node's longest timer, which would then fire at once.
+      await sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647));
     }
   }
 
