@@ -5,6 +5,7 @@ import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
 import { useHotDocumentJit } from './hot-document-jit.js';
 import { subgraphSchema } from './graphql/schema.js';
+import type { LinkStructureRequest } from './link-structure/model.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { useMetricsRoute } from './metrics-plugin.js';
@@ -22,6 +23,8 @@ export interface AppDeps extends ContextDeps {
   protection: Protection;
   /** Breaker, endpoint and Redis state, for /health and /ready. */
   readiness: ReadinessSources;
+  /** Whether a load would reach the upstream at all (v1 refuses other platforms without a call), for the cost check. */
+  canCallUpstream: (request: LinkStructureRequest) => boolean;
   /** Absent when METRICS_ENABLED is off: no /metrics route and nothing recorded. */
   metrics?: Metrics | undefined;
 }

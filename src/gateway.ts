@@ -83,6 +83,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     protection,
     metrics,
     readiness,
+    canCallUpstream: upstream.canCall,
   });
   return {
     app,

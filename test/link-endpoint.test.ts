@@ -153,6 +153,23 @@ describe('v1 endpoint (JUSTONEAPI_LINK_ENDPOINT=v1)', () => {
     expect(upstream.requests.map((request) => request.endpoint)).toEqual(['v1']);
   });
 
+  it('does not charge the refused platform to the operation budget or the client rate limit', async () => {
+    const { upstream, gateway } = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'v1', MAX_UPSTREAM_CALLS_PER_OPERATION: '1', RATE_LIMIT_PER_MINUTE: '1' });
+    const { status, body } = await gateway.query(/* GraphQL */ `
+      {
+        creator(kolId: "34") {
+          short: linkStructure { source }
+          live: linkStructure(platform: LIVE_STREAMING) { source }
+          drama: linkStructure(platform: SHORT_DRAMA) { source }
+        }
+      }
+    `);
+    expect(status).toBe(200);
+    expect(body.data.creator).toEqual({ short: { source: 'v1' }, live: null, drama: null });
+    expect(body.errors!.map((error) => error.extensions?.['code'])).toEqual(['BAD_USER_INPUT', 'BAD_USER_INPUT']);
+    expect(upstream.calls()).toBe(1);
+  });
+
   it('keeps 300 as UPSTREAM_API_INVALID and 404 as a retried UPSTREAM_UNAVAILABLE: no switch when forced', async () => {
     const { upstream, gateway } = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'v1', UPSTREAM_RETRIES: '1', BREAKER_COOLDOWN_SECONDS: '0' }, (request) =>
       request.kolId === '33' ? reply.business(300, 'API Invalid') : reply.http(404),

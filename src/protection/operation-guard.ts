@@ -1,6 +1,7 @@
 import type { Plugin } from 'graphql-yoga';
 import { codedError } from '../errors.js';
 import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
+import type { LinkStructureRequest } from '../link-structure/model.js';
 import type { Logger } from '../logger.js';
 import type { BreakerState } from '../upstream/circuit-breaker.js';
 import type { ApiKeys } from './api-keys.js';
@@ -16,6 +17,8 @@ export interface OperationGuardOptions {
   logger: Logger;
   /** The upstream circuit breaker's state, read per operation. */
   breakerState: () => BreakerState;
+  /** False for a request refused without a call (a platform the configured endpoint cannot answer): it costs nothing. */
+  canCallUpstream: (request: LinkStructureRequest) => boolean;
 }
 
 /**
@@ -44,6 +47,7 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
         options.breakerState() === 'open'
           ? 0
           : plan.requests.filter((request) => {
+              if (!options.canCallUpstream(request)) return false;
               const cached = options.linkStructures.peek(request);
               return cached === 'absent' || cached === 'stale';
             }).length;

@@ -1,6 +1,7 @@
 import type { Plugin, YogaServerOptions } from 'graphql-yoga';
 import type { Env } from '../env.js';
 import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
+import type { LinkStructureRequest } from '../link-structure/model.js';
 import type { Logger } from '../logger.js';
 import type { BreakerState } from '../upstream/circuit-breaker.js';
 import { createApiKeys, useApiKeys, type ApiKeys } from './api-keys.js';
@@ -61,7 +62,13 @@ export function protectionServerOptions(protection: Protection): Pick<YogaServer
  */
 export function protectionPlugins(
   protection: Protection,
-  deps: { linkStructures: LinkStructureCache; maxKolIds: number; logger: Logger; breakerState: () => BreakerState },
+  deps: {
+    linkStructures: LinkStructureCache;
+    maxKolIds: number;
+    logger: Logger;
+    breakerState: () => BreakerState;
+    canCallUpstream: (request: LinkStructureRequest) => boolean;
+  },
 ): Plugin[] {
   return [
     useApiKeys(protection.apiKeys),
@@ -77,6 +84,7 @@ export function protectionPlugins(
       apiKeys: protection.apiKeys,
       logger: deps.logger,
       breakerState: deps.breakerState,
+      canCallUpstream: deps.canCallUpstream,
     }),
   ];
 }

@@ -60,6 +60,8 @@ export type SentObserver = (source: 'upstream') => void;
 export interface UpstreamClient {
   /** `sent` is not called when nothing goes out: the breaker failed it fast, or it shared a call already in flight. */
   fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure>;
+  /** Whether a call for this request can go out at all: false for a platform the configured endpoint cannot answer. */
+  canCall(request: LinkStructureRequest): boolean;
   /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
   readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
@@ -255,6 +257,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
 
   return {
     fetchLinkStructure: fetchOnce,
+    canCall: (request) => endpointSpecs[endpointFor(request.platform)].supports(request.platform),
     get activeEndpoint() {
       return active;
     },
