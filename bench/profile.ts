@@ -11,6 +11,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { startBenchUpstream } from './fake-upstream.js';
+import { authorizationHeader, benchApiKey, creatorQuery } from './workload.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const which = process.argv[2] === 'bare' ? 'bare' : 'gateway';
@@ -19,7 +20,16 @@ const upstream = await startBenchUpstream(0);
 const child = fork(`${root}bench/${which === 'bare' ? 'bare-yoga-server.ts' : 'gateway-server.ts'}`, [], {
   cwd: root,
   execArgv: ['--import', 'tsx', '--cpu-prof', `--cpu-prof-dir=${root}bench/results/profiles`],
-  env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'production', JUSTONEAPI_TOKEN: 'bench-token', JUSTONEAPI_BASE_URL: upstream.url, LOG_LEVEL: 'info' },
+  env: {
+    PATH: process.env['PATH'] ?? '',
+    NODE_ENV: 'production',
+    JUSTONEAPI_TOKEN: 'bench-token',
+    JUSTONEAPI_BASE_URL: upstream.url,
+    LOG_LEVEL: 'info',
+    // As in npm run bench: keys on, the per-client rate limit off.
+    GATEWAY_API_KEYS: benchApiKey,
+    RATE_LIMIT_PER_MINUTE: '0',
+  },
   stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
 });
 const port = await new Promise<number>((resolve) =>
@@ -32,15 +42,12 @@ const cpuMicros = () =>
     child.once('message', (message: { micros: number }) => resolve(message.micros));
     child.send({ type: 'cpu' });
   });
-const query =
-  which === 'bare'
-    ? '{ hello }'
-    : '{ creator(kolId: "6870301416131936264") { kolId linkStructure { authorLinkType buckets { level stage value proportion sameIndustryMedian } summary { value rankPercent relativeRatio } fetchedAt } } }';
+const query = which === 'bare' ? '{ hello }' : creatorQuery;
 const load = (duration: number) =>
   autocannon({
     url: `http://127.0.0.1:${port}/graphql`,
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...authorizationHeader },
     body: JSON.stringify({ query }),
     connections: 10,
     duration,

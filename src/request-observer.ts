@@ -19,10 +19,13 @@ export type OperationOutcome = 'success' | 'partial' | 'error';
 interface RequestRecord {
   id: string;
   startedAt: number;
-  /** Set once the request turned out to carry GraphQL parameters. */
+  /**
+   * Set once Yoga starts parsing the request as GraphQL: every request to the GraphQL endpoint that
+   * no route answered first (GraphiQL's page, /health, /metrics, a 404), refused ones included.
+   */
   graphql: boolean;
-  /** The executed operation's name (null: anonymous). */
-  operation: string | null;
+  /** The executed operation's name (null: anonymous; undefined: nothing executed). */
+  operation: string | null | undefined;
   /** What the client sent, to name an operation that never executed (it failed to parse or validate). */
   params: { query?: string | undefined; operationName?: string | undefined } | undefined;
   outcome: OperationOutcome | undefined;
@@ -38,9 +41,9 @@ export interface RequestObserverOptions {
 
 /**
  * Gives every request an id (the caller's `x-request-id` when well-formed, else a new UUID), echoes
- * it, and writes one JSON log line per request: GraphQL requests at `info`, with the operation, its
- * outcome, error codes and what its loads cost; other routes (health checks, scrapes, assets) at `debug`.
- * Also records the GraphQL operation metrics.
+ * it, and writes one JSON log line per request: GraphQL requests at `info` (refused ones too), with the
+ * operation, its outcome, error codes and what its loads cost; other routes (health checks, scrapes,
+ * GraphiQL and its assets) at `debug`. Also records the GraphQL operation metrics.
  */
 export function useRequestObserver(options: RequestObserverOptions): Plugin<Context> {
   const { logger, metrics } = options;
@@ -64,7 +67,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
           id: given !== null && requestIdPattern.test(given) ? given : randomUUID(),
           startedAt: performance.now(),
           graphql: false,
-          operation: null,
+          operation: undefined,
           params: undefined,
           outcome: undefined,
           errorCodes: [],
@@ -73,11 +76,15 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
         return wrapped();
       },
     },
+    // Runs before the API-key, CSRF and body-size checks (plugins after this one), so a request they
+    // refuse (401, 403, 413), before any parameters are read, still counts as a GraphQL operation.
+    onRequestParse({ request }) {
+      const record = records.get(request);
+      if (record) record.graphql = true;
+    },
     onParams({ params, request }) {
       const record = records.get(request);
-      if (!record) return;
-      record.graphql = true;
-      record.params = params;
+      if (record) record.params = params;
     },
     onExecute({ args }) {
       const record = records.get(args.contextValue.request);
@@ -121,7 +128,8 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
         return;
       }
       const outcome = record.outcome ?? (response.status < 400 ? 'success' : 'error');
-      const operation = record.params ? claimedOperationName(record.params) : record.operation;
+      // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
+      const operation = record.operation !== undefined ? record.operation : claimedOperationName(record.params ?? paramsInUrl(request));
       const cost = record.cost;
       const fields = {
         ...line,
@@ -152,6 +160,12 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
 function claimedOperationName(params: { query?: string | undefined; operationName?: string | undefined }): string | null {
   const claimed = params.operationName ?? (typeof params.query === 'string' ? leadingOperationName.exec(params.query)?.[1] : undefined);
   return typeof claimed === 'string' && operationNamePattern.test(claimed) ? claimed : null;
+}
+
+function paramsInUrl(request: Request): { query?: string | undefined; operationName?: string | undefined } {
+  if (request.method !== 'GET') return {};
+  const search = new URL(request.url).searchParams;
+  return { query: search.get('query') ?? undefined, operationName: search.get('operationName') ?? undefined };
 }
 
 /** The path alone: a query string is the client's (it may hold a whole GraphQL document, or secrets) and is never logged. */

@@ -272,6 +272,61 @@ describe('request log', () => {
     ]);
   });
 
+  it('logs and counts a GraphQL request refused before its body is read: no API key, body too large, CSRF', async () => {
+    const key = 'obs-test-key-0123456789';
+    const { gateway } = await setUp(undefined, { GATEWAY_API_KEYS: key, MAX_REQUEST_BYTES: '1000' });
+    const post = (body: string, headers: Record<string, string>) =>
+      gateway.app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers },
+        body,
+      });
+    const small = JSON.stringify({ query: 'query Named { __typename }' });
+    const noKey = await post(small, { 'x-request-id': 'no-key' });
+    expect(noKey.status).toBe(401);
+    const wrongKey = await post(small, { 'x-request-id': 'wrong-key', authorization: 'Bearer not-a-configured-key' });
+    expect(wrongKey.status).toBe(401);
+    const tooLarge = await post(JSON.stringify({ query: `query Big { __typename } # ${'x'.repeat(2_000)}` }), {
+      'x-request-id': 'too-large',
+      authorization: `Bearer ${key}`,
+    });
+    expect(tooLarge.status).toBe(413);
+    // A GET names its operation in the URL, so the name is known even though the request is refused.
+    const url = new URL('http://gateway.test/graphql');
+    url.searchParams.set('query', 'query ByGet { __typename }');
+    const get = await gateway.app.fetch(url, { headers: { accept: 'application/json', 'x-graphql-csrf': '1', 'x-request-id': 'get-no-key' } });
+    expect(get.status).toBe(401);
+    await logsWritten();
+
+    const refused = { level: 'info', path: '/graphql', outcome: 'error', upstreamCalls: 0, cacheHits: 0 };
+    expect(requestLines(gateway)).toEqual([
+      expect.objectContaining({ ...refused, requestId: 'no-key', method: 'POST', status: 401, operation: null, errorCodes: ['UNAUTHENTICATED'] }),
+      expect.objectContaining({ ...refused, requestId: 'wrong-key', method: 'POST', status: 401, operation: null, errorCodes: ['UNAUTHENTICATED'] }),
+      expect.objectContaining({ ...refused, requestId: 'too-large', method: 'POST', status: 413, operation: null, errorCodes: ['REQUEST_ENTITY_TOO_LARGE'] }),
+      expect.objectContaining({ ...refused, requestId: 'get-no-key', method: 'GET', status: 401, operation: 'ByGet', errorCodes: ['UNAUTHENTICATED'] }),
+    ]);
+    const text = await scrape(gateway);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(anonymous)', outcome: 'error' })).toBe(3);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'ByGet', outcome: 'error' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_operation_duration_seconds_count', { operation: '(anonymous)', outcome: 'error' })).toBe(3);
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'UNAUTHENTICATED' })).toBe(3);
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'REQUEST_ENTITY_TOO_LARGE' })).toBe(1);
+
+    // Without keys, a form-like POST with no preflight header is refused as a possible CSRF (403).
+    const { gateway: open } = await setUp();
+    const form = await open.app.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', 'x-request-id': 'csrf' },
+      body: JSON.stringify({ query: '{ __typename }' }),
+    });
+    expect(form.status).toBe(403);
+    await logsWritten();
+    expect(requestLines(open)).toEqual([
+      expect.objectContaining({ ...refused, requestId: 'csrf', status: 403, operation: null, errorCodes: ['CSRF_HEADER_REQUIRED'] }),
+    ]);
+    expect(sample(await scrape(open), 'xingtu_graphql_errors_total', { code: 'CSRF_HEADER_REQUIRED' })).toBe(1);
+  });
+
   it('echoes a well-formed x-request-id and replaces anything else with a fresh UUID', async () => {
     const { gateway } = await setUp();
     const send = (id?: string) =>
