@@ -138,6 +138,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
         upstreamCalls: cost?.upstreamCalls ?? 0,
         cacheHits: cost?.cacheHits ?? 0,
         cacheJoins: cost?.cacheJoins ?? 0,
+        redisHits: cost?.redisHits ?? 0,
         staleServed: cost?.staleServed ?? 0,
         errorCodes: [...new Set(record.errorCodes)],
       };

@@ -237,6 +237,7 @@ describe('request log', () => {
       upstreamCalls: 3,
       cacheHits: 0,
       cacheJoins: 0,
+      redisHits: 0,
       staleServed: 0,
       errorCodes: ['UPSTREAM_PERMISSION_DENIED'],
     });

@@ -124,7 +124,7 @@ describe('REDIS_URL: replicas share one cache', () => {
     await b.query(query('107'), undefined, { 'x-request-id': 'from-redis' });
     expect(upstream.calls()).toBe(1);
     expect(requestLines(a)).toEqual([expect.objectContaining({ requestId: 'from-upstream', upstreamCalls: 1, cacheHits: 0 })]);
-    expect(requestLines(b)).toEqual([expect.objectContaining({ requestId: 'from-redis', upstreamCalls: 0, cacheHits: 0 })]);
+    expect(requestLines(b)).toEqual([expect.objectContaining({ requestId: 'from-redis', upstreamCalls: 0, cacheHits: 0, redisHits: 1 })]);
     // In b's memory now: the in-process cache could not answer it the first time (a miss), but the upstream was not called.
     expect(sample(await scrapeMetrics(b.app), 'xingtu_cache_misses_total')).toBe(1);
     expect(sample(await scrapeMetrics(b.app), 'xingtu_redis_events_total', { event: 'redis_hit' })).toBe(1);
@@ -144,8 +144,12 @@ describe('REDIS_URL: replicas share one cache', () => {
     const { upstream, gateways } = await setUp(3, {}, 200);
     await Promise.all(gateways.map((gateway) => gateway.query(query('109'))));
     expect(upstream.calls()).toBe(1);
-    const calls = gateways.map((gateway) => requestLines(gateway)[0]?.['upstreamCalls']);
-    expect(calls.sort()).toEqual([0, 0, 1]);
+    const lines = gateways.map((gateway) => requestLines(gateway)[0]);
+    expect(lines.map((line) => [line?.['upstreamCalls'], line?.['redisHits']]).sort()).toEqual([
+      [0, 1],
+      [0, 1],
+      [1, 0],
+    ]);
   });
 
   it('a replica that read an answer from Redis keeps it in memory only until the first fetch’s TTL', async () => {
