@@ -69,6 +69,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     maxEntries: env.CACHE_MAX_ENTRIES,
     staleMs: env.CACHE_STALE_SECONDS * 1000,
     onLookup: metrics && ((outcome) => recordCacheLookup(metrics, outcome)),
+    peekShared: sharedTier?.peekFresh,
   });
   const protection = createProtection(env);
   if (!protection.apiKeys.enabled) {

@@ -140,6 +140,28 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(other).toMatchObject({ upstreamCalls: 0, redisHits: 1, cacheHits: 1 });
   });
 
+  it('creators already in Redis cost nothing against the operation budget or the client rate limit', async () => {
+    const { upstream, gateways } = await setUp(2, { RATE_LIMIT_PER_MINUTE: '2', MAX_UPSTREAM_CALLS_PER_OPERATION: '2' });
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    const both = '{ creators(kolIds: ["111", "112"]) { linkStructure { summary { value } } } }';
+    expect((await a.query(both)).body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(2);
+    // b's memory is empty, but Redis holds both: b may ask for them again and again.
+    for (const text of [query('111'), query('112'), both, both]) {
+      const { status, body } = await b.query(text);
+      expect(status).toBe(200);
+      expect(body.errors).toBeUndefined();
+    }
+    expect(upstream.calls()).toBe(2);
+    // What Redis does not hold is still charged: two more creators spend b's bucket, the next is refused.
+    expect((await b.query(query('113'))).body.errors).toBeUndefined();
+    expect((await b.query(query('114'))).body.errors).toBeUndefined();
+    const refused = await b.query(query('115'));
+    expect(refused.status).toBe(429);
+    expect(refused.body.errors![0]!.extensions).toMatchObject({ code: 'RATE_LIMITED' });
+    expect(upstream.calls()).toBe(4);
+  });
+
   it('a replica that waited for another’s upstream call logs no upstream call of its own', async () => {
     const { upstream, gateways } = await setUp(3, {}, 200);
     await Promise.all(gateways.map((gateway) => gateway.query(query('109'))));
@@ -191,7 +213,8 @@ describe('REDIS_URL: replicas share one cache', () => {
   });
 
   it('shares a failed call with the replicas waiting for it, without storing it', async () => {
-    const { upstream, control, gateways } = await setUp(3);
+    // Breaker off: whichever replica wins the lock meets the 303, and the one asked later must still call.
+    const { upstream, control, gateways } = await setUp(3, { BREAKER_COOLDOWN_SECONDS: '0' });
     upstream.setBehaviour((request) =>
       request.nth === 1 ? { kind: 'json', body: { code: 303, message: 'quota', data: null }, delayMs: 200 } : reply.ok(),
     );

@@ -23,6 +23,8 @@ export interface LinkStructureCacheOptions {
   staleMs?: number;
   /** Observes hits, misses, joins and stale serves (metrics). */
   onLookup?: (outcome: CacheOutcome) => void;
+  /** With a shared level (Redis): which requests it can answer fresh, so that planning does not count them as calls. */
+  peekShared?: (requests: readonly LinkStructureRequest[]) => Promise<boolean[]>;
 }
 
 /**
@@ -41,6 +43,11 @@ export interface LinkStructureCache {
   load(request: LinkStructureRequest, observe?: (outcome: CacheOutcome) => void): Promise<LinkStructure>;
   /** Non-mutating look-up (no recency update, no call), for planning what an operation will cost. */
   peek(request: LinkStructureRequest): CachePeek;
+  /**
+   * How many of these (distinct) requests would make an upstream call now: neither fresh in memory nor in
+   * flight, nor fresh in the shared level. Synchronous unless the shared level has to be asked.
+   */
+  upstreamCallsFor(requests: readonly LinkStructureRequest[]): number | Promise<number>;
   readonly size: number;
   clear(): void;
 }
@@ -125,6 +132,17 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       if (kept && now < kept.freshUntil) return 'fresh';
       if (inFlight.has(key)) return 'in-flight';
       return kept && usable(kept, now) ? 'stale' : 'absent';
+    },
+    upstreamCallsFor(requests) {
+      const needed = requests.filter((request) => {
+        const cached = this.peek(request);
+        return cached === 'absent' || cached === 'stale';
+      });
+      if (needed.length === 0 || !options.peekShared) return needed.length;
+      return options.peekShared(needed).then(
+        (fresh) => fresh.filter((isFresh) => !isFresh).length,
+        () => needed.length,
+      );
     },
     get size() {
       return entries?.size ?? 0;

@@ -64,6 +64,11 @@ export interface SharedTier {
    * `via` learns where the answer came from: Redis, another replica's call, or (through the upstream fetch) the upstream.
    */
   fetch(request: LinkStructureRequest, via?: (source: FetchSource) => void): Promise<SharedLinkStructure>;
+  /**
+   * For each request, whether Redis holds a fresh answer (one read, bounded by the command timeout): what an
+   * operation will get without an upstream call. False for every request while Redis is down or skipped.
+   */
+  peekFresh(requests: readonly LinkStructureRequest[]): Promise<boolean[]>;
   readonly status: Exclude<RedisStatus, 'disabled'>;
   /** How often each event happened since start. */
   readonly counters: Readonly<Record<SharedTierEvent, number>>;
@@ -242,6 +247,10 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       markFailing(cause);
       throw new RedisUnavailable(errorText(cause), { cause });
     }
+    return parseEntry(key, text, request);
+  }
+
+  function parseEntry(key: string, text: string | null, request: LinkStructureRequest): Entry | undefined {
     if (text === null) return undefined;
     let json: unknown;
     try {
@@ -423,6 +432,21 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     }
   }
 
+  async function peekFresh(requests: readonly LinkStructureRequest[]): Promise<boolean[]> {
+    const none = () => requests.map(() => false);
+    if (requests.length === 0 || skipRedis()) return none();
+    const keys = requests.map((request) => `${prefix}link:${linkStructureRequestKey(request)}`);
+    try {
+      const texts = await command(() => redis.mget(...keys));
+      return requests.map((request, index) => {
+        const entry = parseEntry(keys[index]!, texts[index] ?? null, request);
+        return entry !== undefined && isFresh(entry);
+      });
+    } catch {
+      return none();
+    }
+  }
+
   async function fetch(request: LinkStructureRequest, via: Via = () => {}): Promise<SharedLinkStructure> {
     if (skipRedis()) {
       emit('redis_bypass');
@@ -448,6 +472,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
 
   return {
     fetch,
+    peekFresh,
     get status() {
       return connectionUp() && !failing ? 'ready' : 'down';
     },

@@ -1,3 +1,4 @@
+import type { ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { codedError } from '../errors.js';
 import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
@@ -43,43 +44,44 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
       // While the breaker is open no call goes out: a stale entry is served from the cache and an absent one fails
       // fast with the breaker's error, so the operation costs nothing (a dashboard on stale data is never refused).
       // At most one call slips through uncharged: the probe, if the cool-down ends before the loader runs.
-      const upstreamCalls =
-        options.breakerState() === 'open'
-          ? 0
-          : plan.requests.filter((request) => {
-              if (!options.canCallUpstream(request)) return false;
-              const cached = options.linkStructures.peek(request);
-              return cached === 'absent' || cached === 'stale';
-            }).length;
-      if (upstreamCalls === 0) return;
-      if (upstreamCalls > options.maxUpstreamCallsPerOperation) {
-        setResultAndStopExecution({
-          errors: [
-            codedError('UPSTREAM_BUDGET_EXCEEDED', {
-              message: `This operation would make ${upstreamCalls} upstream calls; one operation may make at most ${options.maxUpstreamCallsPerOperation}.`,
-              upstreamCalls,
-              maxUpstreamCalls: options.maxUpstreamCallsPerOperation,
-              http: { status: 400, spec: true },
-            }),
-          ],
-        });
-        return;
-      }
-
-      const context = args.contextValue as { request: Request; req?: { socket?: { remoteAddress?: string } } };
-      const client = options.apiKeys.identify(context.request.headers) ?? `ip:${context.req?.socket?.remoteAddress ?? 'unknown'}`;
-      const decision = options.rateLimiter.take(client, upstreamCalls);
-      if (!decision.allowed) {
-        options.logger.info('rate limited', { client, upstreamCalls, retryAfterSeconds: decision.retryAfterSeconds });
-        setResultAndStopExecution({
-          errors: [
-            codedError('RATE_LIMITED', {
-              retryAfterSeconds: decision.retryAfterSeconds,
-              http: { status: 429, headers: { 'retry-after': String(decision.retryAfterSeconds) } },
-            }),
-          ],
-        });
-      }
+      if (options.breakerState() === 'open') return;
+      const upstreamCalls = options.linkStructures.upstreamCallsFor(plan.requests.filter(options.canCallUpstream));
+      // Asynchronous only when Redis has to say what it holds, so a cached operation never waits for a promise.
+      if (typeof upstreamCalls === 'number') return admit(upstreamCalls, args.contextValue, setResultAndStopExecution);
+      return upstreamCalls.then((calls) => admit(calls, args.contextValue, setResultAndStopExecution));
     },
+  };
+
+  /** The budget, then the client's rate limit, for an operation that would make `upstreamCalls` calls. */
+  function admit(upstreamCalls: number, contextValue: unknown, refuse: (result: ExecutionResult) => void): void {
+    if (upstreamCalls === 0) return;
+    if (upstreamCalls > options.maxUpstreamCallsPerOperation) {
+      refuse({
+        errors: [
+          codedError('UPSTREAM_BUDGET_EXCEEDED', {
+            message: `This operation would make ${upstreamCalls} upstream calls; one operation may make at most ${options.maxUpstreamCallsPerOperation}.`,
+            upstreamCalls,
+            maxUpstreamCalls: options.maxUpstreamCallsPerOperation,
+            http: { status: 400, spec: true },
+          }),
+        ],
+      });
+      return;
+    }
+
+    const context = contextValue as { request: Request; req?: { socket?: { remoteAddress?: string } } };
+    const client = options.apiKeys.identify(context.request.headers) ?? `ip:${context.req?.socket?.remoteAddress ?? 'unknown'}`;
+    const decision = options.rateLimiter.take(client, upstreamCalls);
+    if (!decision.allowed) {
+      options.logger.info('rate limited', { client, upstreamCalls, retryAfterSeconds: decision.retryAfterSeconds });
+      refuse({
+        errors: [
+          codedError('RATE_LIMITED', {
+            retryAfterSeconds: decision.retryAfterSeconds,
+            http: { status: 429, headers: { 'retry-after': String(decision.retryAfterSeconds) } },
+          }),
+        ],
+      });
+    }
   };
 }
