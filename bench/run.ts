@@ -2,7 +2,8 @@
  * npm run bench: how fast and how cheap the gateway is, measured in one run on this machine.
  *
  *   1. cached-query throughput, against a bare Yoga `{ hello }` server (same load, same machine, same run);
- *   2. cache-miss latency: what the gateway adds on top of the upstream's own latency;
+ *   2. cache-miss latency: what the gateway adds on top of the upstream's own latency, and what a bare Yoga
+ *      proxy making the same call adds, in the same samples;
  *   3. a 100-creator batch: wall time against the UPSTREAM_CONCURRENCY bound, and upstream calls made;
  *   4. memory: RSS growth per cached entry after filling 50,000 entries.
  *
@@ -187,7 +188,7 @@ async function throughput(bare: Server, gateway: Server) {
   };
 }
 
-async function missLatency(gateway: Server, upstream: Awaited<ReturnType<typeof startBenchUpstream>>) {
+async function missLatency(gateway: Server, proxy: Server, upstream: Awaited<ReturnType<typeof startBenchUpstream>>) {
   // Variables, as generated clients send them: the document is parsed and validated once, every kolId is a miss.
   const missQuery = /* GraphQL */ `query Miss($kolId: ID!) { creator(kolId: $kolId) { linkStructure { summary { value } } } }`;
   let next = 4_000_000_000_000_000;
@@ -198,6 +199,7 @@ async function missLatency(gateway: Server, upstream: Awaited<ReturnType<typeof 
     await response.body.text();
   };
   const viaGateway = () => post(gateway.url, missQuery, { kolId: String((next += 1)) });
+  const viaBareProxy = () => post(proxy.url, missQuery, { kolId: String((next += 1)) });
   const timed = async (run: () => Promise<unknown>) => {
     const started = performance.now();
     await run();
@@ -205,17 +207,20 @@ async function missLatency(gateway: Server, upstream: Awaited<ReturnType<typeof 
   };
   // Warm up both paths (V8 optimises the code that runs often) without upstream latency, then with it.
   upstream.latencyMs = 0;
-  for (let index = 0; index < 300; index += 1) await Promise.all([direct(), viaGateway()]);
+  for (let index = 0; index < 300; index += 1) await Promise.all([direct(), viaGateway(), viaBareProxy()]);
   upstream.latencyMs = config.upstreamLatencyMs;
-  for (let index = 0; index < 10; index += 1) await Promise.all([direct(), viaGateway()]);
+  for (let index = 0; index < 10; index += 1) await Promise.all([direct(), viaGateway(), viaBareProxy()]);
 
   const before = await scrapeMiss(gateway);
   const alone: number[] = [];
   const through: number[] = [];
+  const bare: number[] = [];
   for (let index = 0; index < config.missSamples; index += 1) {
-    // Paired samples: the upstream alone, then the same call through the gateway (a cache miss).
+    // Samples in threes: the upstream alone, the same call through the gateway (a cache miss), and through a
+    // bare Yoga proxy, so all three meet the same moment of a shared machine.
     alone.push(await timed(direct));
     through.push(await timed(viaGateway));
+    bare.push(await timed(viaBareProxy));
   }
   const after = await scrapeMiss(gateway);
   const result = {
@@ -224,12 +229,17 @@ async function missLatency(gateway: Server, upstream: Awaited<ReturnType<typeof 
     upstreamP99Ms: round(percentile(alone, 99)),
     gatewayP50Ms: round(median(through)),
     gatewayP99Ms: round(percentile(through, 99)),
+    bareYogaProxyP50Ms: round(median(bare)),
+    bareYogaProxyP99Ms: round(percentile(bare, 99)),
   };
   return {
     ...result,
     // What the gateway adds as a client sees it: its latency minus the upstream's, measured the same way.
     addedP50Ms: round(result.gatewayP50Ms - result.upstreamP50Ms),
     addedP99Ms: round(result.gatewayP99Ms - result.upstreamP99Ms),
+    // The yardstick: what Yoga alone adds in front of the same upstream call, and what the gateway adds beyond it.
+    bareYogaProxyAddedP50Ms: round(result.bareYogaProxyP50Ms - result.upstreamP50Ms),
+    beyondBareYogaProxyP50Ms: round(result.gatewayP50Ms - result.bareYogaProxyP50Ms),
     // The same against the configured latency alone (also counts the fake upstream's own HTTP handling).
     overConfiguredP50Ms: round(result.gatewayP50Ms - config.upstreamLatencyMs),
     // The gateway's own time per miss, by its own metrics: operation time minus upstream attempt time (means).
@@ -403,7 +413,10 @@ async function main() {
     }
     if (gateway && phases.has('miss')) {
       log('2. cache-miss latency');
-      const miss = await missLatency(gateway, upstream);
+      const proxy = await startServer('bench/bare-yoga-proxy.ts', { BENCH_UPSTREAM_URL: upstream.url });
+      servers.push(proxy);
+      const miss = await missLatency(gateway, proxy, upstream);
+      await proxy.stop();
       results['missLatency'] = miss;
       targets['missAddedP50Ms'] = { target: '<= 2', value: miss.addedP50Ms, met: miss.addedP50Ms <= 2 };
       rows.push(
@@ -411,6 +424,8 @@ async function main() {
         ['upstream alone p50 / p99', `${miss.upstreamP50Ms} / ${miss.upstreamP99Ms} ms`, ''],
         ['  added by the gateway p50 / p99', `${miss.addedP50Ms} / ${miss.addedP99Ms} ms`, mark(targets['missAddedP50Ms'])],
         ["  gateway's own time per miss (mean)", `${miss.inGatewayMeanMs} ms`, ''],
+        ['  a bare Yoga proxy adds p50 (same samples)', `${miss.bareYogaProxyAddedP50Ms} ms`, 'the floor for any Yoga server here'],
+        ['  the gateway beyond the bare Yoga proxy p50', `${miss.beyondBareYogaProxyP50Ms} ms`, ''],
       );
     }
     if (gateway && phases.has('batch')) {
