@@ -24,6 +24,20 @@ describe('query limits, refused before execution with a coded error', () => {
     expect(upstream.calls()).toBe(1);
   });
 
+  it('a chain of fragments that each spread the next twice is planned in linear time, within every limit', async () => {
+    const { upstream, gateway } = await setUp();
+    // 2^22 walks (about ten seconds here) before the planner remembered the fragments it had spread at a level.
+    const links = 22;
+    const fragments = Array.from({ length: links }, (_, index) => `fragment F${index} on Query { ...F${index + 1} ...F${index + 1} }`);
+    const query = `query Chain { ...F0 } ${fragments.join(' ')} fragment F${links} on Query { creator(kolId: "7") { linkStructure { summary { value } } } }`;
+    const started = performance.now();
+    const { body } = await gateway.query(query);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(body.errors).toBeUndefined();
+    expect(body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls()).toBe(1);
+  });
+
   it('MAX_ALIASES → QUERY_TOO_MANY_ALIASES', async () => {
     const { upstream, gateway } = await setUp({ MAX_ALIASES: '2' });
     const { status, body } = await gateway.query(

@@ -71,7 +71,16 @@ export function planUpstreamCalls(
     return getDirectiveValues(GraphQLSkipDirective, n, variables)?.if !== true && getDirectiveValues(GraphQLIncludeDirective, n, variables)?.if !== false;
   };
 
-  const walk = (selectionSet: SelectionSetNode, parentType: GraphQLCompositeType, creators: readonly string[], path: readonly string[]) => {
+  // `visited`: the named fragments already spread into this level's selection, as graphql-js keeps them when it
+  // collects fields. Without it, fragments that each spread the next one twice took 2^n steps to walk: a
+  // 600-token document (within every query limit) would block the event loop for hours.
+  const walk = (
+    selectionSet: SelectionSetNode,
+    parentType: GraphQLCompositeType,
+    creators: readonly string[],
+    path: readonly string[],
+    visited: Set<string>,
+  ) => {
     for (const selection of selectionSet.selections) {
       if (!included(selection)) continue;
       if (selection.kind === Kind.FIELD) {
@@ -104,17 +113,21 @@ export function planUpstreamCalls(
           }
         }
         const fieldType = getNamedType(field.type);
-        if (selection.selectionSet) walk(selection.selectionSet, fieldType as GraphQLCompositeType, children, responsePath);
+        if (selection.selectionSet) walk(selection.selectionSet, fieldType as GraphQLCompositeType, children, responsePath, new Set());
       } else {
+        if (selection.kind === Kind.FRAGMENT_SPREAD) {
+          if (visited.has(selection.name.value)) continue;
+          visited.add(selection.name.value);
+        }
         const fragment = selection.kind === Kind.INLINE_FRAGMENT ? selection : fragments.get(selection.name.value);
         if (!fragment) continue;
         const condition = fragment.typeCondition ? typeFromAST(schema, fragment.typeCondition) : parentType;
-        walk(fragment.selectionSet, (condition ?? parentType) as GraphQLCompositeType, creators, path);
+        walk(fragment.selectionSet, (condition ?? parentType) as GraphQLCompositeType, creators, path, visited);
       }
     }
   };
 
-  walk(operation.selectionSet, root, [], []);
+  walk(operation.selectionSet, root, [], [], new Set());
   return { requests: [...requests.values()], errors };
 }
 
