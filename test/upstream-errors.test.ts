@@ -20,6 +20,21 @@ interface Row {
 // The README's error table, row by row. UPSTREAM_RETRIES=2, so a retryable failure costs 3 calls.
 const rows: Row[] = [
   { name: 'code 100', answer: () => reply.business(100), code: 'UPSTREAM_AUTH_FAILED', upstreamCode: 100, retryable: false },
+  // A failure answer without any `data` key is the same business failure as one with `data: null`.
+  {
+    name: 'code 303 with no data key',
+    answer: () => ({ kind: 'json', body: { code: 303, message: 'daily quota exceeded' } }),
+    code: 'UPSTREAM_QUOTA_EXCEEDED',
+    upstreamCode: 303,
+    retryable: false,
+  },
+  {
+    name: 'code 301 with no data key',
+    answer: () => ({ kind: 'json', body: { code: 301, message: 'collection failed' } }),
+    code: 'UPSTREAM_COLLECTION_FAILED',
+    upstreamCode: 301,
+    retryable: true,
+  },
   { name: 'code 300', answer: () => reply.business(300), code: 'UPSTREAM_API_INVALID', upstreamCode: 300, retryable: false },
   { name: 'code 301', answer: () => reply.business(301), code: 'UPSTREAM_COLLECTION_FAILED', upstreamCode: 301, retryable: true },
   { name: 'code 302', answer: () => reply.business(302), code: 'UPSTREAM_RATE_LIMITED', upstreamCode: 302, retryable: true },

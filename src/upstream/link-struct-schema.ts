@@ -12,7 +12,8 @@ import { UpstreamError, upstreamCodeToError } from './upstream-error.js';
 export const envelopeSchema = z.object({
   code: z.number().int(),
   message: z.string().nullish(),
-  data: z.unknown(),
+  // Optional: a failure answer may leave `data` out altogether (zod 4 requires a key declared z.unknown()).
+  data: z.unknown().optional(),
 });
 
 /** A number of users: a fraction or a negative is not one, and the gateway will not guess. */
