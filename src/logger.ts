@@ -20,16 +20,27 @@ export interface LoggerOptions {
 }
 
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
-// A token in a URL query is redacted even when it is not a configured secret (a mistyped or rotated one).
-const tokenInQuery = /([?&]token=)[^&\s"']*/gi;
+// A token in a URL query is redacted even when it is not a configured secret (a mistyped or rotated one), also
+// where the query string is quoted without its `?` (`raw=token=…`) or inside another word boundary.
+const tokenInQuery = /(\btoken=)[^&\s"']*/gi;
 
 /** One JSON object per line, the shape log pipelines ingest without parsing rules. */
 export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
   const threshold = rank[options.level];
-  // A secret is matched both as written and as JSON escapes it inside a line.
-  const secrets = (options.secrets ?? [])
-    .filter((secret) => secret.length > 0)
-    .flatMap((secret) => [JSON.stringify(secret).slice(1, -1), secret]);
+  // A secret is matched as written, as JSON escapes it inside a line (twice: a field may hold JSON text, such as a
+  // body), and URL-encoded (as it travels in a query string, which an upstream may quote back):
+  // encodeURIComponent's form and URLSearchParams' (`+` for a space).
+  const secrets = [
+    ...new Set(
+      (options.secrets ?? [])
+        .filter((secret) => secret.length > 0)
+        .flatMap((secret) => {
+          const encoded = [encodeURIComponent(secret), new URLSearchParams({ t: secret }).toString().slice(2)];
+          const escape = (form: string) => JSON.stringify(form).slice(1, -1);
+          return [secret, ...encoded].flatMap((form) => [escape(escape(form)), escape(form), form]);
+        }),
+    ),
+  ].sort((a, b) => b.length - a.length);
   const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
 
   const log = (level: Exclude<LogLevel, 'silent'>, message: string, fields?: LogFields) => {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseEnv } from '../src/env.js';
+import { createLogger } from '../src/logger.js';
 import { createMetrics, recordCacheLookup } from '../src/metrics.js';
 import { RequestCost } from '../src/request-cost.js';
 import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
@@ -394,6 +395,24 @@ describe('request log', () => {
 });
 
 describe('the upstream token', () => {
+  it('is redacted from a log line in every form it travels in: raw, JSON-escaped, URL-encoded, in a quoted query string', () => {
+    const token = 'SeCrEt+To/Ken=1 2"3';
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'debug', secrets: [token], write: (line) => lines.push(line) });
+    const query = new URLSearchParams({ token, kolId: '1' }).toString();
+    logger.warn('upstream said', {
+      raw: token,
+      component: encodeURIComponent(token),
+      form: query,
+      quoted: `raw=${query}`,
+      nested: JSON.stringify({ token }),
+      unconfigured: 'GET /x?kolId=1&token=some-other-token',
+    });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).not.toMatch(/SeCrEt|some-other-token/);
+    expect(lines[0]).toContain('[REDACTED]');
+  });
+
   it('appears in no log line, metric or response, even when the upstream quotes it back', async () => {
     const { upstream, gateway } = await setUp(
       (request) => {
