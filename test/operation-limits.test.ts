@@ -286,6 +286,21 @@ describe('RATE_LIMIT_PER_MINUTE', () => {
     }
   });
 
+  it('an operation larger than the bucket runs once it is full, and is charged in full: the client waits the debt off', async () => {
+    const { upstream, gateway } = await setUp({ RATE_LIMIT_PER_MINUTE: '10' });
+    const ids = Array.from({ length: 40 }, (_, index) => String(700 + index));
+    const large = await gateway.query(creatorsQuery, { ids });
+    expect(large.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(40);
+    // 40 calls against 10 a minute: 30 owed, so even one more call waits about (30 + 1) / 10 minutes.
+    const next = await gateway.query(creatorsQuery, { ids: ['799'] });
+    expect(next.status).toBe(429);
+    expect(next.body.errors![0]!.extensions).toMatchObject({ code: 'RATE_LIMITED' });
+    expect(next.body.errors![0]!.extensions!['retryAfterSeconds']).toBeGreaterThanOrEqual(180);
+    expect(next.body.errors![0]!.extensions!['retryAfterSeconds']).toBeLessThanOrEqual(186);
+    expect(upstream.calls()).toBe(40);
+  });
+
   it('RATE_LIMIT_PER_MINUTE=0 turns the limit off', async () => {
     const { upstream, gateway } = await setUp({ RATE_LIMIT_PER_MINUTE: '0' });
     for (let round = 0; round < 3; round += 1) {

@@ -18,8 +18,9 @@ interface Bucket {
 /**
  * A token bucket per client, in upstream calls: a client may spend `perMinute` calls at once and
  * earns them back evenly over a minute. An operation is charged what it would cost upstream, so
- * cached answers are free. One operation is never charged more than a full bucket, so an operation
- * that the per-operation budget allows can always run once the client has waited.
+ * cached answers are free. An operation costing more than a whole bucket (the per-operation budget
+ * may be larger) runs once the bucket is full and is charged in full: the bucket goes into debt, and
+ * the client waits it off, so over time no client causes more than `perMinute` calls a minute.
  */
 export function createRateLimiter(options: RateLimiterOptions) {
   const now = options.now ?? Date.now;
@@ -31,17 +32,18 @@ export function createRateLimiter(options: RateLimiterOptions) {
     enabled: capacity > 0,
     take(client: string, cost: number): RateDecision {
       if (capacity === 0 || cost <= 0) return { allowed: true };
-      const charge = Math.min(cost, capacity);
+      // What the bucket must hold to let the operation start: all of it, or a full bucket for a larger one.
+      const needed = Math.min(cost, capacity);
       const at = now();
       const bucket = buckets.get(client) ?? { tokens: capacity, updatedAt: at };
       bucket.tokens = Math.min(capacity, bucket.tokens + (at - bucket.updatedAt) * perMs);
       bucket.updatedAt = at;
       buckets.set(client, bucket);
-      if (bucket.tokens >= charge) {
-        bucket.tokens -= charge;
+      if (bucket.tokens >= needed) {
+        bucket.tokens -= cost;
         return { allowed: true };
       }
-      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((charge - bucket.tokens) / perMs / 1000)) };
+      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((needed - bucket.tokens) / perMs / 1000)) };
     },
   };
 }
