@@ -145,7 +145,11 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       // Written once the response is on its way: formatting and writing a log line never delays an answer.
       setImmediate(() => logger.info('request', fields));
       if (metrics) {
-        const labels = { operation: operationLabel(operation), outcome };
+        // Only an operation that executed may claim a series of its own: a refused request (no API key, too large)
+        // names whatever it likes, and must not use up the label slots real operations need.
+        const executed = record.operation !== undefined;
+        const label = executed || operation === null || operationLabels.has(operation) ? operationLabel(operation) : '(other)';
+        const labels = { operation: label, outcome };
         metrics.graphqlOperations.inc(labels);
         metrics.graphqlDuration.observe(labels, durationMs / 1000);
         for (const code of record.errorCodes) metrics.graphqlErrors.inc({ code });
