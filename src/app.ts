@@ -10,6 +10,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { useMetricsRoute } from './metrics-plugin.js';
 import { protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
+import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
 import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
 import { useRequestObserver } from './request-observer.js';
@@ -85,7 +86,9 @@ export function createApp(deps: AppDeps): App {
       useHealth(deps.mode, deps.readiness),
       useReadiness(deps.readiness),
       ...(deps.metrics ? [useMetricsRoute(deps.metrics.registry)] : []),
-      ...(deps.federationTracing ? [useApolloInlineTrace()] : []),
+      // Errors the cost check raises at the path of a field that never ran have no node in the trace (the plugin
+      // would fail the whole answer looking for one): they stay in `errors`, out of the trace.
+      ...(deps.federationTracing ? [useApolloInlineTrace({ rewriteError: (error) => (isRefusedBeforeExecution(error) ? null : error) })] : []),
       ...protectionPlugins(protection, { ...deps, breakerState: deps.readiness.breakerState }),
       useHotDocumentJit({
         compileAfterRuns: 20,

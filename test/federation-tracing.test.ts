@@ -49,6 +49,19 @@ describe('FEDERATION_TRACING', () => {
     expect(failingLinkStructure.error?.map((error) => error.message)).toEqual(['The upstream daily quota is used up.']);
   });
 
+  it('on: a bad kolId refused before execution is still BAD_USER_INPUT for a router asking for ftv1, not a 500', async () => {
+    const gateway = await setUp({ FEDERATION_TRACING: 'true', MAX_KOL_IDS: '2' });
+    for (const refused of ['{ creator(kolId: "x") { kolId } }', '{ creators(kolIds: ["1", "x"]) { kolId } }', '{ creators(kolIds: ["1", "2", "3"]) { kolId } }']) {
+      const { status, body } = await gateway.query(refused, undefined, askForTrace);
+      expect(status).toBe(200);
+      expect(body.data).toBeNull();
+      expect(body.errors).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: 'BAD_USER_INPUT' }) })]);
+      expect(typeof (body as { extensions?: { ftv1?: string } }).extensions?.ftv1).toBe('string');
+    }
+    expect(gateway.logs.filter((line) => line['level'] === 'error')).toEqual([]);
+    expect(upstream!.calls()).toBe(0);
+  });
+
   it('on: a request that does not ask gets no trace', async () => {
     const gateway = await setUp({ FEDERATION_TRACING: 'true' });
     const { body } = await gateway.query(query);

@@ -15,6 +15,25 @@ describe('bad input is refused before any upstream call', () => {
     await upstream.close();
   });
 
+  it('a kolId variable sent as a JSON number too large to be exact is refused, not rounded into another creator', async () => {
+    upstream.reset();
+    const query = 'query ($id: ID!, $ids: [ID!]!) { creator(kolId: $id) { kolId } creators(kolIds: $ids) { kolId linkStructure { fetchedAt } } }';
+    // JSON.parse has already rounded this to 6870301416131936000, a well-formed kolId of someone else.
+    const rounded = await gateway.query(query, { id: 6870301416131936264, ids: ['1'] });
+    expect(rounded.status).toBe(400);
+    expect(rounded.body.data).toBeUndefined();
+    expect(rounded.body.errors).toEqual([
+      expect.objectContaining({ extensions: expect.objectContaining({ code: 'BAD_USER_INPUT', variable: 'id' }) }),
+    ]);
+    const inList = await gateway.query(query, { id: '1', ids: ['2', 6870301416131936264] });
+    expect(inList.body.errors![0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT', variable: 'ids' });
+    expect(upstream.calls()).toBe(0);
+    // A number that is still exact is what the client meant.
+    const exact = await gateway.query(query, { id: 42, ids: [43] });
+    expect(exact.body.errors).toBeUndefined();
+    expect(exact.body.data.creator.kolId).toBe('42');
+  });
+
   it.each([
     ['letters', 'abc'],
     ['empty', ''],

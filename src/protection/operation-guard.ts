@@ -35,6 +35,10 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
     onExecute({ args, setResultAndStopExecution }) {
       const plan = planner.plan(args);
       if (!plan) return; // execution reports a missing operation or bad variables before any resolver runs
+      if (plan.variableErrors?.length) {
+        setResultAndStopExecution({ errors: plan.variableErrors });
+        return;
+      }
       if (plan.errors.length > 0) {
         // As if each of those root fields had failed: Query's fields are non-null, so data is null.
         setResultAndStopExecution({ data: null, errors: plan.errors });

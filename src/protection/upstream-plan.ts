@@ -22,8 +22,23 @@ import { linkStructureRequestFor, linkStructureRequestKey, type LinkStructureReq
 export interface UpstreamPlan {
   /** Every distinct link structure the operation would load. */
   requests: LinkStructureRequest[];
-  /** Bad kolIds, one error per field that names them, at that field's path: the operation must not run. */
+  /**
+   * Bad kolIds, one error per field that names them, at that field's path: the operation must not run.
+   * Marked `refusedBeforeExecution`, since no field at those paths ever runs.
+   */
   errors: GraphQLError[];
+  /** Bad variables (a kolId sent as a number JSON could not hold exactly): refused as a request error, HTTP 400. */
+  variableErrors?: GraphQLError[];
+}
+
+/**
+ * Set on errors the plan reports at the path of a field that never ran. Tools that map error paths onto
+ * executed fields (federated tracing) must leave these out. A symbol: copied with the error, never serialized.
+ */
+export const refusedBeforeExecution = Symbol('refused before execution');
+
+export function isRefusedBeforeExecution(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { [refusedBeforeExecution]?: boolean })[refusedBeforeExecution] === true;
 }
 
 type Args = Record<string, unknown>;
@@ -133,7 +148,9 @@ export function planUpstreamCalls(
 
 function atPath(error: unknown, path: readonly string[]): GraphQLError {
   const coded = error instanceof GraphQLError ? error : badUserInput(String(error));
-  return new GraphQLError(coded.message, { path, extensions: coded.extensions });
+  const located = new GraphQLError(coded.message, { path, extensions: coded.extensions });
+  Object.assign(located, { [refusedBeforeExecution]: true });
+  return located;
 }
 
 function isRecord(value: unknown): value is Args {

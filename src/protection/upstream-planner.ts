@@ -1,4 +1,15 @@
-import { Kind, getOperationAST, getVariableValues, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema } from 'graphql';
+import {
+  Kind,
+  getOperationAST,
+  getVariableValues,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type GraphQLError,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type TypeNode,
+} from 'graphql';
+import { codedError } from '../errors.js';
 import { LRUCache } from 'lru-cache';
 import { planUpstreamCalls, type UpstreamPlan } from './upstream-plan.js';
 
@@ -68,6 +79,8 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
 
       const operation = getOperationAST(args.document, args.operationName);
       if (!operation) return undefined;
+      const variableErrors = inexactIdVariables(operation, args.variableValues ?? {});
+      if (variableErrors.length > 0) return { requests: [], errors: [], variableErrors };
       const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], args.variableValues ?? {});
       if (coerced.errors) return undefined;
       const fragments = new Map<string, FragmentDefinitionNode>();
@@ -86,3 +99,31 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
 }
 
 export type UpstreamPlanner = ReturnType<typeof createUpstreamPlanner>;
+
+/**
+ * `ID` variables sent as JSON numbers past 2^53: JSON parsing has already changed their last digits, and
+ * GraphQL's `ID` would turn the rounded number into a well-formed kolId of another creator, fetched and paid
+ * for. A number that is still exact is accepted (it is what the client meant); kolIds belong in strings.
+ */
+function inexactIdVariables(operation: OperationDefinitionNode, variables: Readonly<Record<string, unknown>>): GraphQLError[] {
+  const errors: GraphQLError[] = [];
+  for (const definition of operation.variableDefinitions ?? []) {
+    if (namedTypeOf(definition.type) !== 'ID') continue;
+    const name = definition.variable.name.value;
+    const values = [variables[name]].flat(Infinity);
+    const inexact = values.find((value) => typeof value === 'number' && !Number.isSafeInteger(value));
+    if (inexact === undefined) continue;
+    errors.push(
+      codedError('BAD_USER_INPUT', {
+        message: `Variable "$${name}" holds a JSON number too large to be exact (${String(inexact)}): send kolIds as strings.`,
+        variable: name,
+        http: { status: 400 },
+      }),
+    );
+  }
+  return errors;
+}
+
+function namedTypeOf(type: TypeNode): string {
+  return type.kind === Kind.NAMED_TYPE ? type.name.value : namedTypeOf(type.type);
+}
