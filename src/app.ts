@@ -1,6 +1,6 @@
 import { useApolloInlineTrace } from '@graphql-yoga/plugin-apollo-inline-trace';
 import { GraphQLError } from 'graphql';
-import { createYoga, maskError, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, maskError, type Plugin, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
 import { createContext, type Context, type ContextDeps } from './context.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
 import { useHotDocumentJit } from './hot-document-jit.js';
@@ -56,7 +56,7 @@ export function createApp(deps: AppDeps): App {
     // The API schema plus `_service` and `_entities`, so the same endpoint serves clients and routers.
     schema: subgraphSchema,
     context: createContext(deps),
-    logging: deps.logger,
+    logging: yogaLogger(deps.logger),
     ...protectionServerOptions(protection),
     // The page and its assets need no key (they hold no data); with keys on, the headers pane
     // starts with the header every operation, introspection included, must carry.
@@ -75,7 +75,11 @@ export function createApp(deps: AppDeps): App {
       // Coded GraphQL errors pass; anything else is logged here and shown as "Unexpected error.",
       // never with details, whatever NODE_ENV says.
       maskError(error, message) {
-        if (!isDeliberate(error)) deps.logger.error('unexpected error', { error });
+        if (!isDeliberate(error)) {
+          // What was thrown, not graphql-js's wrapper around it; the field it broke, when it was one.
+          const path = error instanceof GraphQLError ? error.path : undefined;
+          deps.logger.error('unexpected error', { error: thrownCause(error), ...(path ? { path } : {}) });
+        }
         return maskError(error, message, false);
       },
     },
@@ -120,6 +124,26 @@ function useHealth(mode: AppDeps['mode'], readiness: ReadinessSources): Plugin {
       );
     },
   };
+}
+
+/**
+ * Yoga's own log calls, as our JSON lines with a string `msg`. Yoga reports each error it masks by passing the
+ * Error itself, once or twice (its mask wrapper and its error handler both do); maskError above already logs
+ * every one of those once, with a message, so an Error passed alone at `error` is left out here.
+ */
+function yogaLogger(logger: Logger): YogaLogger {
+  const forward =
+    (level: 'debug' | 'info' | 'warn' | 'error') =>
+    (...args: unknown[]) => {
+      const [first, ...rest] = args;
+      if (typeof first === 'string') logger[level](first, rest.length > 0 ? { details: rest } : undefined);
+      else if (!(level === 'error' && first instanceof Error && args.length === 1)) logger[level]('graphql-yoga', { details: args });
+    };
+  return { debug: forward('debug'), info: forward('info'), warn: forward('warn'), error: forward('error') };
+}
+
+function thrownCause(error: unknown): unknown {
+  return error instanceof GraphQLError && error.originalError != null ? thrownCause(error.originalError) : error;
 }
 
 /** A GraphQLError thrown on purpose (ours, or Yoga's/graphql-js's own), not one wrapping an accident. */
