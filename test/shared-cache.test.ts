@@ -162,6 +162,21 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(upstream.calls()).toBe(4);
   });
 
+  it('a replica waits for another’s calls as long as they are queued, rather than paying for them again', async () => {
+    // One upstream call at a time, 300 ms each: the sixth creator's call starts 1.5 s after the first, longer than
+    // one fetch could take (400 ms timeout, no retry), which is when a waiter used to give up and call itself.
+    const { upstream, gateways } = await setUp(2, { UPSTREAM_CONCURRENCY: '1', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' }, 300);
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    const six = '{ creators(kolIds: ["121", "122", "123", "124", "125", "126"]) { linkStructure { summary { value } } } }';
+    const first = a.query(six);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const [fromA, fromB] = await Promise.all([first, b.query(six)]);
+    expect(fromA.body.errors).toBeUndefined();
+    expect(fromB.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(6);
+    expect(requestLines(b)).toEqual([expect.objectContaining({ upstreamCalls: 0, redisHits: 6 })]);
+  });
+
   it('a replica that waited for another’s upstream call logs no upstream call of its own', async () => {
     const { upstream, gateways } = await setUp(3, {}, 200);
     await Promise.all(gateways.map((gateway) => gateway.query(query('109'))));
@@ -251,7 +266,6 @@ describe('REDIS_URL: replicas share one cache', () => {
       ttlMs: 60_000,
       staleMs: 0,
       lockTtlMs: 5_000,
-      waitTimeoutMs: 2_000,
       logger: createLogger({ level: 'silent' }),
       fetch,
     });

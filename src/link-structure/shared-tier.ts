@@ -42,8 +42,6 @@ export interface SharedTierOptions {
   staleMs: number;
   /** Expiry of a fill lock; the holder renews it while its call runs, so this bounds a dead holder's hold. */
   lockTtlMs: number;
-  /** Longest a replica waits for another's call before calling the upstream itself. */
-  waitTimeoutMs: number;
   /** How often a waiter re-checks Redis, in case it missed the fill message or the holder died. */
   pollMs?: number;
   /**
@@ -386,7 +384,10 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     via: Via,
   ): Promise<SharedLinkStructure> {
     const lockKey = `${prefix}lock:${linkStructureRequestKey(request)}`;
-    const deadline = Date.now() + options.waitTimeoutMs;
+    // No deadline of its own: a waiter waits while the holder's lock lives, as a request in this process waits
+    // for a call already in flight. The holder renews it only while it is alive and working (queued for an
+    // upstream slot, in a 302 pause, retrying); if it dies, the lock expires within lockTtlMs and this
+    // replica takes over. Giving up earlier paid the upstream twice for one creator whenever the holder queued.
     let waited = false;
     for (;;) {
       // Listening before trying the lock: a fill that ends right after our failed attempt is not missed.
@@ -403,12 +404,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         }
         if (!waited) emit('lock_wait');
         waited = true;
-        const remaining = deadline - Date.now();
-        if (remaining <= 0) {
-          warnLimited('gave up waiting for another replica’s upstream call', { kolId: request.kolId });
-          return await direct(request, stale, via);
-        }
-        const message = await fillMessage.wait(Math.min(pollMs, remaining));
+        const message = await fillMessage.wait(pollMs);
         if (message?.ok) {
           via('replica');
           return message.entry.value;
