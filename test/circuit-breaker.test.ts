@@ -161,7 +161,7 @@ describe('stale-if-error in the cache', () => {
         if (fail) throw new UpstreamError('UPSTREAM_UNAVAILABLE', 'down');
         return structure(request.kolId);
       },
-      ttlMs: 30,
+      ttlMs: 300,
       staleMs: 10_000,
       maxEntries: 10,
       onLookup: (outcome) => outcomes.push(outcome),
@@ -169,7 +169,7 @@ describe('stale-if-error in the cache', () => {
     const request = { kolId: '1', acceptCache: false, platform: 'SHORT_VIDEO' as const };
     expect((await cache.load(request)).stale).toBeUndefined();
     expect(cache.peek(request)).toBe('fresh');
-    await sleep(40);
+    await sleep(350);
     expect(cache.peek(request)).toBe('stale');
     fail = true;
     const [a, b] = await Promise.all([cache.load(request), cache.load(request)]);

@@ -296,9 +296,10 @@ describe('retry backoff (UPSTREAM_RETRY_BASE_MS)', () => {
       expect(arrivals).toHaveLength(3);
       const [first, second, third] = arrivals as [number, number, number];
       expect(second - first).toBeGreaterThanOrEqual(55);
-      expect(second - first).toBeLessThan(120 + 100);
+      // Upper bounds with room for a busy machine; the lower ones are what shows the doubling.
+      expect(second - first).toBeLessThan(120 + 400);
       expect(third - second).toBeGreaterThanOrEqual(115);
-      expect(third - second).toBeLessThan(240 + 100);
+      expect(third - second).toBeLessThan(240 + 400);
     } finally {
       await gateway.close();
       await upstream.close();
