@@ -107,6 +107,10 @@ function createGatewaySharedTier(
   fetchFromUpstream: LinkStructureFetch,
   onEvent: ((event: SharedTierEvent) => void) | undefined,
 ): SharedTier {
+  // The longest one upstream fetch can take (every attempt timing out, the longest backoffs between them):
+  // a replica waits that long for another's call before making its own.
+  const upstreamBudgetMs =
+    env.UPSTREAM_TIMEOUT_MS * (env.UPSTREAM_RETRIES + 1) + env.UPSTREAM_RETRY_BASE_MS * (2 ** env.UPSTREAM_RETRIES - 1) + 1_000;
   return createSharedTier({
     redis: createRedisClient(redisUrl, { commandTimeoutMs: env.REDIS_TIMEOUT_MS }),
     prefix: env.REDIS_KEY_PREFIX,
@@ -114,6 +118,7 @@ function createGatewaySharedTier(
     staleMs: env.CACHE_STALE_SECONDS * 1000,
     // Renewed while the holder's call runs, so a holder that dies blocks the others for at most this long.
     lockTtlMs: 5_000,
+    waitTimeoutMs: upstreamBudgetMs,
     logger: logger.child({ component: 'shared-cache' }),
     fetch: fetchFromUpstream,
     onEvent,

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseEnv } from '../src/env.js';
-import type { FetchSource } from '../src/link-structure/link-structure-cache.js';
+import type { FetchSource, LinkStructureFetch } from '../src/link-structure/link-structure-cache.js';
 import type { LinkStructureRequest } from '../src/link-structure/model.js';
 import { createSharedTier } from '../src/link-structure/shared-tier.js';
 import { createLogger } from '../src/logger.js';
@@ -162,19 +162,70 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(upstream.calls()).toBe(4);
   });
 
-  it('a replica waits for another’s calls as long as they are queued, rather than paying for them again', async () => {
-    // One upstream call at a time, 300 ms each: the sixth creator's call starts 1.5 s after the first, longer than
-    // one fetch could take (400 ms timeout, no retry), which is when a waiter used to give up and call itself.
-    const { upstream, gateways } = await setUp(2, { UPSTREAM_CONCURRENCY: '1', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' }, 300);
-    const [a, b] = gateways as [TestGateway, TestGateway];
-    const six = '{ creators(kolIds: ["121", "122", "123", "124", "125", "126"]) { linkStructure { summary { value } } } }';
-    const first = a.query(six);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const [fromA, fromB] = await Promise.all([first, b.query(six)]);
-    expect(fromA.body.errors).toBeUndefined();
-    expect(fromB.body.errors).toBeUndefined();
-    expect(upstream.calls()).toBe(6);
-    expect(requestLines(b)).toEqual([expect.objectContaining({ upstreamCalls: 0, redisHits: 6 })]);
+  it('a waiter’s clock restarts when the holder’s queued call goes out, and it gives up on a holder that never sends', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '121', acceptCache: false, platform: 'SHORT_VIDEO' };
+    const opened: Redis[] = [];
+    const tiers: Array<ReturnType<typeof createSharedTier>> = [];
+    const replica = async (fetch: LinkStructureFetch) => {
+      const connection = new Redis(redis.url, { enableOfflineQueue: false });
+      opened.push(connection);
+      await new Promise((resolve) => connection.once('ready', resolve));
+      const tier = createSharedTier({
+        redis: connection,
+        prefix,
+        ttlMs: 60_000,
+        staleMs: 0,
+        lockTtlMs: 5_000,
+        waitTimeoutMs: 400,
+        logger: createLogger({ level: 'silent' }),
+        fetch,
+      });
+      tiers.push(tier);
+      // The waiter must be subscribed before the holder announces its send.
+      await waitFor(async () => (await fillListeners(control)) >= tiers.length);
+      return tier;
+    };
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      // The holder queues 300 ms for an upstream slot, then its call takes 300 ms more: 600 ms in all, past the
+      // waiter's 400 ms, but only 300 ms after the call went out.
+      const holder = await replica(async (asked, via) => {
+        await sleep(300);
+        via?.('upstream');
+        await sleep(300);
+        return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
+      });
+      const waiterFetch = vi.fn<LinkStructureFetch>(async () => {
+        throw new Error('the waiter must not call the upstream');
+      });
+      const waiter = await replica(waiterFetch);
+      const held = holder.fetch(request);
+      await sleep(50);
+      const sources: FetchSource[] = [];
+      const waited = await waiter.fetch(request, (source) => sources.push(source));
+      expect(waited).toMatchObject({ kolId: '121' });
+      expect(await held).toMatchObject({ kolId: '121' });
+      expect(waiterFetch).not.toHaveBeenCalled();
+      expect(sources).toEqual(['replica']);
+
+      // A holder that never sends (stuck in its queue) is given up on after the waiter's 400 ms, not waited on for ever.
+      const stuck = await replica(async () => new Promise<never>(() => {}));
+      const other: LinkStructureRequest = { ...request, kolId: '122' };
+      void stuck.fetch(other);
+      await sleep(50);
+      const ownFetch = vi.fn<LinkStructureFetch>(async (asked, via) => {
+        via?.('upstream');
+        return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
+      });
+      const impatient = await replica(ownFetch);
+      const started = Date.now();
+      expect(await impatient.fetch(other)).toMatchObject({ kolId: '122' });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(380);
+      expect(ownFetch).toHaveBeenCalledOnce();
+    } finally {
+      await Promise.all(tiers.map((tier) => tier.close()));
+    }
   });
 
   it('a replica that waited for another’s upstream call logs no upstream call of its own', async () => {
@@ -266,6 +317,7 @@ describe('REDIS_URL: replicas share one cache', () => {
       ttlMs: 60_000,
       staleMs: 0,
       lockTtlMs: 5_000,
+      waitTimeoutMs: 2_000,
       logger: createLogger({ level: 'silent' }),
       fetch,
     });

@@ -42,6 +42,12 @@ export interface SharedTierOptions {
   staleMs: number;
   /** Expiry of a fill lock; the holder renews it while its call runs, so this bounds a dead holder's hold. */
   lockTtlMs: number;
+  /**
+   * Longest a replica waits for another's upstream call before calling the upstream itself: counted from when
+   * the holder announces that it has sent its request (it may first queue for a slot), or from when this replica
+   * started waiting, whichever is later; so a waiter gives up at most this long after starting, or after the send.
+   */
+  waitTimeoutMs: number;
   /** How often a waiter re-checks Redis, in case it missed the fill message or the holder died. */
   pollMs?: number;
   /**
@@ -92,6 +98,10 @@ const fillMessageSchema = z.discriminatedUnion('ok', [
   z.object({ key: z.string(), ok: z.literal(false), code: z.enum(errorCodes), upstreamCode: z.number().optional() }),
 ]);
 type FillMessage = z.infer<typeof fillMessageSchema>;
+/** The holder's request has left for the upstream (it may have queued for a slot before): waiters' clocks restart. */
+const sendingMessageSchema = z.object({ key: z.string(), sending: z.literal(true) });
+const channelMessageSchema = z.union([fillMessageSchema, sendingMessageSchema]);
+type ChannelMessage = z.infer<typeof channelMessageSchema>;
 
 // Delete or extend the lock only while it still holds our token: after an expiry it may be another replica's.
 const releaseLockScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
@@ -199,7 +209,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   subscriber.on('ready', () => {
     subscriber.subscribe(channel).catch((error: unknown) => warnLimited('redis subscribe failed', { error: errorText(error) }));
   });
-  const waiters = new Map<string, Set<(message: FillMessage) => void>>();
+  const waiters = new Map<string, Set<(message: ChannelMessage) => void>>();
   subscriber.on('message', (_channel: string, text: string) => {
     let key: unknown;
     let parsed: unknown;
@@ -211,7 +221,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     }
     const listeners = typeof key === 'string' ? waiters.get(key) : undefined;
     if (!listeners) return;
-    const message = fillMessageSchema.safeParse(parsed);
+    const message = channelMessageSchema.safeParse(parsed);
     if (!message.success) return;
     for (const listener of listeners) listener(message.data);
   });
@@ -297,23 +307,31 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     }
   }
 
-  /** Waits for a fill message about `key`; resolves undefined after `ms` without one. */
+  /**
+   * Listens for messages about `key` until stopped; each `wait` hands over the next one not yet handed over, or
+   * undefined after `ms` without one. One listener for a whole wait, so nothing sent between two waits is lost.
+   */
   function listen(key: string) {
-    let deliver: ((message: FillMessage) => void) | undefined;
-    let received: FillMessage | undefined;
-    const listener = (message: FillMessage) => {
-      received = message;
-      deliver?.(message);
+    let deliver: ((message: ChannelMessage) => void) | undefined;
+    const received: ChannelMessage[] = [];
+    const listener = (message: ChannelMessage) => {
+      if (deliver) deliver(message);
+      else received.push(message);
     };
     const set = waiters.get(key) ?? new Set();
     set.add(listener);
     waiters.set(key, set);
     return {
       wait: (ms: number) =>
-        new Promise<FillMessage | undefined>((resolve) => {
-          if (received) return resolve(received);
-          const timer = setTimeout(() => resolve(undefined), ms);
+        new Promise<ChannelMessage | undefined>((resolve) => {
+          const next = received.shift();
+          if (next) return resolve(next);
+          const timer = setTimeout(() => {
+            deliver = undefined;
+            resolve(undefined);
+          }, ms);
           deliver = (message) => {
+            deliver = undefined;
             clearTimeout(timer);
             resolve(message);
           };
@@ -351,8 +369,16 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       }
 
       let value: LinkStructure;
+      let announced = false;
+      const sent: Via = (source) => {
+        if (source === 'upstream' && !announced) {
+          announced = true;
+          void attempt(() => redis.publish(channel, JSON.stringify({ key, sending: true } satisfies ChannelMessage)));
+        }
+        via(source);
+      };
       try {
-        value = await options.fetch(request, via);
+        value = await options.fetch(request, sent);
       } catch (error) {
         const failure =
           error instanceof UpstreamError
@@ -384,15 +410,12 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     via: Via,
   ): Promise<SharedLinkStructure> {
     const lockKey = `${prefix}lock:${linkStructureRequestKey(request)}`;
-    // No deadline of its own: a waiter waits while the holder's lock lives, as a request in this process waits
-    // for a call already in flight. The holder renews it only while it is alive and working (queued for an
-    // upstream slot, in a 302 pause, retrying); if it dies, the lock expires within lockTtlMs and this
-    // replica takes over. Giving up earlier paid the upstream twice for one creator whenever the holder queued.
+    let deadline = Date.now() + options.waitTimeoutMs;
     let waited = false;
-    for (;;) {
-      // Listening before trying the lock: a fill that ends right after our failed attempt is not missed.
-      const fillMessage = listen(key);
-      try {
+    // Listening before trying the lock: a fill that ends right after our failed attempt is not missed.
+    const fillMessage = listen(key);
+    try {
+      for (;;) {
         const token = randomUUID();
         const acquired = await command(() => redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX'));
         if (acquired === 'OK') {
@@ -404,7 +427,17 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         }
         if (!waited) emit('lock_wait');
         waited = true;
-        const message = await fillMessage.wait(pollMs);
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          warnLimited('gave up waiting for another replica’s upstream call', { kolId: request.kolId });
+          return await direct(request, stale, via);
+        }
+        const message = await fillMessage.wait(Math.min(pollMs, remaining));
+        if (message && 'sending' in message) {
+          // Its call has only now gone out: it may have queued behind others, which is no reason to pay twice.
+          deadline = Math.max(deadline, Date.now() + options.waitTimeoutMs);
+          continue;
+        }
         if (message?.ok) {
           via('replica');
           return message.entry.value;
@@ -422,9 +455,9 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           via('replica');
           return entry.value;
         }
-      } finally {
-        fillMessage.stop();
       }
+    } finally {
+      fillMessage.stop();
     }
   }
 
