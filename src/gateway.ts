@@ -94,8 +94,10 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     redisStatus: readiness.redisStatus,
     metrics,
     async close() {
-      await sharedTier?.close();
+      // Upstream calls still running store their answer, announce it and release their lock through Redis:
+      // they finish first, or other replicas would wait out the lock and pay for the same creators again.
       await upstream.close();
+      await sharedTier?.close();
     },
   };
 }

@@ -22,7 +22,9 @@ export interface LoggerOptions {
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 // A token in a URL query is redacted even when it is not a configured secret (a mistyped or rotated one), also
 // where the query string is quoted without its `?` (`raw=token=…`) or inside another word boundary.
-const tokenInQuery = /(\btoken=)[^&\s"']*/gi;
+// It runs on the serialized line, so it stops at a backslash too: eating the one of an escaped quote would end
+// the JSON string early and leave a line that is not JSON.
+const tokenInQuery = /(\btoken=)[^&\s"'\\]*/gi;
 
 /** One JSON object per line, the shape log pipelines ingest without parsing rules. */
 export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {

@@ -106,6 +106,7 @@ describe('RateLimitBackoff (process-wide pause after code 302)', () => {
     expect(backoff.remainingMs).toBe(200);
     time.advance(200);
     backoff.rateLimited();
+    time.advance(1);
     backoff.rateLimited();
     expect(backoff.remainingMs).toBe(500);
     expect(backoff.streak).toBe(4);
@@ -124,6 +125,9 @@ describe('RateLimitBackoff (process-wide pause after code 302)', () => {
     for (let index = 0; index < 8; index += 1) backoff.rateLimited(sentTogether);
     expect(backoff.streak).toBe(1);
     expect(backoff.remainingMs).toBe(100);
+    // Sent in the very millisecond the pause grew: it could not have known either.
+    backoff.rateLimited(backoff.now());
+    expect(backoff.streak).toBe(1);
     time.advance(100);
     backoff.rateLimited(backoff.now());
     expect(backoff.streak).toBe(2);

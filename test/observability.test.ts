@@ -411,9 +411,13 @@ describe('the upstream token', () => {
       nested: JSON.stringify({ token }),
       unconfigured: 'GET /x?kolId=1&token=some-other-token',
     });
-    expect(lines).toHaveLength(1);
+    logger.info('quoted by a client', { said: 'client sent "token=abc"', body: JSON.stringify({ url: '/x?token=abc' }) });
+    expect(lines).toHaveLength(2);
     expect(lines[0]).not.toMatch(/SeCrEt|some-other-token/);
     expect(lines[0]).toContain('[REDACTED]');
+    // Still one JSON object per line, whatever was redacted inside its strings.
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    expect(JSON.parse(lines[1]!)).toMatchObject({ said: 'client sent "token=[REDACTED]"', body: '{"url":"/x?token=[REDACTED]"}' });
   });
 
   it('appears in no log line, metric or response, even when the upstream quotes it back', async () => {

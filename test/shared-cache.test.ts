@@ -228,6 +228,20 @@ describe('REDIS_URL: replicas share one cache', () => {
     }
   });
 
+  it('closing a replica lets its upstream calls in flight store their answers in Redis before Redis is closed', async () => {
+    const { upstream, control } = await setUp(1, {}, 300);
+    const gateway = gateways[0]!;
+    // Closed here, not again after the test.
+    gateways = [];
+    const answered = gateway.query(query('150'));
+    await waitFor(() => upstream.calls('150') === 1);
+    await gateway.close();
+    expect((await answered).body.errors).toBeUndefined();
+    // Stored, and the lock released: the other replicas need neither wait out the lock nor pay again.
+    expect(await control.exists(linkKey('150'))).toBe(1);
+    expect(await control.exists(`${prefix}lock:150:fresh:SHORT_VIDEO`)).toBe(0);
+  });
+
   it('a replica that waited for another’s upstream call logs no upstream call of its own', async () => {
     const { upstream, gateways } = await setUp(3, {}, 200);
     await Promise.all(gateways.map((gateway) => gateway.query(query('109'))));

@@ -44,7 +44,8 @@ export class RateLimitBackoff {
 
   /** A 302 answered the attempt sent at `sentAt` (by this instance's clock). */
   rateLimited(sentAt: number = this.#now()): void {
-    if (sentAt < this.#escalatedAt) return;
+    // Sent before the latest escalation, or in the same millisecond: part of the answer that escalated already.
+    if (sentAt <= this.#escalatedAt) return;
     const now = this.#now();
     this.#streak += 1;
     this.#escalatedAt = now;
