@@ -125,8 +125,8 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(upstream.calls()).toBe(1);
     expect(requestLines(a)).toEqual([expect.objectContaining({ requestId: 'from-upstream', upstreamCalls: 1, cacheHits: 0 })]);
     expect(requestLines(b)).toEqual([expect.objectContaining({ requestId: 'from-redis', upstreamCalls: 0, cacheHits: 0, redisHits: 1 })]);
-    // In b's memory now: the in-process cache could not answer it the first time (a miss), but the upstream was not called.
-    expect(sample(await scrapeMetrics(b.app), 'xingtu_cache_misses_total')).toBe(1);
+    // The cost check found it in Redis and took it into b's memory, which answered the load: one Redis read, no miss.
+    expect(sample(await scrapeMetrics(b.app), 'xingtu_cache_misses_total')).toBe(0);
     expect(sample(await scrapeMetrics(b.app), 'xingtu_redis_events_total', { event: 'redis_hit' })).toBe(1);
 
     // What the request's accounting sees, lookup by lookup.
@@ -138,6 +138,27 @@ describe('REDIS_URL: replicas share one cache', () => {
     await b.cache.load(request, other.record);
     await b.cache.load(request, other.record);
     expect(other).toMatchObject({ upstreamCalls: 0, redisHits: 1, cacheHits: 1 });
+  });
+
+  it('what the cost check finds in Redis is taken into memory: Redis failing right after cannot make its loads call unpaid', async () => {
+    const { upstream, control, gateways } = await setUp(1, { RATE_LIMIT_PER_MINUTE: '1', MAX_UPSTREAM_CALLS_PER_OPERATION: '1' });
+    const gateway = gateways[0]!;
+    for (const kolId of ['161', '162', '163']) await control.set(linkKey(kolId), JSON.stringify(storedEntry(kolId)));
+    const gets = async () => Number(/cmdstat_get:calls=(\d+)/.exec(await control.info('commandstats'))?.[1] ?? 0);
+    const three = '{ creators(kolIds: ["161", "162", "163"]) { linkStructure { summary { value } } } }';
+    const { body } = await gateway.query(three);
+    expect(body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(0);
+    // One MGET, no GET: the loads never went back to Redis, so nothing Redis did after the check could reach them.
+    expect(await gets()).toBe(0);
+    await control.flushall();
+    expect((await gateway.query(three)).body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(0);
+    expect(requestLines(gateway)[0]).toMatchObject({ upstreamCalls: 0, redisHits: 3, cacheHits: 0 });
+    // 0.5 s of freshness left is too little to count on: the creator is charged, and the next one is over the limit.
+    await control.set(linkKey('164'), JSON.stringify(storedEntry('164', 900_000 - 500)));
+    expect((await gateway.query(query('164'))).body.errors).toBeUndefined();
+    expect((await gateway.query(query('165'))).status).toBe(429);
   });
 
   it('creators already in Redis cost nothing against the operation budget or the client rate limit', async () => {

@@ -23,8 +23,11 @@ export interface LinkStructureCacheOptions {
   staleMs?: number;
   /** Observes hits, misses, joins and stale serves (metrics). */
   onLookup?: (outcome: CacheOutcome) => void;
-  /** With a shared level (Redis): which requests it can answer fresh, so that planning does not count them as calls. */
-  peekShared?: (requests: readonly LinkStructureRequest[]) => Promise<boolean[]>;
+  /**
+   * With a shared level (Redis): the answers it holds that stay fresh at least `minFreshMs` more. Planning takes
+   * them into memory, so the loads that follow are answered there and planning need not count them as calls.
+   */
+  peekShared?: (requests: readonly LinkStructureRequest[], minFreshMs: number) => Promise<Array<LinkStructure | undefined>>;
 }
 
 /**
@@ -55,7 +58,16 @@ export interface LinkStructureCache {
 interface Entry {
   value: LinkStructure;
   freshUntil: number;
+  /** Taken from Redis while planning, not yet loaded: its first load reports `redis` rather than `hit`. */
+  fromShared?: boolean;
 }
+
+/**
+ * How long an answer must stay fresh to be counted free when an operation is planned: one that expires between
+ * the plan and the load would make an upstream call nobody was charged for (a client can see when from
+ * `fetchedAt`, and time its requests to it).
+ */
+const planMarginMs = 1_000;
 
 /**
  * The process-wide cache in front of the upstream: successful answers are kept for the TTL,
@@ -82,7 +94,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const key = linkStructureRequestKey(request);
       const cached = entries?.get(key);
       if (cached && Date.now() < cached.freshUntil) {
-        report('hit');
+        report(cached.fromShared ? 'redis' : 'hit');
+        cached.fromShared = false;
         return Promise.resolve(cached.value);
       }
       const pending = inFlight.get(key);
@@ -134,13 +147,27 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       return kept && usable(kept, now) ? 'stale' : 'absent';
     },
     upstreamCallsFor(requests) {
+      const now = Date.now();
       const needed = requests.filter((request) => {
-        const cached = this.peek(request);
-        return cached === 'absent' || cached === 'stale';
+        const key = linkStructureRequestKey(request);
+        const kept = entries?.peek(key);
+        return !(kept && now + planMarginMs < kept.freshUntil) && !inFlight.has(key);
       });
-      if (needed.length === 0 || !options.peekShared) return needed.length;
-      return options.peekShared(needed).then(
-        (fresh) => fresh.filter((isFresh) => !isFresh).length,
+      // Without a memory to take answers into, a load would read Redis again: a second chance to find nothing.
+      if (needed.length === 0 || !options.peekShared || !entries) return needed.length;
+      return options.peekShared(needed, planMarginMs).then(
+        (found) => {
+          let calls = 0;
+          found.forEach((value, index) => {
+            if (!value) {
+              calls += 1;
+              return;
+            }
+            const key = linkStructureRequestKey(needed[index]!);
+            entries.set(key, { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs, fromShared: true });
+          });
+          return calls;
+        },
         () => needed.length,
       );
     },

@@ -69,10 +69,11 @@ export interface SharedTier {
    */
   fetch(request: LinkStructureRequest, via?: (source: FetchSource) => void): Promise<SharedLinkStructure>;
   /**
-   * For each request, whether Redis holds a fresh answer (one read, bounded by the command timeout): what an
-   * operation will get without an upstream call. False for every request while Redis is down or skipped.
+   * For each request, the answer Redis holds that stays fresh for at least `minFreshMs` more (one read, bounded by
+   * the command timeout), else undefined: what an operation will get without an upstream call. Undefined for every
+   * request while Redis is down or skipped.
    */
-  peekFresh(requests: readonly LinkStructureRequest[]): Promise<boolean[]>;
+  peekFresh(requests: readonly LinkStructureRequest[], minFreshMs: number): Promise<Array<LinkStructure | undefined>>;
   readonly status: Exclude<RedisStatus, 'disabled'>;
   /** How often each event happened since start. */
   readonly counters: Readonly<Record<SharedTierEvent, number>>;
@@ -461,15 +462,17 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     }
   }
 
-  async function peekFresh(requests: readonly LinkStructureRequest[]): Promise<boolean[]> {
-    const none = () => requests.map(() => false);
+  async function peekFresh(requests: readonly LinkStructureRequest[], minFreshMs: number): Promise<Array<LinkStructure | undefined>> {
+    const none = () => requests.map(() => undefined);
     if (requests.length === 0 || skipRedis()) return none();
     const keys = requests.map((request) => `${prefix}link:${linkStructureRequestKey(request)}`);
     try {
       const texts = await command(() => redis.mget(...keys));
       return requests.map((request, index) => {
         const entry = parseEntry(keys[index]!, texts[index] ?? null, request);
-        return entry !== undefined && isFresh(entry);
+        if (entry === undefined || ageMs(entry) + minFreshMs >= options.ttlMs) return undefined;
+        emit('redis_hit');
+        return entry.value;
       });
     } catch {
       return none();
