@@ -70,6 +70,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     staleMs: env.CACHE_STALE_SECONDS * 1000,
     onLookup: metrics && ((outcome) => recordCacheLookup(metrics, outcome)),
     peekShared: sharedTier?.peekFresh,
+    canonical: upstream.canonicalRequest,
   });
   const protection = createProtection(env);
   if (!protection.apiKeys.enabled) {

@@ -81,6 +81,11 @@ describe('gw endpoint (JUSTONEAPI_LINK_ENDPOINT=gw)', () => {
     const fromGw = await onGw.gateway.query(both);
     expect(fromGw.body.data.creator).toEqual({ a: { source: 'gw' }, b: { source: 'gw' } });
     expect(onGw.upstream.calls()).toBe(1);
+    // Later too: one cache entry answers both, so asking again with the other value costs nothing.
+    await onGw.gateway.query(query, { kolId: '3', acceptCache: false });
+    const later = await onGw.gateway.query(query, { kolId: '3', acceptCache: true });
+    expect(later.body.data.creator.linkStructure.source).toBe('gw');
+    expect(onGw.upstream.calls('3')).toBe(1);
     const onV1 = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'v1' });
     await onV1.gateway.query(both);
     expect(onV1.upstream.requests.map((request) => request.params['acceptCache']).sort()).toEqual(['false', 'true']);

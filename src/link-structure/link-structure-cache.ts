@@ -23,6 +23,8 @@ export interface LinkStructureCacheOptions {
   staleMs?: number;
   /** Observes hits, misses, joins and stale serves (metrics). */
   onLookup?: (outcome: CacheOutcome) => void;
+  /** Maps requests the upstream cannot tell apart onto one, so they share an entry and a call (the upstream's rule). */
+  canonical?: (request: LinkStructureRequest) => LinkStructureRequest;
   /**
    * With a shared level (Redis): the answers it holds that stay fresh at least `minFreshMs` more. Planning takes
    * them into memory, so the loads that follow are answered there and planning need not count them as calls.
@@ -81,12 +83,14 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
     options.ttlMs > 0
       ? new LRUCache<string, Entry>({ max: options.maxEntries, ttl: options.ttlMs + staleMs, ttlAutopurge: false })
       : undefined;
+  const canonical = options.canonical ?? ((request: LinkStructureRequest) => request);
   const inFlight = new Map<string, Promise<LinkStructure>>();
 
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
 
   return {
-    load(request, observe) {
+    load(asked, observe) {
+      const request = canonical(asked);
       const report = (outcome: CacheOutcome) => {
         options.onLookup?.(outcome);
         observe?.(outcome);
@@ -138,7 +142,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       inFlight.set(key, call);
       return call;
     },
-    peek(request) {
+    peek(asked) {
+      const request = canonical(asked);
       const key = linkStructureRequestKey(request);
       const kept = entries?.peek(key);
       const now = Date.now();
@@ -146,9 +151,10 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       if (inFlight.has(key)) return 'in-flight';
       return kept && usable(kept, now) ? 'stale' : 'absent';
     },
-    upstreamCallsFor(requests) {
+    upstreamCallsFor(asked) {
       const now = Date.now();
-      const needed = requests.filter((request) => {
+      const distinct = new Map(asked.map((request) => canonical(request)).map((request) => [linkStructureRequestKey(request), request]));
+      const needed = [...distinct.values()].filter((request) => {
         const key = linkStructureRequestKey(request);
         const kept = entries?.peek(key);
         return !(kept && now + planMarginMs < kept.freshUntil) && !inFlight.has(key);

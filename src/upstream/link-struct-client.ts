@@ -62,6 +62,11 @@ export interface UpstreamClient {
   fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure>;
   /** Whether a call for this request can go out at all: false for a platform the configured endpoint cannot answer. */
   canCall(request: LinkStructureRequest): boolean;
+  /**
+   * The request as the endpoint that would answer it now sees it: without `acceptCache` where that endpoint
+   * ignores it (gw), so caches keyed by it keep one answer, and pay once, for what is one upstream request.
+   */
+  canonicalRequest(request: LinkStructureRequest): LinkStructureRequest;
   /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
   readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
@@ -264,6 +269,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   return {
     fetchLinkStructure: fetchOnce,
     canCall: (request) => endpointSpecs[endpointFor(request.platform)].supports(request.platform),
+    canonicalRequest: (request) =>
+      request.acceptCache && !endpointSpecs[endpointFor(request.platform)].takesAcceptCache ? { ...request, acceptCache: false } : request,
     get activeEndpoint() {
       return active;
     },

@@ -19,6 +19,8 @@ export interface EndpointSpec {
   params(request: LinkStructureRequest): Record<string, string>;
   /** Whether this endpoint can answer for the platform at all. */
   supports(platform: CreatorPlatform): boolean;
+  /** Whether it takes `acceptCache`: where it does not, requests that differ only in it are the same request. */
+  takesAcceptCache: boolean;
 }
 
 // The gw endpoint's `platform` values; the same words as ours today, mapped so a rename upstream stays here.
@@ -35,12 +37,14 @@ export const endpointSpecs: Record<UpstreamEndpoint, EndpointSpec> = {
     params: (request) => ({ kolId: request.kolId, acceptCache: String(request.acceptCache) }),
     // v1 has no platform parameter: it answers the short-video link structure only.
     supports: (platform) => platform === 'SHORT_VIDEO',
+    takesAcceptCache: true,
   },
   gw: {
     path: '/api/douyin-xingtu/gw/api/data_sp/author_link_struct/v1',
     // The kolId is Xingtu's author id; gw has no acceptCache parameter, so it is not sent.
     params: (request) => ({ oAuthorId: request.kolId, platform: gwPlatforms[request.platform] }),
     supports: () => true,
+    takesAcceptCache: false,
   },
 };
 
