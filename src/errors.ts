@@ -58,3 +58,15 @@ export function codedError(code: ErrorCode, details: ErrorDetails = {}): GraphQL
 export function badUserInput(message: string, details: Omit<ErrorDetails, 'message'> = {}): GraphQLError {
   return codedError('BAD_USER_INPUT', { ...details, message });
 }
+
+/** The same error (where it points, what caused it), with another message or extensions: GraphQLError is read-only. */
+export function reworded(error: GraphQLError, changes: { message?: string; extensions: GraphQLError['extensions'] }): GraphQLError {
+  return new GraphQLError(changes.message ?? error.message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+    originalError: error.originalError,
+    extensions: changes.extensions,
+  });
+}

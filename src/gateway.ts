@@ -58,13 +58,11 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
     onAttempt: metrics && ((attempt) => recordUpstreamAttempt(metrics, attempt)),
   });
-  // It tells its caller when it really sends a request (the breaker may fail a call fast), for the request log.
-  const fetchFromUpstream: LinkStructureFetch = upstream.fetchLinkStructure;
   const sharedTier = env.REDIS_URL
-    ? createGatewaySharedTier(env, env.REDIS_URL, logger, fetchFromUpstream, metrics && ((event) => recordSharedTierEvent(metrics, event)))
+    ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream.fetchLinkStructure, metrics && ((event) => recordSharedTierEvent(metrics, event)))
     : undefined;
   const linkStructures = createLinkStructureCache({
-    fetch: sharedTier?.fetch ?? fetchFromUpstream,
+    fetch: sharedTier?.fetch ?? upstream.fetchLinkStructure,
     ttlMs: env.CACHE_TTL_SECONDS * 1000,
     maxEntries: env.CACHE_MAX_ENTRIES,
     staleMs: env.CACHE_STALE_SECONDS * 1000,

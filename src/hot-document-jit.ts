@@ -1,6 +1,7 @@
 import { GraphQLError, Kind, getVariableValues, type DocumentNode, type ExecutionResult, type OperationDefinitionNode, type Source } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import { reworded } from './errors.js';
 
 export interface HotDocumentJitOptions {
   /** Runs of a document through graphql-js before it is compiled. */
@@ -99,14 +100,7 @@ function locateErrors<T extends ExecutionResult>(result: T, source: Source | und
 
 /** As @graphql-tools/executor marks an error that stops execution before it starts: the request's fault, HTTP 400. */
 function requestError(error: GraphQLError): GraphQLError {
-  return new GraphQLError(error.message, {
-    nodes: error.nodes,
-    source: error.source,
-    positions: error.positions,
-    path: error.path,
-    originalError: error.originalError,
-    extensions: { ...error.extensions, http: { status: 400 } },
-  });
+  return reworded(error, { extensions: { ...error.extensions, http: { status: 400 } } });
 }
 
 function lineStartsOf(body: string): number[] {

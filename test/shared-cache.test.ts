@@ -71,6 +71,23 @@ async function health(gateway: TestGateway) {
   return (await response.json()) as { status: string; redis: string };
 }
 
+/** A shared tier of its own on `redisUrl` (entries fresh for a minute, no stale grace), once its connection is ready. */
+async function startTier(redisUrl: string, fetch: LinkStructureFetch, waitTimeoutMs: number) {
+  const connection = new Redis(redisUrl, { enableOfflineQueue: false });
+  await new Promise((resolve) => connection.once('ready', resolve));
+  const tier = createSharedTier({
+    redis: connection,
+    prefix,
+    ttlMs: 60_000,
+    staleMs: 0,
+    lockTtlMs: 5_000,
+    waitTimeoutMs,
+    logger: createLogger({ level: 'silent' }),
+    fetch,
+  });
+  return { tier, connection };
+}
+
 /** The info-level line each GraphQL request writes. */
 const requestLines = (gateway: TestGateway) => gateway.logs.filter((line) => line['msg'] === 'request' && line['level'] === 'info');
 
@@ -186,22 +203,9 @@ describe('REDIS_URL: replicas share one cache', () => {
   it('a waiter’s clock restarts when the holder’s queued call goes out, and it gives up on a holder that never sends', async () => {
     const { redis, control } = await setUp(0);
     const request: LinkStructureRequest = { kolId: '121', acceptCache: false, platform: 'SHORT_VIDEO' };
-    const opened: Redis[] = [];
     const tiers: Array<ReturnType<typeof createSharedTier>> = [];
     const replica = async (fetch: LinkStructureFetch) => {
-      const connection = new Redis(redis.url, { enableOfflineQueue: false });
-      opened.push(connection);
-      await new Promise((resolve) => connection.once('ready', resolve));
-      const tier = createSharedTier({
-        redis: connection,
-        prefix,
-        ttlMs: 60_000,
-        staleMs: 0,
-        lockTtlMs: 5_000,
-        waitTimeoutMs: 400,
-        logger: createLogger({ level: 'silent' }),
-        fetch,
-      });
+      const { tier } = await startTier(redis.url, fetch, 400);
       tiers.push(tier);
       // The waiter must be subscribed before the holder announces its send.
       await waitFor(async () => (await fillListeners(control)) >= tiers.length);
@@ -341,21 +345,10 @@ describe('REDIS_URL: replicas share one cache', () => {
 
   it('releases its lock when another replica filled the key between its read and its lock', async () => {
     const { control, redis } = await setUp(0);
-    const connection = new Redis(redis.url, { enableOfflineQueue: false });
-    await new Promise((resolve) => connection.once('ready', resolve));
     const fetch = vi.fn(async () => {
       throw new Error('the upstream must not be called');
     });
-    const tier = createSharedTier({
-      redis: connection,
-      prefix,
-      ttlMs: 60_000,
-      staleMs: 0,
-      lockTtlMs: 5_000,
-      waitTimeoutMs: 2_000,
-      logger: createLogger({ level: 'silent' }),
-      fetch,
-    });
+    const { tier, connection } = await startTier(redis.url, fetch, 2_000);
     try {
       // The other replica's answer lands just after this one's read found nothing.
       const get = connection.get.bind(connection);

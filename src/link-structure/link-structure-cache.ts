@@ -154,11 +154,11 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
     upstreamCallsFor(asked) {
       const now = Date.now();
       const distinct = new Map(asked.map((request) => canonical(request)).map((request) => [linkStructureRequestKey(request), request]));
-      const needed = [...distinct.values()].filter((request) => {
-        const key = linkStructureRequestKey(request);
+      const needed: LinkStructureRequest[] = [];
+      for (const [key, request] of distinct) {
         const kept = entries?.peek(key);
-        return !(kept && now + planMarginMs < kept.freshUntil) && !inFlight.has(key);
-      });
+        if (!(kept && now + planMarginMs < kept.freshUntil) && !inFlight.has(key)) needed.push(request);
+      }
       // Without a memory to take answers into, a load would read Redis again: a second chance to find nothing.
       if (needed.length === 0 || !options.peekShared || !entries) return needed.length;
       return options.peekShared(needed, planMarginMs).then(

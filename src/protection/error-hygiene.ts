@@ -1,5 +1,6 @@
 import { GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { reworded } from '../errors.js';
 
 // graphql-js's hints: ` Did you mean "a", "b", or "c"?`, ` Did you mean the enum value "A"?`, ` Did you mean to use an inline fragment on "T"?`.
 const suggestion = /\s*Did you mean [^?]*\?/g;
@@ -20,14 +21,7 @@ export function useErrorHygiene(options: { hideSuggestions: boolean }): Plugin {
       // JSON) rather than 200: keep that status now the detail is gone. `http` itself is never sent.
       extensions.http = originalError === undefined ? http : { ...(http as object), spec: false };
     }
-    return new GraphQLError(message, {
-      nodes: error.nodes,
-      source: error.source,
-      positions: error.positions,
-      path: error.path,
-      originalError: error.originalError,
-      extensions,
-    });
+    return reworded(error, { message, extensions });
   };
   return {
     onResultProcess({ result, setResult }) {

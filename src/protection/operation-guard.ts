@@ -87,5 +87,5 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
         ],
       });
     }
-  };
+  }
 }

@@ -58,7 +58,7 @@ export interface EndpointSwitch {
 export type SentObserver = (source: 'upstream') => void;
 
 export interface UpstreamClient {
-  /** `sent` is not called when nothing goes out: the breaker failed it fast, or it shared a call already in flight. */
+  /** `sent` is not called when nothing goes out (the breaker failed it fast). */
   fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure>;
   /** Whether a call for this request can go out at all: false for a platform the configured endpoint cannot answer. */
   canCall(request: LinkStructureRequest): boolean;
@@ -214,7 +214,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     }
   }
 
-  async function fetchLinkStructure(request: LinkStructureRequest, sent: SentObserver | undefined): Promise<LinkStructure> {
+  async function fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure> {
     const endpoint = endpointFor(request.platform);
     if (!endpointSpecs[endpoint].supports(request.platform)) {
       throw new UpstreamError('BAD_USER_INPUT', `platform ${request.platform} asked of the ${endpoint} endpoint`, {
@@ -251,23 +251,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     }
   }
 
-  // Requests that differ only in what the endpoint does not take (gw has no acceptCache) are the same billed
-  // call: while one is in flight, the others share it. The caches above key by the request as asked.
-  const onTheWire = new Map<string, Promise<LinkStructure>>();
-  function fetchOnce(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure> {
-    const endpoint = endpointFor(request.platform);
-    // A platform the endpoint cannot answer is refused below; it must not share a call it has no part in.
-    if (!endpointSpecs[endpoint].supports(request.platform)) return fetchLinkStructure(request, sent);
-    const key = `${endpoint}?${new URLSearchParams(endpointSpecs[endpoint].params(request))}`;
-    const pending = onTheWire.get(key);
-    if (pending) return pending;
-    const call = fetchLinkStructure(request, sent).finally(() => onTheWire.delete(key));
-    onTheWire.set(key, call);
-    return call;
-  }
-
   return {
-    fetchLinkStructure: fetchOnce,
+    fetchLinkStructure,
     canCall: (request) => endpointSpecs[endpointFor(request.platform)].supports(request.platform),
     canonicalRequest: (request) =>
       request.acceptCache && !endpointSpecs[endpointFor(request.platform)].takesAcceptCache ? { ...request, acceptCache: false } : request,
