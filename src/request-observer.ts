@@ -116,46 +116,50 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       records.delete(request);
       response.headers.set(requestIdHeader, record.id);
       const durationMs = performance.now() - record.startedAt;
-      const line = {
-        requestId: record.id,
-        method: request.method,
-        path: pathOf(request.url),
-        status: response.status,
-        durationMs: Math.round(durationMs * 1000) / 1000,
-      };
-      if (!record.graphql) {
-        setImmediate(() => logger.debug('request', line));
-        return;
-      }
-      const outcome = record.outcome ?? (response.status < 400 ? 'success' : 'error');
-      // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
-      const operation = record.operation !== undefined ? record.operation : claimedOperationName(record.params ?? paramsInUrl(request));
-      const cost = record.cost;
-      const fields = {
-        ...line,
-        operation,
-        outcome,
-        upstreamCalls: cost?.upstreamCalls ?? 0,
-        cacheHits: cost?.cacheHits ?? 0,
-        cacheJoins: cost?.cacheJoins ?? 0,
-        redisHits: cost?.redisHits ?? 0,
-        staleServed: cost?.staleServed ?? 0,
-        errorCodes: [...new Set(record.errorCodes)],
-      };
-      // Written once the response is on its way: formatting and writing a log line never delays an answer.
-      setImmediate(() => logger.info('request', fields));
-      if (metrics) {
-        // Only an operation that executed may claim a series of its own: a refused request (no API key, too large)
-        // names whatever it likes, and must not use up the label slots real operations need.
-        const executed = record.operation !== undefined;
-        const label = executed || operation === null || operationLabels.has(operation) ? operationLabel(operation) : '(other)';
-        const labels = { operation: label, outcome };
-        metrics.graphqlOperations.inc(labels);
-        metrics.graphqlDuration.observe(labels, durationMs / 1000);
-        for (const code of record.errorCodes) metrics.graphqlErrors.inc({ code });
-      }
+      const { status } = response;
+      // Everything else waits until the response is on its way: building and writing the log line and recording
+      // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
+      setImmediate(() => record.graphql ? finishGraphql(record, request, status, durationMs) : logger.debug('request', lineOf(record, request, status, durationMs)));
     },
   };
+
+  function lineOf(record: RequestRecord, request: Request, status: number, durationMs: number) {
+    return {
+      requestId: record.id,
+      method: request.method,
+      path: pathOf(request.url),
+      status,
+      durationMs: Math.round(durationMs * 1000) / 1000,
+    };
+  }
+
+  function finishGraphql(record: RequestRecord, request: Request, status: number, durationMs: number) {
+    const outcome = record.outcome ?? (status < 400 ? 'success' : 'error');
+    // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
+    const operation = record.operation !== undefined ? record.operation : claimedOperationName(record.params ?? paramsInUrl(request));
+    const cost = record.cost;
+    logger.info('request', {
+      ...lineOf(record, request, status, durationMs),
+      operation,
+      outcome,
+      upstreamCalls: cost?.upstreamCalls ?? 0,
+      cacheHits: cost?.cacheHits ?? 0,
+      cacheJoins: cost?.cacheJoins ?? 0,
+      redisHits: cost?.redisHits ?? 0,
+      staleServed: cost?.staleServed ?? 0,
+      errorCodes: [...new Set(record.errorCodes)],
+    });
+    if (metrics) {
+      // Only an operation that executed may claim a series of its own: a refused request (no API key, too large)
+      // names whatever it likes, and must not use up the label slots real operations need.
+      const executed = record.operation !== undefined;
+      const label = executed || operation === null || operationLabels.has(operation) ? operationLabel(operation) : '(other)';
+      const labels = { operation: label, outcome };
+      metrics.graphqlOperations.inc(labels);
+      metrics.graphqlDuration.observe(labels, durationMs / 1000);
+      for (const code of record.errorCodes) metrics.graphqlErrors.inc({ code });
+    }
+  }
 }
 
 /**
