@@ -43,6 +43,17 @@ describe('GATEWAY_API_KEYS', () => {
     expect(upstream.calls()).toBe(0);
   });
 
+  it('remembers a valid key by its exact text only: near misses sent after it are still refused', async () => {
+    for (const headers of [{ authorization: `Bearer ${key}` }, { 'x-api-key': key }]) expect((await post(gateway, headers)).status).toBe(200);
+    for (const near of [`${key}x`, key.slice(0, -1), key.toUpperCase(), `${key.slice(0, -1)}0`]) {
+      expect((await post(gateway, { authorization: `Bearer ${near}` })).status).toBe(401);
+      expect((await post(gateway, { 'x-api-key': near })).status).toBe(401);
+    }
+    // And both configured keys still work, each as its own client.
+    expect((await post(gateway, { authorization: `Bearer ${otherKey}` })).status).toBe(200);
+    expect((await post(gateway, { authorization: `Bearer ${key}` })).status).toBe(200);
+  });
+
   it('refuses introspection without a key too', async () => {
     const { status, body } = await post(gateway, {}, { query: '{ __schema { queryType { name } } }' });
     expect(status).toBe(401);
