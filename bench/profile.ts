@@ -3,13 +3,14 @@
  *
  *   npx tsx bench/profile.ts [gateway|bare]
  *
- * Runs the server as a child with --cpu-prof, loads it for BENCH_DURATION_SECONDS (6) after a 2 s
+ * Runs the server (compiled, as npm run bench does) as a child with --cpu-prof, loads it for BENCH_DURATION_SECONDS (6) after a 2 s
  * warm-up, and leaves CPU.*.cpuprofile in bench/results/profiles/ (open it in Chrome DevTools or
  * VS Code). Prints req/s and CPU per request.
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { buildServers } from './build.js';
 import { startBenchUpstream } from './fake-upstream.js';
 import { authorizationHeader, benchApiKey, creatorQuery } from './workload.js';
 
@@ -17,9 +18,10 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const which = process.argv[2] === 'bare' ? 'bare' : 'gateway';
 const durationSeconds = Number(process.env['BENCH_DURATION_SECONDS'] ?? 6);
 const upstream = await startBenchUpstream(0);
-const child = fork(`${root}bench/${which === 'bare' ? 'bare-yoga-server.ts' : 'gateway-server.ts'}`, [], {
+const compiled = buildServers();
+const child = fork(compiled(`bench/${which === 'bare' ? 'bare-yoga-server.ts' : 'gateway-server.ts'}`), [], {
   cwd: root,
-  execArgv: ['--import', 'tsx', '--cpu-prof', `--cpu-prof-dir=${root}bench/results/profiles`],
+  execArgv: ['--cpu-prof', `--cpu-prof-dir=${root}bench/results/profiles`],
   env: {
     PATH: process.env['PATH'] ?? '',
     NODE_ENV: 'production',

@@ -19,6 +19,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Agent, request } from 'undici';
+import { buildServers } from './build.js';
 import { authorizationHeader, batchQuery, benchApiKey, creatorQuery } from './workload.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -64,11 +65,15 @@ interface Server {
   stop(): Promise<void>;
 }
 
-/** Starts a server script as a child (through tsx, like `npm run dev`) and waits for its port. */
+let compiled: (script: string) => string = () => {
+  throw new Error('servers not built yet');
+};
+
+/** Starts a compiled server script as a child and waits for its port. */
 async function startServer(script: string, env: Record<string, string>): Promise<Server> {
-  const child = fork(`${root}${script}`, [], {
+  const child = fork(compiled(script), [], {
     cwd: root,
-    execArgv: ['--import', 'tsx', '--expose-gc'],
+    execArgv: ['--expose-gc'],
     env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'production', ...env },
     // Logs go nowhere: the gateway still formats every line, as it does in production.
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -429,6 +434,7 @@ async function main() {
   const startedAt = Date.now();
   const host = machine();
   log(`bench: ${host.nproc} CPUs (${host.cpuModel}), Node ${host.node}; upstream latency ${config.upstreamLatencyMs} ms`);
+  compiled = buildServers();
   const upstream = await startUpstream();
   const servers: Server[] = [];
   const results: Record<string, unknown> = { takenAt: new Date().toISOString(), machine: host, config };

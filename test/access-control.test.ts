@@ -44,7 +44,7 @@ describe('GATEWAY_API_KEYS', () => {
   });
 
   it('remembers a valid key by its exact text only: near misses sent after it are still refused', async () => {
-    for (const headers of [{ authorization: `Bearer ${key}` }, { 'x-api-key': key }]) expect((await post(gateway, headers)).status).toBe(200);
+    for (const headers of [{ authorization: `Bearer ${key}` }, { 'x-api-key': key }] as Array<Record<string, string>>) expect((await post(gateway, headers)).status).toBe(200);
     for (const near of [`${key}x`, key.slice(0, -1), key.toUpperCase(), `${key.slice(0, -1)}0`]) {
       expect((await post(gateway, { authorization: `Bearer ${near}` })).status).toBe(401);
       expect((await post(gateway, { 'x-api-key': near })).status).toBe(401);
