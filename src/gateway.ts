@@ -56,7 +56,8 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     logger,
     breakerCooldownMs: env.BREAKER_COOLDOWN_SECONDS * 1000,
     backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
-    onAttempt: metrics && ((attempt) => recordUpstreamAttempt(metrics, attempt)),
+    // Recorded once the answer has moved on: three series updated on a cache miss's path to its response otherwise.
+    onAttempt: metrics && ((attempt) => setImmediate(recordUpstreamAttempt, metrics, attempt)),
   });
   const sharedTier = env.REDIS_URL
     ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream.fetchLinkStructure, metrics && ((event) => recordSharedTierEvent(metrics, event)))
