@@ -221,7 +221,7 @@ async function throughput(bare: Server, gateway: Server) {
   };
 }
 
-async function missLatency(gateway: Server, proxy: Server, upstream: Upstream) {
+async function missLatency(gateway: Server, proxy: Server, nodeProxy: Server, upstream: Upstream) {
   // Variables, as generated clients send them: the document is parsed and validated once, every kolId is a miss.
   const missQuery = /* GraphQL */ `query Miss($kolId: ID!) { creator(kolId: $kolId) { linkStructure { summary { value } } } }`;
   let next = 4_000_000_000_000_000;
@@ -233,6 +233,7 @@ async function missLatency(gateway: Server, proxy: Server, upstream: Upstream) {
   };
   const viaGateway = () => post(gateway.url, missQuery, { kolId: String((next += 1)) });
   const viaBareProxy = () => post(proxy.url, missQuery, { kolId: String((next += 1)) });
+  const viaNodeProxy = () => post(nodeProxy.url, missQuery, { kolId: String((next += 1)) });
   const timed = async (run: () => Promise<unknown>) => {
     const started = performance.now();
     await run();
@@ -244,22 +245,24 @@ async function missLatency(gateway: Server, proxy: Server, upstream: Upstream) {
   await upstream.setLatency(0);
   await Promise.all(
     Array.from({ length: 10 }, async () => {
-      for (let index = 0; index < config.missWarmup / 10; index += 1) await Promise.all([direct(), viaGateway(), viaBareProxy()]);
+      for (let index = 0; index < config.missWarmup / 10; index += 1) await Promise.all([direct(), viaGateway(), viaBareProxy(), viaNodeProxy()]);
     }),
   );
   await upstream.setLatency(config.upstreamLatencyMs);
-  for (let index = 0; index < 10; index += 1) await Promise.all([direct(), viaGateway(), viaBareProxy()]);
+  for (let index = 0; index < 10; index += 1) await Promise.all([direct(), viaGateway(), viaBareProxy(), viaNodeProxy()]);
 
   const before = await scrapeMiss(gateway);
   const alone: number[] = [];
   const through: number[] = [];
   const bare: number[] = [];
+  const plain: number[] = [];
   for (let index = 0; index < config.missSamples; index += 1) {
-    // Samples in threes: the upstream alone, the same call through the gateway (a cache miss), and through a
-    // bare Yoga proxy, so all three meet the same moment of a shared machine.
+    // Samples in fours: the upstream alone, the same call through the gateway (a cache miss), through a bare Yoga
+    // proxy and through a plain node:http one, so all four meet the same moment of a shared machine.
     alone.push(await timed(direct));
     through.push(await timed(viaGateway));
     bare.push(await timed(viaBareProxy));
+    plain.push(await timed(viaNodeProxy));
   }
   const after = await scrapeMiss(gateway);
   const result = {
@@ -270,6 +273,7 @@ async function missLatency(gateway: Server, proxy: Server, upstream: Upstream) {
     gatewayP99Ms: round(percentile(through, 99)),
     bareYogaProxyP50Ms: round(median(bare)),
     bareYogaProxyP99Ms: round(percentile(bare, 99)),
+    nodeProxyP50Ms: round(median(plain)),
   };
   return {
     ...result,
@@ -279,6 +283,8 @@ async function missLatency(gateway: Server, proxy: Server, upstream: Upstream) {
     // The yardstick: what Yoga alone adds in front of the same upstream call, and what the gateway adds beyond it.
     bareYogaProxyAddedP50Ms: round(result.bareYogaProxyP50Ms - result.upstreamP50Ms),
     beyondBareYogaProxyP50Ms: round(result.gatewayP50Ms - result.bareYogaProxyP50Ms),
+    // Under both: a proxy with no GraphQL at all, the price of one more process and hop here.
+    nodeProxyAddedP50Ms: round(result.nodeProxyP50Ms - result.upstreamP50Ms),
     // The same against the configured latency alone (also counts the fake upstream's own HTTP handling).
     overConfiguredP50Ms: round(result.gatewayP50Ms - config.upstreamLatencyMs),
     // The gateway's own time per miss, by its own metrics: operation time minus upstream attempt time (means).
@@ -463,8 +469,11 @@ async function main() {
       log('2. cache-miss latency');
       const proxy = await startServer('bench/bare-yoga-proxy.ts', { BENCH_UPSTREAM_URL: upstream.url });
       servers.push(proxy);
-      const miss = await missLatency(gateway, proxy, upstream);
+      const nodeProxy = await startServer('bench/bare-node-proxy.ts', { BENCH_UPSTREAM_URL: upstream.url });
+      servers.push(nodeProxy);
+      const miss = await missLatency(gateway, proxy, nodeProxy, upstream);
       await proxy.stop();
+      await nodeProxy.stop();
       results['missLatency'] = miss;
       targets['missAddedP50Ms'] = { target: '<= 2', value: miss.addedP50Ms, met: miss.addedP50Ms <= 2 };
       rows.push(
@@ -474,6 +483,7 @@ async function main() {
         ["  gateway's own time per miss (mean)", `${miss.inGatewayMeanMs} ms`, ''],
         ['  a bare Yoga proxy adds p50 (same samples)', `${miss.bareYogaProxyAddedP50Ms} ms`, 'the floor for any Yoga server here'],
         ['  the gateway beyond the bare Yoga proxy p50', `${miss.beyondBareYogaProxyP50Ms} ms`, ''],
+        ['  a plain node:http proxy adds p50 (same samples)', `${miss.nodeProxyAddedP50Ms} ms`, 'the floor for any proxy here'],
       );
     }
     if (gateway && phases.has('batch')) {
