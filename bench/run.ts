@@ -3,14 +3,14 @@
  *
  *   1. cached-query throughput, against a bare Yoga `{ hello }` server (same load, same machine, same run);
  *   2. cache-miss latency: what the gateway adds on top of the upstream's own latency, and what a bare Yoga
- *      proxy making the same call adds, in the same samples;
+ *      proxy and a plain node:http proxy making the same call add, in the same samples;
  *   3. a 100-creator batch: wall time against the UPSTREAM_CONCURRENCY bound, and upstream calls made;
  *   4. memory: RSS growth per cached entry after filling 50,000 entries.
  *
  * The servers under test and the fake upstream run in child processes of their own, as they would on machines
  * of their own; the load generator (autocannon) runs here.
  * Knobs (environment): BENCH_UPSTREAM_LATENCY_MS (20), BENCH_CONNECTIONS (10), BENCH_DURATION_SECONDS (8),
- * BENCH_ROUNDS (2), BENCH_FILL_ENTRIES (50000), BENCH_PHASES (throughput,miss,batch,memory),
+ * BENCH_ROUNDS (2), BENCH_FILL_ENTRIES (50000), BENCH_MISS_WARMUP (5000), BENCH_PHASES (throughput,miss,batch,memory),
  * BENCH_OUT (bench/results/latest.json for a full run).
  */
 import { fork, type ChildProcess } from 'node:child_process';
