@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -13,5 +14,7 @@ const buildDir = `${root}node_modules/.cache/bench-build/`;
  */
 export function buildServers(): (script: string) => string {
   execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', `${root}tsconfig.bench.json`], { stdio: 'inherit' });
+  // Node looks for a package.json no further up than node_modules: say the build is ES modules, as the repository is.
+  writeFileSync(`${buildDir}package.json`, '{ "type": "module" }\n');
   return (script) => `${buildDir}${script.replace(/\.ts$/, '.js')}`;
 }

@@ -78,6 +78,8 @@ async function startServer(script: string, env: Record<string, string>): Promise
     // Logs go nowhere: the gateway still formats every line, as it does in production.
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
+  // A send to a child that has died fails here, not as an unhandled 'error' that would skip the clean-up.
+  child.on('error', (error) => process.stderr.write(`${script}: ${error.message}\n`));
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
     child.on('message', (message: { type: string; port?: number }) => {
@@ -95,6 +97,7 @@ async function startServer(script: string, env: Record<string, string>): Promise
     stop: () =>
       new Promise<void>((resolve) => {
         child.removeAllListeners('exit');
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
@@ -103,14 +106,25 @@ async function startServer(script: string, env: Record<string, string>): Promise
 
 async function startUpstream(): Promise<Upstream> {
   const server = await startServer('bench/upstream-server.ts', { BENCH_UPSTREAM_LATENCY_MS: String(config.upstreamLatencyMs) });
+  // A question to the upstream's process; it fails the bench, rather than hanging it, if that process has died.
   const ask = <T>(message: { type: string; ms?: number }, read: (reply: any) => T) =>
-    new Promise<T>((resolve) => {
+    new Promise<T>((resolve, reject) => {
+      const done = () => {
+        server.child.off('message', listener);
+        server.child.off('exit', exited);
+      };
       const listener = (reply: { type: string }) => {
         if (reply.type !== message.type) return;
-        server.child.off('message', listener);
+        done();
         resolve(read(reply));
       };
+      const exited = (code: number | null) => {
+        done();
+        reject(new Error(`the fake upstream exited (${code}) during the bench`));
+      };
+      if (server.child.exitCode !== null || server.child.signalCode !== null) return exited(server.child.exitCode);
       server.child.on('message', listener);
+      server.child.once('exit', exited);
       server.child.send(message);
     });
   return {

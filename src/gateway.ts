@@ -2,7 +2,7 @@ import { createApp, type App } from './app.js';
 import type { Env } from './env.js';
 import { createLinkStructureCache, type LinkStructureCache, type LinkStructureFetch } from './link-structure/link-structure-cache.js';
 import { createSharedTier, type RedisStatus, type SharedTier, type SharedTierEvent } from './link-structure/shared-tier.js';
-import type { Logger } from './logger.js';
+import { afterIo, type Logger } from './logger.js';
 import { createMetrics, recordCacheLookup, recordSharedTierEvent, recordUpstreamAttempt, type Metrics } from './metrics.js';
 import { createProtection } from './protection/protection.js';
 import type { ReadinessSources } from './readiness.js';
@@ -57,7 +57,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     breakerCooldownMs: env.BREAKER_COOLDOWN_SECONDS * 1000,
     backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
     // Recorded once the answer has moved on: three series updated on a cache miss's path to its response otherwise.
-    onAttempt: metrics && ((attempt) => setImmediate(recordUpstreamAttempt, metrics, attempt)),
+    onAttempt: metrics && ((attempt) => afterIo(logger, 'upstream attempt metrics', () => recordUpstreamAttempt(metrics, attempt))),
   });
   const sharedTier = env.REDIS_URL
     ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream.fetchLinkStructure, metrics && ((event) => recordSharedTierEvent(metrics, event)))

@@ -60,6 +60,20 @@ export function createLogger(options: LoggerOptions, bound: LogFields = {}): Log
   };
 }
 
+/**
+ * Runs `work` once the current I/O is done (setImmediate), for bookkeeping that must not delay a response: a
+ * throw there is logged as `<what> failed`, never left to crash the process and every request in flight.
+ */
+export function afterIo(logger: Logger, what: string, work: () => void): void {
+  setImmediate(() => {
+    try {
+      work();
+    } catch (error) {
+      logger.error(`${what} failed`, { error });
+    }
+  });
+}
+
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text.replace(tokenInQuery, '$1[REDACTED]');
   for (const secret of secrets) out = out.split(secret).join('[REDACTED]');

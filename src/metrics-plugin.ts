@@ -10,13 +10,17 @@ export function useMetricsRoute(registry: Registry, path = '/metrics'): Plugin {
         endResponse(new fetchAPI.Response('Method not allowed', { status: 405, headers: { allow: 'GET, HEAD' } }));
         return undefined;
       }
-      return registry.metrics().then((text) => {
-        endResponse(
-          new fetchAPI.Response(request.method === 'HEAD' ? null : text, {
-            headers: { 'content-type': registry.contentType, 'cache-control': 'no-store' },
-          }),
-        );
-      });
+      // One turn of the event loop first: what answered requests record once their response is written
+      // (src/logger.ts afterIo) is counted by a scrape that follows them.
+      return new Promise((resolve) => setImmediate(resolve))
+        .then(() => registry.metrics())
+        .then((text) => {
+          endResponse(
+            new fetchAPI.Response(request.method === 'HEAD' ? null : text, {
+              headers: { 'content-type': registry.contentType, 'cache-control': 'no-store' },
+            }),
+          );
+        });
     },
   };
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { getOperationAST, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from './context.js';
-import type { Logger } from './logger.js';
+import { afterIo, type Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RequestCost } from './request-cost.js';
 
@@ -119,7 +119,9 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       const { status } = response;
       // Everything else waits until the response is on its way: building and writing the log line and recording
       // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
-      setImmediate(() => record.graphql ? finishGraphql(record, request, status, durationMs) : logger.debug('request', lineOf(record, request, status, durationMs)));
+      afterIo(logger, 'request log line and metrics', () =>
+        record.graphql ? finishGraphql(record, request, status, durationMs) : logger.debug('request', lineOf(record, request, status, durationMs)),
+      );
     },
   };
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseEnv } from '../src/env.js';
-import { createLogger } from '../src/logger.js';
+import { afterIo, createLogger } from '../src/logger.js';
 import { createMetrics, recordCacheLookup } from '../src/metrics.js';
 import { RequestCost } from '../src/request-cost.js';
 import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
@@ -376,6 +376,23 @@ describe('request log', () => {
     await verbose.app.fetch('http://gateway.test/health');
     await logsWritten();
     expect(verbose.logs.filter((line) => line['msg'] === 'request')).toEqual([expect.objectContaining({ level: 'debug', path: '/health', status: 200 })]);
+  });
+
+  it('logs a failure of the bookkeeping done after a response, and carries on (no crash, later work still runs)', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info', write: (line) => lines.push(line) });
+    let ranAfter = false;
+    afterIo(logger, 'request log line and metrics', () => {
+      throw new Error('label set rejected');
+    });
+    afterIo(logger, 'upstream attempt metrics', () => {
+      ranAfter = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lines.map((line) => JSON.parse(line))).toEqual([
+      expect.objectContaining({ level: 'error', msg: 'request log line and metrics failed', error: expect.objectContaining({ message: 'label set rejected' }) }),
+    ]);
+    expect(ranAfter).toBe(true);
   });
 
   it('follows LOG_LEVEL: no request lines at warn', async () => {
