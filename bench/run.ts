@@ -37,7 +37,8 @@ const config = {
   missSamples: 200,
   missWarmup: knob('BENCH_MISS_WARMUP', 5_000),
   batchSize: 100,
-  batchRuns: 3,
+  batchRuns: 5,
+  batchWarmup: 60,
   upstreamConcurrency: 8,
   fillEntries: knob('BENCH_FILL_ENTRIES', 50_000),
   settleSeconds: 30,
@@ -327,7 +328,7 @@ async function batch(gateway: Server, upstream: Upstream) {
   // Warm up the batch path (V8 optimises what runs often) without upstream latency, on creators never measured, as the
   // miss phase does: the figure is a running server's, not that of the first few batches it ever served.
   await upstream.setLatency(0);
-  for (let run = 0; run < 20; run += 1) {
+  for (let run = 0; run < config.batchWarmup; run += 1) {
     const kolIds = Array.from({ length: config.batchSize }, (_, index) => String(6_000_000_000_000_000 + run * 1_000 + index));
     await post(gateway.url, batchQuery, { kolIds });
   }
