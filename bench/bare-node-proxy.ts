@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import { Pool } from 'undici';
 import { listenForBench } from './child-ipc.js';
+import { summaryValueOf, upstreamPath } from './workload.js';
 
 /**
  * The floor under the floor: no GraphQL at all. `node:http` in, the same upstream call over an undici pool,
@@ -17,12 +18,11 @@ const server = createServer((req, res) => {
     pool
       .request({
         method: 'GET',
-        path: `/api/douyin-xingtu/get-kol-link-struct/v1?${new URLSearchParams({ token: 'bench', kolId: variables.kolId, acceptCache: 'false' })}`,
+        path: upstreamPath(variables.kolId),
       })
       .then((response) => response.body.json())
       .then((body) => {
-        const value = (body as { data: { link_struct: Record<string, { value: number }> } }).data.link_struct['5']!.value;
-        const answer = JSON.stringify({ data: { creator: { linkStructure: { summary: { value } } } } });
+        const answer = JSON.stringify({ data: { creator: { linkStructure: { summary: { value: summaryValueOf(body) } } } } });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer) });
         res.end(answer);
       })

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import { createSchema, createYoga } from 'graphql-yoga';
 import { Pool } from 'undici';
 import { listenForBench } from './child-ipc.js';
+import { summaryValueOf, upstreamPath } from './workload.js';
 
 /**
  * The yardstick for a cache miss: Yoga with its defaults, whose resolver makes the same upstream call over
@@ -23,10 +24,9 @@ const yoga = createYoga({
         creator: async (_root: unknown, { kolId }: { kolId: string }) => {
           const response = await pool.request({
             method: 'GET',
-            path: `/api/douyin-xingtu/get-kol-link-struct/v1?${new URLSearchParams({ token: 'bench', kolId, acceptCache: 'false' })}`,
+            path: upstreamPath(kolId),
           });
-          const body = JSON.parse(await response.body.text()) as { data: { link_struct: Record<string, { value: number }> } };
-          return { linkStructure: { summary: { value: body.data.link_struct['5']!.value } } };
+          return { linkStructure: { summary: { value: summaryValueOf(JSON.parse(await response.body.text())) } } };
         },
       },
     },

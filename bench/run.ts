@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Agent, request } from 'undici';
 import { buildServers } from './build.js';
-import { authorizationHeader, batchQuery, benchApiKey, creatorQuery } from './workload.js';
+import { authorizationHeader, batchQuery, benchApiKey, creatorQuery, upstreamPath } from './workload.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const knob = (name: string, fallback: number) => {
@@ -241,7 +241,7 @@ async function missLatency(gateway: Server, proxy: Server, nodeProxy: Server, up
   const missQuery = /* GraphQL */ `query Miss($kolId: ID!) { creator(kolId: $kolId) { linkStructure { summary { value } } } }`;
   let next = 4_000_000_000_000_000;
   const direct = async () => {
-    const response = await request(`${upstream.url}/api/douyin-xingtu/get-kol-link-struct/v1?token=x&kolId=${(next += 1)}&acceptCache=false`, {
+    const response = await request(`${upstream.url}${upstreamPath(String((next += 1)))}`, {
       dispatcher: agent,
     });
     await response.body.text();
@@ -249,6 +249,7 @@ async function missLatency(gateway: Server, proxy: Server, nodeProxy: Server, up
   const viaGateway = () => post(gateway.url, missQuery, { kolId: String((next += 1)) });
   const viaBareProxy = () => post(proxy.url, missQuery, { kolId: String((next += 1)) });
   const viaNodeProxy = () => post(nodeProxy.url, missQuery, { kolId: String((next += 1)) });
+  const everyPath = () => Promise.all([direct(), viaGateway(), viaBareProxy(), viaNodeProxy()]);
   const timed = async (run: () => Promise<unknown>) => {
     const started = performance.now();
     await run();
@@ -260,11 +261,11 @@ async function missLatency(gateway: Server, proxy: Server, nodeProxy: Server, up
   await upstream.setLatency(0);
   await Promise.all(
     Array.from({ length: 10 }, async () => {
-      for (let index = 0; index < config.missWarmup / 10; index += 1) await Promise.all([direct(), viaGateway(), viaBareProxy(), viaNodeProxy()]);
+      for (let index = 0; index < config.missWarmup / 10; index += 1) await everyPath();
     }),
   );
   await upstream.setLatency(config.upstreamLatencyMs);
-  for (let index = 0; index < 10; index += 1) await Promise.all([direct(), viaGateway(), viaBareProxy(), viaNodeProxy()]);
+  for (let index = 0; index < 10; index += 1) await everyPath();
 
   const before = await scrapeMiss(gateway);
   const alone: number[] = [];

@@ -14,3 +14,11 @@ export const batchQuery = /* GraphQL */ `query Batch($kolIds: [ID!]!) { creators
  */
 export const benchApiKey = 'bench-api-key-0123456789abcdef';
 export const authorizationHeader = { authorization: `Bearer ${benchApiKey}` } as const;
+
+/**
+ * The call the bare proxies (bench/bare-yoga-proxy.ts, bench/bare-node-proxy.ts) and the direct samples make:
+ * the upstream path for one kolId, and the number the miss query asks for, read from the answer.
+ */
+export const upstreamPath = (kolId: string) =>
+  `/api/douyin-xingtu/get-kol-link-struct/v1?${new URLSearchParams({ token: 'bench', kolId, acceptCache: 'false' })}`;
+export const summaryValueOf = (body: unknown) => (body as { data: { link_struct: Record<string, { value: number }> } }).data.link_struct['5']!.value;
