@@ -3,7 +3,8 @@
  *
  *   1. cached-query throughput, against a bare Yoga `{ hello }` server (same load, same machine, same run);
  *   2. cache-miss latency: what the gateway adds on top of the upstream's own latency, and what a bare Yoga
- *      proxy and a plain node:http proxy making the same call add, in the same samples;
+ *      proxy and a plain node:http proxy making the same call add, in the same samples; and what a round trip
+ *      to bare Yoga and to plain node:http costs back-to-back and after an idle pause as long as the upstream's;
  *   3. a 100-creator batch: wall time against the UPSTREAM_CONCURRENCY bound, and upstream calls made;
  *   4. memory: RSS growth per cached entry after filling 50,000 entries.
  *
@@ -313,6 +314,39 @@ async function missLatency(gateway: Server, proxy: Server, nodeProxy: Server, up
   };
 }
 
+/**
+ * What idling costs any server on this machine, apart from GraphQL and the upstream: round trips to bare Yoga
+ * `{ hello }` and to a plain node:http server, timed back-to-back (a steady stream, one at a time), then each
+ * after a pause as long as the upstream's latency, which is what the servers on a miss's path sit through.
+ */
+async function idlePenalty(bareYoga: Server, plainNode: Server) {
+  const pause = () => new Promise((resolve) => setTimeout(resolve, config.upstreamLatencyMs));
+  const roundTrip = async (server: Server) => {
+    const started = performance.now();
+    await post(server.url, '{ hello }');
+    return performance.now() - started;
+  };
+  for (let index = 0; index < config.missWarmup / 5; index += 1) await Promise.all([roundTrip(bareYoga), roundTrip(plainNode)]);
+  const samples = { yogaIdle: [] as number[], yogaBusy: [] as number[], nodeIdle: [] as number[], nodeBusy: [] as number[] };
+  for (let index = 0; index < config.missSamples; index += 1) {
+    samples.yogaBusy.push(await roundTrip(bareYoga));
+    samples.nodeBusy.push(await roundTrip(plainNode));
+  }
+  for (let index = 0; index < config.missSamples; index += 1) {
+    await pause();
+    samples.yogaIdle.push(await roundTrip(bareYoga));
+    await pause();
+    samples.nodeIdle.push(await roundTrip(plainNode));
+  }
+  return {
+    pauseMs: config.upstreamLatencyMs,
+    bareYogaBackToBackP50Ms: round(median(samples.yogaBusy)),
+    bareYogaAfterPauseP50Ms: round(median(samples.yogaIdle)),
+    plainNodeBackToBackP50Ms: round(median(samples.nodeBusy)),
+    plainNodeAfterPauseP50Ms: round(median(samples.nodeIdle)),
+  };
+}
+
 async function scrapeMiss(gateway: Server) {
   const response = await request(`${gateway.url}/metrics`, { dispatcher: agent });
   const text = await response.body.text();
@@ -490,7 +524,14 @@ async function main() {
       const miss = await missLatency(gateway, proxy, nodeProxy, upstream);
       await proxy.stop();
       await nodeProxy.stop();
-      results['missLatency'] = miss;
+      const bareYoga = await startServer('bench/bare-yoga-server.ts', {});
+      servers.push(bareYoga);
+      const plainNode = await startServer('bench/bare-node-server.ts', {});
+      servers.push(plainNode);
+      const idle = await idlePenalty(bareYoga, plainNode);
+      await bareYoga.stop();
+      await plainNode.stop();
+      results['missLatency'] = { ...miss, idlePenalty: idle };
       targets['missAddedP50Ms'] = { target: '<= 2', value: miss.addedP50Ms, met: miss.addedP50Ms <= 2 };
       rows.push(
         ['cache miss p50 / p99 (gateway)', `${miss.gatewayP50Ms} / ${miss.gatewayP99Ms} ms`, ''],
@@ -500,6 +541,12 @@ async function main() {
         ['  a bare Yoga proxy adds p50 (same samples)', `${miss.bareYogaProxyAddedP50Ms} ms`, 'the floor for any Yoga server here'],
         ['  the gateway beyond the bare Yoga proxy p50', `${miss.beyondBareYogaProxyP50Ms} ms`, ''],
         ['  a plain node:http proxy adds p50 (same samples)', `${miss.nodeProxyAddedP50Ms} ms`, 'the floor for any proxy here'],
+        [
+          `  round trip p50, back-to-back / after ${idle.pauseMs} ms idle: bare Yoga`,
+          `${idle.bareYogaBackToBackP50Ms} / ${idle.bareYogaAfterPauseP50Ms} ms`,
+          'what idling costs any server here',
+        ],
+        ['    the same to a plain node:http server', `${idle.plainNodeBackToBackP50Ms} / ${idle.plainNodeAfterPauseP50Ms} ms`, ''],
       );
     }
     if (gateway && phases.has('batch')) {
