@@ -78,6 +78,16 @@ describe('CircuitBreaker', () => {
     expect(caught(() => breaker.admit())).toMatchObject({ code: 'UPSTREAM_AUTH_FAILED', upstreamCode: 100 });
   });
 
+  it('half-open: a probe answered code 0 that failed only for its creator closes the breaker (the account is served)', () => {
+    const time = clock();
+    const breaker = new CircuitBreaker({ cooldownMs: 1_000, now: time.now });
+    breaker.failed(breaker.admit(), upstreamCodeToError(303, ''));
+    time.advance(1_000);
+    breaker.failed(breaker.admit(), new UpstreamError('UPSTREAM_ERROR', 'base_resp 4001', { upstreamCode: 4001, accountServed: true }));
+    expect(breaker.state).toBe('closed');
+    expect(breaker.admit().probe).toBe(false);
+  });
+
   it('a late success of a call admitted before the breaker opened does not close it', () => {
     const breaker = new CircuitBreaker({ cooldownMs: 1_000 });
     const early = breaker.admit();

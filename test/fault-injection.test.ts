@@ -94,6 +94,44 @@ describe('account-level circuit breaker', () => {
     expect(upstream.calls()).toBe(4);
   });
 
+  it('half-open: a probe answered code 0 that failed only for its creator closes the breaker; the next creator is called', async () => {
+    const { upstream, gateway } = await setUp(() => reply.business(303), { BREAKER_COOLDOWN_SECONDS: '0.2' });
+    await gateway.query(creators(['1']));
+    await sleep(250);
+    // Xingtu's own failure for one creator, inside Just One API's success envelope: token, quota and balance are fine.
+    upstream.setBehaviour((request) =>
+      request.kolId === '2' ? reply.ok({ base_resp: { status_code: 4001, status_message: 'author not found' } }) : reply.ok(),
+    );
+    const probe = await gateway.query(creators(['2']));
+    expect(probe.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_ERROR', upstreamCode: 4001 });
+    expect((await ready(gateway)).body.breaker).toBe('closed');
+    const next = await gateway.query(creators(['3']));
+    expect(next.body.errors).toBeUndefined();
+    expect(upstream.calls()).toBe(3);
+  });
+
+  it('a request already waiting out a 302 pause fails fast when the breaker opens, instead of sleeping the pause out', async () => {
+    const { upstream, gateway } = await setUp(
+      (request) =>
+        request.kolId === '1'
+          ? reply.business(302)
+          : request.kolId === '2'
+            ? { kind: 'json', body: { code: 303, message: 'quota used up', data: null }, delayMs: 150 }
+            : reply.ok(),
+      // A 3 s pause after kolId 1's 302, no retries: kolId 3 starts inside it; kolId 2's 303 then opens the breaker.
+      { UPSTREAM_RETRIES: '0', UPSTREAM_RETRY_BASE_MS: '3000', UPSTREAM_CONCURRENCY: '4' },
+    );
+    const quota = gateway.query(creators(['2']));
+    await sleep(20);
+    await gateway.query(creators(['1']));
+    const started = Date.now();
+    const paused = await gateway.query(creators(['3']));
+    await quota;
+    expect(paused.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED', upstreamCode: 303 });
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(upstream.requests.map((request) => request.kolId)).toEqual(['2', '1']);
+  });
+
   it('half-open: a failed probe opens it again', async () => {
     const { upstream, gateway } = await setUp(() => reply.business(601), { BREAKER_COOLDOWN_SECONDS: '0.2' });
     await gateway.query(creators(['1']));

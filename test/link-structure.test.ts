@@ -87,6 +87,8 @@ describe('link structure field mapping', () => {
     const bad = [
       { '1': { proportion: 1, same_industry_median: 7, value: 1.5 } },
       { '1': { proportion: 1, same_industry_median: -2.5, value: 7 } },
+      // Not halfway: no median of whole counts is 0.3 past one.
+      { '1': { proportion: 1, same_industry_median: 7_410_575.3, value: 7 } },
       { '5': { value: -1 } },
     ];
     for (const [index, linkStruct] of bad.entries()) {

@@ -1,5 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { createLogger } from '../src/logger.js';
+import { createUpstreamClient } from '../src/upstream/link-struct-client.js';
 import { reply, startFakeUpstream } from './fake-upstream.js';
 import { startMain } from './main-process.js';
 
@@ -98,5 +100,53 @@ describe('SIGTERM', () => {
       await gateway.stop('SIGKILL');
       await upstream.close();
     }
+  });
+});
+
+type LogRecord = Record<string, unknown>;
+
+describe('UpstreamClient close() and destroy()', () => {
+  const shortVideo = (kolId: string) => ({ kolId, acceptCache: false, platform: 'SHORT_VIDEO' as const });
+  const clientOn = (url: string, lines: LogRecord[] = []) =>
+    createUpstreamClient({
+      baseUrl: url,
+      token: 'test-token',
+      timeoutMs: 5_000,
+      retries: 2,
+      retryBaseMs: 200,
+      concurrency: 2,
+      endpoint: 'v1',
+      logger: createLogger({ level: 'debug', write: (line) => lines.push(JSON.parse(line) as LogRecord) }),
+    });
+
+  it('close() waits for a call sleeping between attempts: its retry goes out and it answers', async () => {
+    const upstream = await startFakeUpstream((request) => (request.nth === 1 ? reply.business(301) : reply.ok()));
+    const client = clientOn(upstream.url);
+    const call = client.fetchLinkStructure(shortVideo('1'));
+    await waitFor(() => upstream.calls() === 1);
+    await new Promise((resolve) => setTimeout(resolve, 30)); // answered 301; now in its 100–200 ms backoff
+    await client.close();
+    await expect(call).resolves.toMatchObject({ kolId: '1', summary: { value: 9875885 } });
+    expect(upstream.calls()).toBe(2);
+    await upstream.close();
+  });
+
+  it('destroy() fails a call between attempts at once, and retries nothing against the destroyed pool', async () => {
+    const upstream = await startFakeUpstream(() => reply.business(301));
+    const lines: LogRecord[] = [];
+    const client = clientOn(upstream.url, lines);
+    const call = client.fetchLinkStructure(shortVideo('1')).then(
+      () => 'answered',
+      (error: unknown) => error,
+    );
+    await waitFor(() => upstream.calls() === 1);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const started = Date.now();
+    await client.destroy();
+    expect(await call).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+    expect(Date.now() - started).toBeLessThan(100);
+    expect(upstream.calls()).toBe(1);
+    expect(lines.filter((line) => line.msg === 'upstream call failed' && line['willRetry'] === true)).toHaveLength(1);
+    await upstream.close();
   });
 });

@@ -72,9 +72,9 @@ export interface UpstreamClient {
   readonly inFlight: number;
   /** The account-level circuit breaker's state: `open` while calls fail fast. */
   readonly breakerState: BreakerState;
-  /** Waits for the calls in flight to finish, then closes the connection pool. */
+  /** Waits for the calls running to finish (those between attempts too), then closes the connection pool. */
   close(): Promise<void>;
-  /** Cuts the calls in flight off (each fails as UPSTREAM_UNAVAILABLE) and closes the pool at once. */
+  /** Cuts the calls running off (each fails as UPSTREAM_UNAVAILABLE, without a retry) and closes the pool at once. */
   destroy(): Promise<void>;
 }
 
@@ -95,15 +95,27 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const { logger } = options;
   const mode = options.endpoint ?? 'auto';
   let active: UpstreamEndpoint = mode === 'gw' ? 'gw' : 'v1';
+  // Aborted each time the breaker opens: an attempt waiting out a 302 pause fails fast then, like one queued for a slot.
+  let breakerOpened = new AbortController();
+  // Aborted by destroy(): waits between attempts end, and nothing is retried against the destroyed pool.
+  const cutOff = new AbortController();
   const breaker = new CircuitBreaker({
     cooldownMs: options.breakerCooldownMs ?? 0,
     onStateChange(state, cause) {
       const fields = { state, code: cause?.code, upstreamCode: cause?.upstreamCode, cooldownMs: options.breakerCooldownMs };
       if (state === 'open') logger.warn('upstream circuit breaker open: calls fail fast until the cool-down ends', fields);
       else logger.info(`upstream circuit breaker ${state}`, fields);
+      if (state === 'open') {
+        breakerOpened.abort();
+        breakerOpened = new AbortController();
+      }
       options.onBreakerStateChange?.(state);
     },
   });
+  const shutDown = () => new UpstreamError('UPSTREAM_UNAVAILABLE', 'the gateway is shutting down: upstream calls were cut off');
+  // Calls running (between attempts included), so close() can wait for all of them, not only for requests undici holds.
+  let calls = 0;
+  const drained: Array<() => void> = [];
   const backoff = new RateLimitBackoff({ baseMs: options.retryBaseMs, maxMs: options.backoffMaxMs ?? 30_000 });
 
   /** Chosen per attempt, after waiting for a slot, so a request queued before a switch does not go to a dead v1. */
@@ -168,8 +180,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     const release = await slots.acquire();
     let admission: Admission;
     try {
-      // A 302 anywhere pauses every caller; the breaker may have opened while this one queued.
-      await backoff.wait();
+      // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused.
+      if (backoff.remainingMs > 0) await backoff.wait(AbortSignal.any([breakerOpened.signal, cutOff.signal]));
+      if (cutOff.signal.aborted) throw shutDown();
       admission = breaker.admit();
     } catch (error) {
       release();
@@ -206,7 +219,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         breaker.failed(admission, failure);
         if (failure.code === 'UPSTREAM_RATE_LIMITED') backoff.rateLimited(sentAt);
       }
-      const willRetry = goneReason !== undefined || (failure.retryable && attempt <= options.retries);
+      const willRetry = !cutOff.signal.aborted && (goneReason !== undefined || (failure.retryable && attempt <= options.retries));
       observe(failure.code, failure.upstreamCode, willRetry);
       return { ok: false, endpoint, failure, goneReason, willRetry };
     } finally {
@@ -215,6 +228,16 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   }
 
   async function fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure> {
+    calls += 1;
+    try {
+      return await fetchWithRetries(request, sent);
+    } finally {
+      calls -= 1;
+      if (calls === 0) for (const resolve of drained.splice(0)) resolve();
+    }
+  }
+
+  async function fetchWithRetries(request: LinkStructureRequest, sent: SentObserver | undefined): Promise<LinkStructure> {
     const endpoint = endpointFor(request.platform);
     if (!endpointSpecs[endpoint].supports(request.platform)) {
       throw new UpstreamError('BAD_USER_INPUT', `platform ${request.platform} asked of the ${endpoint} endpoint`, {
@@ -247,7 +270,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       });
       if (!willRetry) throw failure;
       // Base × 2^(attempt − 1) can outgrow Node's longest timer, which would then fire at once.
-      await sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647));
+      await sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647), undefined, { signal: cutOff.signal }).catch(() => {
+        throw shutDown();
+      });
     }
   }
 
@@ -265,8 +290,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     get breakerState() {
       return breaker.state;
     },
-    close: () => pool.close(),
-    destroy: () => pool.destroy(),
+    async close() {
+      if (calls > 0) await new Promise<void>((resolve) => drained.push(resolve));
+      await pool.close();
+    },
+    async destroy() {
+      cutOff.abort();
+      await pool.destroy();
+    },
   };
 }
 

@@ -76,16 +76,22 @@ export function parseLinkStructBody(body: unknown, answer: AnswerContext, fetche
     const { status_code: statusCode, status_message: statusMessage } = status.data.base_resp;
     throw new UpstreamError('UPSTREAM_ERROR', `upstream base_resp status ${statusCode}: ${statusMessage ?? '(no message)'}`, {
       upstreamCode: statusCode,
+      accountServed: true,
     });
   }
   const payload = linkStructPayloadSchema.safeParse(envelope.data.data);
   if (!payload.success) {
-    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream data does not match the link structure schema: ${z.prettifyError(payload.error)}`);
+    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream data does not match the link structure schema: ${z.prettifyError(payload.error)}`, {
+      accountServed: true,
+    });
   }
   try {
     return toLinkStructure(payload.data, answer, fetchedAt);
   } catch (cause) {
-    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream counts are not safe integers`, { cause });
+    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream counts are not what they should be: ${(cause as Error).message}`, {
+      cause,
+      accountServed: true,
+    });
   }
 }
 
@@ -119,9 +125,10 @@ function toLinkStructure(payload: LinkStructPayload, answer: AnswerContext, fetc
   };
 }
 
-/** Counts are user numbers; a median may come as x.5, which rounds to the nearest user. */
+/** Counts are user numbers; a median of an even number of creators may come as x.5, which rounds to the nearest user. */
 function toCount(value: number): number {
   const rounded = Math.round(value);
   if (!Number.isSafeInteger(rounded)) throw new RangeError(`count ${value} is not a safe integer`);
+  if (rounded !== value && Math.abs(value - rounded) !== 0.5) throw new RangeError(`count ${value} is a fraction, not halfway between two counts`);
   return rounded;
 }

@@ -37,9 +37,12 @@ export class RateLimitBackoff {
     return this.#streak;
   }
 
-  async wait(): Promise<void> {
+  /** Resolves once the pause is over, or as soon as `signal` aborts (the caller then decides what still holds). */
+  async wait(signal?: AbortSignal): Promise<void> {
     // Loop: another 302 may push the time further while we sleep.
-    for (let remaining = this.remainingMs; remaining > 0; remaining = this.remainingMs) await sleep(remaining);
+    for (let remaining = this.remainingMs; remaining > 0 && !signal?.aborted; remaining = this.remainingMs) {
+      await sleep(remaining, undefined, { signal }).catch(() => undefined);
+    }
   }
 
   /** A 302 answered the attempt sent at `sentAt` (by this instance's clock). */

@@ -16,6 +16,11 @@ export class UpstreamError extends Error {
    */
   readonly businessCode: number | undefined;
   readonly httpStatus: number | undefined;
+  /**
+   * The failure came inside a code-0 answer (Xingtu's `base_resp` status, or a payload that does not add up): Just One
+   * API served the account, so whatever failed was about this creator. A half-open circuit breaker closes on it.
+   */
+  readonly accountServed: boolean;
   /** For the rare failure whose reason the client must be told (a request this endpoint cannot answer): shown as is. */
   readonly clientDetails: { message: string; argument?: string } | undefined;
 
@@ -26,6 +31,7 @@ export class UpstreamError extends Error {
       upstreamCode?: number;
       businessCode?: number;
       httpStatus?: number;
+      accountServed?: boolean;
       cause?: unknown;
       clientDetails?: { message: string; argument?: string };
     } = {},
@@ -35,6 +41,7 @@ export class UpstreamError extends Error {
     this.upstreamCode = options.upstreamCode;
     this.businessCode = options.businessCode;
     this.httpStatus = options.httpStatus;
+    this.accountServed = options.accountServed ?? false;
     this.clientDetails = options.clientDetails;
   }
 
