@@ -109,10 +109,11 @@ function createGatewaySharedTier(
   fetchFromUpstream: LinkStructureFetch,
   onEvent: ((event: SharedTierEvent) => void) | undefined,
 ): SharedTier {
-  // The longest one upstream fetch can take (every attempt timing out, the longest backoffs between them):
-  // a replica waits that long for another's call before making its own.
-  const upstreamBudgetMs =
-    env.UPSTREAM_TIMEOUT_MS * (env.UPSTREAM_RETRIES + 1) + env.UPSTREAM_RETRY_BASE_MS * (2 ** env.UPSTREAM_RETRIES - 1) + 1_000;
+  // The longest a holder can take from one request it sends to the next (or to its answer): the attempt timing out,
+  // the longest backoff before a retry, the longest 302 pause. A waiter's clock restarts at each send, so it waits
+  // out every attempt of a live holder; it calls the upstream itself only when the holder queued longer than this.
+  const longestRetryBackoffMs = env.UPSTREAM_RETRIES > 0 ? env.UPSTREAM_RETRY_BASE_MS * 2 ** (env.UPSTREAM_RETRIES - 1) : 0;
+  const upstreamBudgetMs = env.UPSTREAM_TIMEOUT_MS + longestRetryBackoffMs + env.UPSTREAM_BACKOFF_MAX_MS + 1_000;
   return createSharedTier({
     redis: createRedisClient(redisUrl, { commandTimeoutMs: env.REDIS_TIMEOUT_MS }),
     prefix: env.REDIS_KEY_PREFIX,

@@ -253,6 +253,72 @@ describe('REDIS_URL: replicas share one cache', () => {
     }
   });
 
+  it('a waiter’s clock restarts at each request the holder sends: a holder retrying is waited for, not paid for twice', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '123', acceptCache: false, platform: 'SHORT_VIDEO' };
+    const tiers: Array<ReturnType<typeof createSharedTier>> = [];
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      // Three attempts 300 ms apart (each failing, backing off or queueing for a slot again): 900 ms in all,
+      // past the waiter's 400 ms, but never 400 ms without a send.
+      const { tier: holder } = await startTier(
+        redis.url,
+        async (asked, via) => {
+          for (let attempt = 0; attempt < 3; attempt += 1) {
+            via?.('upstream');
+            await sleep(300);
+          }
+          return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
+        },
+        400,
+      );
+      tiers.push(holder);
+      const waiterFetch = vi.fn<LinkStructureFetch>(async () => {
+        throw new Error('the waiter must not call the upstream');
+      });
+      const { tier: waiter } = await startTier(redis.url, waiterFetch, 400);
+      tiers.push(waiter);
+      await waitFor(async () => (await fillListeners(control)) >= 2);
+      const held = holder.fetch(request);
+      await sleep(50);
+      const sources: FetchSource[] = [];
+      expect(await waiter.fetch(request, (source) => sources.push(source))).toMatchObject({ kolId: '123' });
+      expect(await held).toMatchObject({ kolId: '123' });
+      expect(waiterFetch).not.toHaveBeenCalled();
+      expect(sources).toEqual(['replica']);
+    } finally {
+      await Promise.all(tiers.map((tier) => tier.close()));
+    }
+  });
+
+  it('a replica waits for a holder sitting out a 302 pause (its budget covers the longest pause) and pays nothing', async () => {
+    const { upstream, gateways } = await setUp(2, { UPSTREAM_TIMEOUT_MS: '100', UPSTREAM_RETRIES: '1', UPSTREAM_RETRY_BASE_MS: '500' });
+    const [holder, waiter] = gateways as [TestGateway, TestGateway];
+    // Replica 1's earlier traffic met two 302s in a row, so its next 302 pauses it for 2 s: longer than one fetch's
+    // timeouts and backoffs (1.7 s), which is all the waiter used to allow.
+    upstream.setBehaviour((request) => (request.kolId === '900' || request.nth === 1 ? reply.business(302) : reply.ok()));
+    await holder.query(query('900'));
+    const held = holder.query(query('1'));
+    await waitFor(() => upstream!.calls('1') === 1);
+    const waited = await waiter.query(query('1'));
+    expect(waited.body.errors).toBeUndefined();
+    expect((await held).body.errors).toBeUndefined();
+    // One 302, then one paid answer, shared.
+    expect(upstream.calls('1')).toBe(2);
+  }, 15_000);
+
+  it('CACHE_TTL_SECONDS=0 stores nothing in Redis, so nothing is served stale from it', async () => {
+    const { upstream, control, gateways } = await setUp(1, { CACHE_TTL_SECONDS: '0', CACHE_STALE_SECONDS: '3600' });
+    const gateway = gateways[0]!;
+    expect((await gateway.query(query('77'))).body.errors).toBeUndefined();
+    expect(await control.exists(linkKey('77'))).toBe(0);
+    upstream.setBehaviour(() => reply.business(500));
+    const failed = await gateway.query(query('77'));
+    expect(failed.body.data.creator.linkStructure).toBeNull();
+    expect(failed.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_INTERNAL_ERROR' });
+    expect(upstream.calls('77')).toBe(2);
+  });
+
   it('closing a replica lets its upstream calls in flight store their answers in Redis before Redis is closed', async () => {
     const { upstream, control } = await setUp(1, {}, 300);
     const gateway = gateways[0]!;
@@ -504,6 +570,45 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
       return gateway.sharedTier?.status === 'ready';
     });
     expect(await control.exists(linkKey(String(kolId)))).toBe(1);
+  });
+
+  it('a lock whose reply timed out but which Redis set all the same is used and released: no other replica waits it out', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '88', acceptCache: false, platform: 'SHORT_VIDEO' };
+    let calls = 0;
+    const fetch: LinkStructureFetch = async (asked, via) => {
+      calls += 1;
+      via?.('upstream');
+      return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
+    };
+    const late = new Redis(redis.url, { enableOfflineQueue: false });
+    await new Promise((resolve) => late.once('ready', resolve));
+    // Redis applies the lock's SET NX, but its reply comes after the command timeout: the tier sees a timeout.
+    const lateLockReply = new Proxy(late, {
+      get(target, property, receiver) {
+        if (property === 'set') {
+          return async (...args: Parameters<Redis['set']>) => {
+            const result = await (target.set as (...a: unknown[]) => Promise<unknown>)(...args);
+            if (args.includes('NX')) throw new Error('Command timed out');
+            return result;
+          };
+        }
+        const value: unknown = Reflect.get(target, property, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const first = createSharedTier({ redis: lateLockReply, prefix, ttlMs: 60_000, staleMs: 0, lockTtlMs: 5_000, waitTimeoutMs: 10_000, logger: createLogger({ level: 'silent' }), fetch });
+    const { tier: second } = await startTier(redis.url, fetch, 10_000);
+    try {
+      expect(await first.fetch(request)).toMatchObject({ kolId: '88' });
+      expect(await control.exists(`${prefix}lock:88:fresh:SHORT_VIDEO`)).toBe(0);
+      const started = Date.now();
+      expect(await second.fetch(request)).toMatchObject({ kolId: '88' });
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(calls).toBe(1);
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+    }
   });
 
   it('reports Redis up again once it answers after a slow spell, with no request needed', async () => {

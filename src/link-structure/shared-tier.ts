@@ -44,8 +44,9 @@ export interface SharedTierOptions {
   lockTtlMs: number;
   /**
    * Longest a replica waits for another's upstream call before calling the upstream itself: counted from when
-   * the holder announces that it has sent its request (it may first queue for a slot), or from when this replica
-   * started waiting, whichever is later; so a waiter gives up at most this long after starting, or after the send.
+   * the holder announces a request it sends (each attempt: it may first queue for a slot or wait out a 302 pause),
+   * or from when this replica started waiting, whichever is later; so a waiter gives up at most this long after
+   * starting, or after the holder's latest send.
    */
   waitTimeoutMs: number;
   /** How often a waiter re-checks Redis, in case it missed the fill message or the holder died. */
@@ -99,7 +100,7 @@ const fillMessageSchema = z.discriminatedUnion('ok', [
   z.object({ key: z.string(), ok: z.literal(false), code: z.enum(errorCodes), upstreamCode: z.number().optional() }),
 ]);
 type FillMessage = z.infer<typeof fillMessageSchema>;
-/** The holder's request has left for the upstream (it may have queued for a slot before): waiters' clocks restart. */
+/** A request of the holder's has left for the upstream (it may have queued for a slot before): waiters' clocks restart. */
 const sendingMessageSchema = z.object({ key: z.string(), sending: z.literal(true) });
 const channelMessageSchema = z.union([fillMessageSchema, sendingMessageSchema]);
 type ChannelMessage = z.infer<typeof channelMessageSchema>;
@@ -286,7 +287,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
 
   const ageMs = (entry: Entry) => Date.now() - entry.storedAt;
   const isFresh = (entry: Entry) => ageMs(entry) < options.ttlMs;
-  const isUsableStale = (entry: Entry) => ageMs(entry) < options.ttlMs + options.staleMs;
+  const isUsableStale = (entry: Entry) => options.ttlMs > 0 && ageMs(entry) < options.ttlMs + options.staleMs;
 
   function serveStale(stale: LinkStructure, error: unknown): SharedLinkStructure {
     emit('stale_served');
@@ -362,7 +363,8 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     try {
       // Another replica may have filled the key between our read and our lock. The lock is ours all the
       // same: released at once, or the others would wait on it, then take it over, until it expired.
-      const current = await read(key, request).catch(() => undefined);
+      // Not while Redis is failing (the lock's reply timed out): the upstream call would wait for nothing.
+      const current = skipRedis() ? undefined : await read(key, request).catch(() => undefined);
       if (current && isFresh(current)) {
         await release();
         via('redis');
@@ -370,12 +372,10 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       }
 
       let value: LinkStructure;
-      let announced = false;
+      // Every request that goes out is announced, retries and the re-send to gw included: each may first have
+      // queued for a slot or waited out a 302 pause, and a waiter's clock restarts with each.
       const sent: Via = (source) => {
-        if (source === 'upstream' && !announced) {
-          announced = true;
-          void attempt(() => redis.publish(channel, JSON.stringify({ key, sending: true } satisfies ChannelMessage)));
-        }
+        if (source === 'upstream') void attempt(() => redis.publish(channel, JSON.stringify({ key, sending: true } satisfies ChannelMessage)));
         via(source);
       };
       try {
@@ -390,7 +390,8 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         throw error;
       }
       const entry: Entry = { v: 1, storedAt: Date.now(), value };
-      const keepMs = options.ttlMs + options.staleMs;
+      // CACHE_TTL_SECONDS=0 keeps nothing, stale grace or not: waiters still get the answer through the message.
+      const keepMs = options.ttlMs > 0 ? options.ttlMs + options.staleMs : 0;
       // Sent back to back on one connection, so Redis stores before it announces and releases.
       await Promise.all([
         keepMs > 0 ? attempt(() => redis.set(key, JSON.stringify(entry), 'PX', keepMs)) : undefined,
@@ -418,7 +419,16 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     try {
       for (;;) {
         const token = randomUUID();
-        const acquired = await command(() => redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX'));
+        let acquired: string | null;
+        try {
+          acquired = await command(() => redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX'));
+        } catch (error) {
+          // No reply in time, yet Redis may have set the lock all the same. Act as its holder, as far as Redis lets
+          // us: store and announce the answer and release the lock (only if it holds our token), so no other
+          // replica waits it out and pays for this creator again.
+          if (error instanceof RedisUnavailable) return await fill(request, key, lockKey, token, stale, via);
+          throw error;
+        }
         if (acquired === 'OK') {
           if (waited) {
             emit('lock_takeover');
