@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
 import { createUpstreamClient } from '../src/upstream/link-struct-client.js';
@@ -104,6 +104,53 @@ describe('SIGTERM', () => {
 });
 
 type LogRecord = Record<string, unknown>;
+
+describe('SIGTERM with a busy keep-alive client', () => {
+  it('tells it Connection: close from then on, so the drain ends with its last answer, not the timeout', async () => {
+    const upstream = await startFakeUpstream(() => reply.ok(undefined, 100));
+    const gateway = await startMain({
+      JUSTONEAPI_TOKEN: 'tok_keep_alive',
+      JUSTONEAPI_BASE_URL: upstream.url,
+      UPSTREAM_RETRIES: '0',
+      SHUTDOWN_TIMEOUT_MS: '5000',
+    });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const { port } = new URL(gateway.url);
+    let kolId = 0;
+    // One request after another on one reused socket, as a router's connection pool sends them.
+    const post = () =>
+      new Promise<string | undefined>((resolve, reject) => {
+        const body = JSON.stringify({ query: `{ creator(kolId: "${(kolId += 1)}") { linkStructure { source } } }` });
+        const sent = httpRequest(
+          { host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+          (response) => {
+            response.resume();
+            response.on('end', () => resolve(response.headers.connection));
+          },
+        );
+        sent.on('error', reject);
+        sent.end(body);
+      });
+    try {
+      expect(await post()).toBe('keep-alive');
+      const answering = post();
+      await waitFor(() => upstream.calls() === 2);
+      const started = Date.now();
+      gateway.child.kill('SIGTERM');
+      // The request in flight at the signal is answered, and told to close its connection.
+      expect(await answering).toBe('close');
+      // The client's next request finds the server gone: nothing keeps the drain waiting.
+      await expect(post()).rejects.toThrow();
+      expect(await gateway.stop()).toBe(0);
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(gateway.stdout()).toContain('"msg":"stopped","forced":false');
+    } finally {
+      agent.destroy();
+      await gateway.stop('SIGKILL');
+      await upstream.close();
+    }
+  });
+});
 
 describe('UpstreamClient close() and destroy()', () => {
   const shortVideo = (kolId: string) => ({ kolId, acceptCache: false, platform: 'SHORT_VIDEO' as const });
