@@ -13,6 +13,7 @@ import { protectionPlugins, protectionServerOptions, type Protection } from './p
 import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
 import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
+import { useMalformedParamsAsBadRequest } from './request-params.js';
 import { useRequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
@@ -98,6 +99,7 @@ export function createApp(deps: AppDeps): App {
         compileAfterRuns: 20,
         onCompile: (operation) => deps.logger.debug('compiled a hot GraphQL document with graphql-jit', { operation: operation ?? null }),
       }),
+      useMalformedParamsAsBadRequest(),
       // Last: it wraps whichever request parser the plugins before it chose.
       useRequestBodyLimit(protection.maxRequestBytes),
     ],

@@ -30,8 +30,10 @@ export const errorCatalog = {
   QUERY_TOO_MANY_ALIASES: { retryable: false, message: 'The operation has too many aliases.' },
   QUERY_TOO_MANY_TOKENS: { retryable: false, message: 'The operation is too long.' },
   // Raised by Yoga itself, listed so the table is complete: a body over MAX_REQUEST_BYTES (HTTP 413),
-  // and a malformed HTTP request such as a batch (an array of operations), which the gateway does not take.
+  // an operationName the document does not resolve, and a malformed HTTP request such as a batch (an array of
+  // operations), which the gateway does not take.
   REQUEST_ENTITY_TOO_LARGE: { retryable: false, message: 'Request body too large' },
+  OPERATION_RESOLUTION_FAILURE: { retryable: false, message: 'Could not determine what operation to execute.' },
   BAD_REQUEST: { retryable: false, message: 'The HTTP request is not a GraphQL request the gateway accepts.' },
 } as const satisfies Record<string, { retryable: boolean; message: string }>;
 

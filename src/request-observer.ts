@@ -13,6 +13,11 @@ const operationNamePattern = /^[_A-Za-z][_0-9A-Za-z]{0,127}$/;
 const leadingOperationName = /^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]{0,127})/;
 /** Distinct operation names given their own metric series; later ones share `(other)`, so clients cannot explode cardinality. */
 const maxOperationLabels = 100;
+/**
+ * Longest operation name given a series of its own or logged whole: GraphQL sets no limit, and a name of ~100 KB
+ * repeated in twenty series made every scrape ~200 MB. Longer ones are `(other)` in metrics, cut short in logs.
+ */
+const maxOperationNameLength = 128;
 
 export type OperationOutcome = 'success' | 'partial' | 'error';
 
@@ -53,6 +58,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
   const operationLabel = (name: string | null): string => {
     if (name === null) return '(anonymous)';
     if (operationLabels.has(name)) return name;
+    if (name.length > maxOperationNameLength) return '(other)';
     if (operationLabels.size >= maxOperationLabels) return '(other)';
     operationLabels.add(name);
     return name;
@@ -142,7 +148,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     const cost = record.cost;
     logger.info('request', {
       ...lineOf(record, request, status, durationMs),
-      operation,
+      operation: operation !== null && operation.length > maxOperationNameLength ? `${operation.slice(0, maxOperationNameLength)}…` : operation,
       outcome,
       upstreamCalls: cost?.upstreamCalls ?? 0,
       cacheHits: cost?.cacheHits ?? 0,

@@ -97,4 +97,63 @@ describe('bad input is refused before any upstream call', () => {
     const { body } = await gateway.query('{ creator(kolId: "1") { followers } }');
     expect(body.errors![0]!.extensions!.code).toBe('GRAPHQL_VALIDATION_FAILED');
   });
+
+  it('gives every error GraphQL itself raises a code: variables and arguments failing coercion, a mutation, an unresolvable operation', async () => {
+    upstream.reset();
+    const cases: Array<[string, Record<string, unknown> | undefined, string | undefined, string]> = [
+      ['query Q($id: ID!) { creator(kolId: $id) { kolId } }', undefined, undefined, 'BAD_USER_INPUT'],
+      ['query Q($id: ID!) { creator(kolId: $id) { kolId } }', { id: { not: 'an id' } }, undefined, 'BAD_USER_INPUT'],
+      // Null through a variable with a default: caught only when the argument is coerced, at execution.
+      ['query Q($id: ID = "3") { creator(kolId: $id) { kolId } }', { id: null }, undefined, 'BAD_USER_INPUT'],
+      ['mutation { creator }', undefined, undefined, 'GRAPHQL_VALIDATION_FAILED'],
+      ['subscription { creator }', undefined, undefined, 'GRAPHQL_VALIDATION_FAILED'],
+      ['query A { __typename }', undefined, 'B', 'OPERATION_RESOLUTION_FAILURE'],
+      ['query A { __typename } query B { __typename }', undefined, undefined, 'OPERATION_RESOLUTION_FAILURE'],
+    ];
+    for (const [query, variables, operationName, code] of cases) {
+      const response = await gateway.app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, variables, operationName }),
+      });
+      const body = (await response.json()) as { errors?: Array<{ extensions?: Record<string, unknown> }> };
+      expect(body.errors?.map((error) => error.extensions?.['code']), query).toEqual([code]);
+    }
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('answers variables that are not JSON in a GET or a form POST with 400 BAD_REQUEST, not a 500', async () => {
+    const query = encodeURIComponent('query Q($id: ID!) { creator(kolId: $id) { kolId } }');
+    const errorLines = () => gateway.logs.filter((line) => line['level'] === 'error').length;
+    const before = errorLines();
+    const get = await gateway.app.fetch(`http://gateway.test/graphql?query=${query}&variables=%7Bx`, { headers: { 'x-graphql-csrf': '1' } });
+    const form = await gateway.app.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-graphql-csrf': '1' },
+      body: `query=${query}&extensions=%5Bnope`,
+    });
+    for (const response of [get, form]) {
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as { errors: Array<{ extensions: unknown }> }).errors[0]!.extensions).toEqual({ code: 'BAD_REQUEST' });
+    }
+    expect(errorLines()).toBe(before);
+    // Well-formed, the same GET works.
+    const fine = await gateway.app.fetch(`http://gateway.test/graphql?query=${query}&variables=${encodeURIComponent('{"id":"7"}')}`, {
+      headers: { 'x-graphql-csrf': '1' },
+    });
+    expect(await fine.json()).toEqual({ data: { creator: { kolId: '7' } } });
+  });
+
+  it('refuses a variable nested absurdly deep with 400 BAD_USER_INPUT before it can overflow the stack', async () => {
+    upstream.reset();
+    const errorLines = () => gateway.logs.filter((line) => line['level'] === 'error').length;
+    const before = errorLines();
+    const body = `{"query":"query Q($ids: [ID!]!) { creators(kolIds: $ids) { kolId } }","variables":{"ids":${'['.repeat(49_000)}${']'.repeat(49_000)}}}`;
+    const response = await gateway.app.fetch('http://gateway.test/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(response.status).toBe(400);
+    const answer = (await response.json()) as { errors: Array<{ extensions: Record<string, unknown> }> };
+    expect(answer.errors[0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT', variable: 'ids' });
+    expect(errorLines()).toBe(before);
+    expect(upstream.calls()).toBe(0);
+  });
 });

@@ -166,6 +166,17 @@ describe('GET /metrics', () => {
     expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'success' })).toBe(3);
   });
 
+  it('gives an operation name longer than 128 characters no series of its own, and logs it cut short', async () => {
+    const { gateway } = await setUp();
+    const longName = `Op${'x'.repeat(50_000)}`;
+    await gateway.query(`query ${longName} { __typename }`);
+    const text = await scrape(gateway);
+    expect(text.length).toBeLessThan(50_000);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'success' })).toBe(1);
+    const line = requestLines(gateway).at(-1)!;
+    expect(line['operation']).toBe(`${longName.slice(0, 128)}…`);
+  });
+
   it('keeps two gateways in one process apart (a registry each)', async () => {
     const one = await setUp();
     const two = await setUp();

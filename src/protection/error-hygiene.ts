@@ -6,16 +6,31 @@ import { reworded } from '../errors.js';
 const suggestion = /\s*Did you mean [^?]*\?/g;
 
 /**
+ * A code for the errors graphql-js raises without one (Yoga codes its own, and every gateway error has one), so
+ * no error reaches a client, a log line or `xingtu_graphql_errors_total` as UNKNOWN: variables that fail
+ * coercion and arguments that do at execution are the client's input; an operation type the schema lacks
+ * (mutation, subscription) is a document that cannot run here.
+ */
+function codeFor(message: string): { code: string; retryable?: boolean } | undefined {
+  if (message.startsWith('Variable "$') || message.startsWith('Argument "')) return { code: 'BAD_USER_INPUT', retryable: false };
+  if (message.startsWith('Schema is not configured to execute ')) return { code: 'GRAPHQL_VALIDATION_FAILED' };
+  return undefined;
+}
+
+/**
  * The last word on every error the gateway sends, whatever raised it (request parser, validation, variables,
  * execution, a plugin), so it also covers errors that never reach maskError:
  * - no `extensions.originalError`: Yoga's JSON parser puts the parser's own message there;
- * - with `hideSuggestions` (INTROSPECTION=false), no "Did you mean …?": it names fields, arguments, types and enum values.
+ * - with `hideSuggestions` (INTROSPECTION=false), no "Did you mean …?": it names fields, arguments, types and enum values;
+ * - an `extensions.code` where graphql-js gave none (`codeFor`).
  */
 export function useErrorHygiene(options: { hideSuggestions: boolean }): Plugin {
   const clean = (error: GraphQLError): GraphQLError => {
     const message = options.hideSuggestions ? error.message.replace(suggestion, '') : error.message;
-    if (message === error.message && error.extensions.originalError === undefined) return error;
+    const code = error.extensions.code === undefined ? codeFor(error.message) : undefined;
+    if (message === error.message && error.extensions.originalError === undefined && code === undefined) return error;
     const { originalError, http, ...extensions } = error.extensions;
+    if (code !== undefined) Object.assign(extensions, code);
     if (http) {
       // Yoga answers an error that carried an originalError with its own HTTP status (400 for a body that is not
       // JSON) rather than 200: keep that status now the detail is gone. `http` itself is never sent.

@@ -73,6 +73,22 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
      * (no such operation, or variables that fail coercion: execution reports both before any resolver runs).
      */
     plan(args: PlanArgs): UpstreamPlan | undefined {
+      // Before anything walks them recursively (the key's JSON.stringify, the checks below): a variable nested
+      // tens of thousands of levels deep, which fits in a small body, would overflow the stack.
+      const tooDeep = variableNestedTooDeep(args.variableValues);
+      if (tooDeep !== undefined) {
+        return {
+          requests: [],
+          errors: [],
+          variableErrors: [
+            codedError('BAD_USER_INPUT', {
+              message: `Variable "$${tooDeep}" is nested more than ${maxVariableDepth} levels deep.`,
+              variable: tooDeep,
+              http: { status: 400 },
+            }),
+          ],
+        };
+      }
       const key = keyOf(args);
       const known = remembered.get(key);
       if (known && known.schema === args.schema) return known.plan;
@@ -99,6 +115,26 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
 }
 
 export type UpstreamPlanner = ReturnType<typeof createUpstreamPlanner>;
+
+/** Far deeper than any input of the schema needs (`_entities` representations, the deepest, are 3 levels). */
+const maxVariableDepth = 32;
+
+/** The name of the first variable whose value nests lists or objects deeper than maxVariableDepth; iterative. */
+function variableNestedTooDeep(variables: Readonly<Record<string, unknown>> | null | undefined): string | undefined {
+  if (!variables) return undefined;
+  for (const [name, value] of Object.entries(variables)) {
+    if (typeof value !== 'object' || value === null) continue;
+    const pending: Array<[unknown, number]> = [[value, 1]];
+    while (pending.length > 0) {
+      const [current, depth] = pending.pop()!;
+      if (depth > maxVariableDepth) return name;
+      for (const child of Object.values(current as object)) {
+        if (typeof child === 'object' && child !== null) pending.push([child, depth + 1]);
+      }
+    }
+  }
+  return undefined;
+}
 
 /**
  * `ID` variables sent as JSON numbers past 2^53: JSON parsing has already changed their last digits, and
