@@ -95,19 +95,21 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const { logger } = options;
   const mode = options.endpoint ?? 'auto';
   let active: UpstreamEndpoint = mode === 'gw' ? 'gw' : 'v1';
-  // Aborted each time the breaker opens: an attempt waiting out a 302 pause fails fast then, like one queued for a slot.
-  let breakerOpened = new AbortController();
   // Aborted by destroy(): waits between attempts end, and nothing is retried against the destroyed pool.
   const cutOff = new AbortController();
+  // Ends every wait for a 302 pause: aborted (and replaced) each time the breaker opens, so an attempt waiting
+  // fails fast then, like one queued for a slot; and by destroy(). One signal, not AbortSignal.any() of two: on
+  // Node 20 that leaves each combined signal attached to the long-lived one (nodejs/node#55351).
+  let pauseInterrupt = new AbortController();
   const breaker = new CircuitBreaker({
     cooldownMs: options.breakerCooldownMs ?? 0,
     onStateChange(state, cause) {
       const fields = { state, code: cause?.code, upstreamCode: cause?.upstreamCode, cooldownMs: options.breakerCooldownMs };
       if (state === 'open') logger.warn('upstream circuit breaker open: calls fail fast until the cool-down ends', fields);
       else logger.info(`upstream circuit breaker ${state}`, fields);
-      if (state === 'open') {
-        breakerOpened.abort();
-        breakerOpened = new AbortController();
+      if (state === 'open' && !cutOff.signal.aborted) {
+        pauseInterrupt.abort();
+        pauseInterrupt = new AbortController();
       }
       options.onBreakerStateChange?.(state);
     },
@@ -181,7 +183,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     let admission: Admission;
     try {
       // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused.
-      if (backoff.remainingMs > 0) await backoff.wait(AbortSignal.any([breakerOpened.signal, cutOff.signal]));
+      if (backoff.remainingMs > 0) await backoff.wait(pauseInterrupt.signal);
       if (cutOff.signal.aborted) throw shutDown();
       admission = breaker.admit();
     } catch (error) {
@@ -296,6 +298,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     },
     async destroy() {
       cutOff.abort();
+      pauseInterrupt.abort();
       await pool.destroy();
     },
   };
