@@ -1,5 +1,5 @@
 import type { YogaInitialContext } from 'graphql-yoga';
-import type { LinkStructureCache } from './link-structure/link-structure-cache.js';
+import type { LinkStructureCache, PlannedJoins } from './link-structure/link-structure-cache.js';
 import { createLinkStructureLoader, type LinkStructureLoader } from './link-structure/link-structure-loader.js';
 import { RequestCost } from './request-cost.js';
 
@@ -14,17 +14,21 @@ export interface Context extends YogaInitialContext {
   maxKolIds: number;
   /** What this request's loads cost (upstream calls, cache hits), for its log line. */
   requestCost: RequestCost;
+  /** Calls in flight the cost check counted this request as joining; its loads join them. */
+  plannedJoins: PlannedJoins;
 }
 
 /** Fresh loaders per request: DataLoader's memo must never outlive the request that filled it. */
 export function createContext(deps: ContextDeps) {
   return (initial: YogaInitialContext): Context => {
     const requestCost = new RequestCost();
+    const plannedJoins: PlannedJoins = new Map();
     return {
       ...initial,
-      linkStructureLoader: createLinkStructureLoader(deps.linkStructures, requestCost.record),
+      linkStructureLoader: createLinkStructureLoader(deps.linkStructures, requestCost.record, plannedJoins),
       maxKolIds: deps.maxKolIds,
       requestCost,
+      plannedJoins,
     };
   };
 }

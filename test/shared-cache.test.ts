@@ -200,6 +200,28 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(upstream.calls()).toBe(4);
   });
 
+  it('a creator counted free because its call was in flight shares that call’s failure, even when it fails while Redis is read', async () => {
+    const { upstream, control, gateways } = await setUp(1, { MAX_UPSTREAM_CALLS_PER_OPERATION: '1', REDIS_TIMEOUT_MS: '150' });
+    const gateway = gateways[0]!;
+    const pair = '{ x: creator(kolId: "111") { linkStructure { fetchedAt } } y: creator(kolId: "222") { linkStructure { fetchedAt } } }';
+    upstream.setBehaviour((request) =>
+      request.kolId === '111' ? { kind: 'json', body: { code: 500, message: 'internal', data: null }, delayMs: 30 } : reply.ok(),
+    );
+    const first = gateway.query(query('111'));
+    await waitFor(() => upstream.calls('111') === 1);
+    // Redis holds its answers for 60 ms (under REDIS_TIMEOUT_MS): 111's call fails meanwhile.
+    await control.call('CLIENT', 'PAUSE', '60', 'ALL');
+    const second = await gateway.query(pair);
+    expect((await first).body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_INTERNAL_ERROR' });
+    // The operation was admitted for one call (222), counting on 111's call: it shares that call's failure rather
+    // than make a second, uncharged call over its budget.
+    expect(second.body.errors).toHaveLength(1);
+    expect(second.body.errors![0]!).toMatchObject({ path: ['x', 'linkStructure'], extensions: { code: 'UPSTREAM_INTERNAL_ERROR' } });
+    expect(second.body.data.y.linkStructure).not.toBeNull();
+    expect(upstream.calls('111')).toBe(1);
+    expect(upstream.calls('222')).toBe(1);
+  });
+
   it('a waiter’s clock restarts when the holder’s queued call goes out, and it gives up on a holder that never sends', async () => {
     const { redis, control } = await setUp(0);
     const request: LinkStructureRequest = { kolId: '121', acceptCache: false, platform: 'SHORT_VIDEO' };

@@ -43,16 +43,27 @@ export type CacheOutcome = 'hit' | 'join' | 'miss' | 'stale' | FetchSource;
 /** What a load would do right now, without doing it: only `stale` and `absent` make an upstream call. */
 export type CachePeek = 'fresh' | 'in-flight' | 'stale' | 'absent';
 
+/**
+ * The calls in flight an operation's plan counted as free to join, by request key: its loads join them even if
+ * they have settled (and left the cache) by the time the loads run, sharing their answer or failure, rather than
+ * make a call of their own that nobody was charged for. One per GraphQL request.
+ */
+export type PlannedJoins = Map<string, Promise<LinkStructure>>;
+
 export interface LinkStructureCache {
-  /** `observe` sees this lookup's outcome too (per-request accounting), besides the cache-wide `onLookup`. */
-  load(request: LinkStructureRequest, observe?: (outcome: CacheOutcome) => void): Promise<LinkStructure>;
+  /**
+   * `observe` sees this lookup's outcome too (per-request accounting), besides the cache-wide `onLookup`;
+   * `planned` holds the calls this request's plan counted on joining.
+   */
+  load(request: LinkStructureRequest, observe?: (outcome: CacheOutcome) => void, planned?: PlannedJoins): Promise<LinkStructure>;
   /** Non-mutating look-up (no recency update, no call), for planning what an operation will cost. */
   peek(request: LinkStructureRequest): CachePeek;
   /**
    * How many of these (distinct) requests would make an upstream call now: neither fresh in memory nor in
-   * flight, nor fresh in the shared level. Synchronous unless the shared level has to be asked.
+   * flight, nor fresh in the shared level. Synchronous unless the shared level has to be asked. The calls in
+   * flight it counted as free are put in `planned`, for the loads that follow.
    */
-  upstreamCallsFor(requests: readonly LinkStructureRequest[]): number | Promise<number>;
+  upstreamCallsFor(requests: readonly LinkStructureRequest[], planned?: PlannedJoins): number | Promise<number>;
   readonly size: number;
   clear(): void;
 }
@@ -89,7 +100,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
 
   return {
-    load(asked, observe) {
+    load(asked, observe, planned) {
       const request = canonical(asked);
       const report = (outcome: CacheOutcome) => {
         options.onLookup?.(outcome);
@@ -102,7 +113,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         cached.fromShared = false;
         return Promise.resolve(cached.value);
       }
-      const pending = inFlight.get(key);
+      const pending = inFlight.get(key) ?? planned?.get(key);
       if (pending) {
         report('join');
         return pending;
@@ -151,30 +162,35 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       if (inFlight.has(key)) return 'in-flight';
       return kept && usable(kept, now) ? 'stale' : 'absent';
     },
-    upstreamCallsFor(asked) {
-      const now = Date.now();
+    upstreamCallsFor(asked, planned) {
       const distinct = new Map(asked.map((request) => canonical(request)).map((request) => [linkStructureRequestKey(request), request]));
-      const needed: LinkStructureRequest[] = [];
-      for (const [key, request] of distinct) {
-        const kept = entries?.peek(key);
-        if (!(kept && now + planMarginMs < kept.freshUntil) && !inFlight.has(key)) needed.push(request);
-      }
+      const neededNow = () => {
+        const now = Date.now();
+        const needed: LinkStructureRequest[] = [];
+        for (const [key, request] of distinct) {
+          const kept = entries?.peek(key);
+          if (kept && now + planMarginMs < kept.freshUntil) continue;
+          const pending = inFlight.get(key) ?? planned?.get(key);
+          if (!pending) needed.push(request);
+          else planned?.set(key, pending);
+        }
+        return needed;
+      };
+      const needed = neededNow();
       // Without a memory to take answers into, a load would read Redis again: a second chance to find nothing.
       if (needed.length === 0 || !options.peekShared || !entries) return needed.length;
+      // Counted again once Redis has answered, an answer may have expired meanwhile; a call counted free because it
+      // was in flight stays free even if it has settled since: it is in `planned`, for the loads to join.
       return options.peekShared(needed, planMarginMs).then(
         (found) => {
-          let calls = 0;
           found.forEach((value, index) => {
-            if (!value) {
-              calls += 1;
-              return;
-            }
+            if (!value) return;
             const key = linkStructureRequestKey(needed[index]!);
             entries.set(key, { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs, fromShared: true });
           });
-          return calls;
+          return neededNow().length;
         },
-        () => needed.length,
+        () => neededNow().length,
       );
     },
     get size() {

@@ -2,7 +2,7 @@ import DataLoader from 'dataloader';
 import type { GraphQLError } from 'graphql';
 import { codedError } from '../errors.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
-import type { CacheOutcome, LinkStructureCache } from './link-structure-cache.js';
+import type { CacheOutcome, LinkStructureCache, PlannedJoins } from './link-structure-cache.js';
 import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest } from './model.js';
 
 export type LinkStructureLoader = DataLoader<LinkStructureRequest, LinkStructure, string>;
@@ -16,10 +16,14 @@ export function createLinkStructureLoader(
   cache: LinkStructureCache,
   /** Sees each lookup's outcome, so the request can account for what its loads cost. */
   observe?: (outcome: CacheOutcome) => void,
+  /** The calls in flight the request's plan counted on joining (filled by the cost check before execution). */
+  planned?: PlannedJoins,
 ): LinkStructureLoader {
   return new DataLoader<LinkStructureRequest, LinkStructure, string>(
     (requests) =>
-      Promise.all(requests.map((request) => cache.load(request, observe).catch((error: unknown) => toFieldError(error, request)))),
+      Promise.all(
+        requests.map((request) => cache.load(request, observe, planned).catch((error: unknown) => toFieldError(error, request))),
+      ),
     { cacheKeyFn: linkStructureRequestKey },
   );
 }

@@ -1,7 +1,7 @@
 import type { ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { codedError } from '../errors.js';
-import type { LinkStructureCache } from '../link-structure/link-structure-cache.js';
+import type { LinkStructureCache, PlannedJoins } from '../link-structure/link-structure-cache.js';
 import type { LinkStructureRequest } from '../link-structure/model.js';
 import type { Logger } from '../logger.js';
 import type { BreakerState } from '../upstream/circuit-breaker.js';
@@ -49,7 +49,8 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
       // fast with the breaker's error, so the operation costs nothing (a dashboard on stale data is never refused).
       // At most one call slips through uncharged: the probe, if the cool-down ends before the loader runs.
       if (options.breakerState() === 'open') return;
-      const upstreamCalls = options.linkStructures.upstreamCallsFor(plan.requests.filter(options.canCallUpstream));
+      const { plannedJoins } = args.contextValue as { plannedJoins?: PlannedJoins };
+      const upstreamCalls = options.linkStructures.upstreamCallsFor(plan.requests.filter(options.canCallUpstream), plannedJoins);
       // Asynchronous only when Redis has to say what it holds, so a cached operation never waits for a promise.
       if (typeof upstreamCalls === 'number') return admit(upstreamCalls, args.contextValue, setResultAndStopExecution);
       return upstreamCalls.then((calls) => admit(calls, args.contextValue, setResultAndStopExecution));
