@@ -97,15 +97,22 @@ describe('Creator as a federation entity', () => {
     expect(upstream.requests.map((request) => request.kolId).sort()).toEqual(['11', '12']);
   });
 
-  it('an unknown __typename or a non-object fails only its own entity, next to a bad kolId, and the gateway keeps serving', async () => {
-    const representations = [creator('not-a-kol-id'), { __typename: 'Nope', kolId: '5' }, 'not an object', creator('14')];
+  it('an unknown __typename, a type that is not an entity or a non-object fails only its own entity, next to a bad kolId, and the gateway keeps serving', async () => {
+    const representations = [
+      creator('not-a-kol-id'),
+      { __typename: 'Nope', kolId: '5' },
+      'not an object',
+      creator('14'),
+      { __typename: 'LinkBucket', kolId: '6' },
+    ];
     const { body } = await gateway.query(entitiesQuery, { representations });
-    expect(body.data._entities.map((entity: { kolId: string } | null) => entity?.kolId ?? null)).toEqual([null, null, null, '14']);
+    expect(body.data._entities.map((entity: { kolId: string } | null) => entity?.kolId ?? null)).toEqual([null, null, null, '14', null]);
     expect(body.data._entities[3].linkStructure.summary.value).toBe(9875885);
     expect(body.errors!.map((error) => [error.path, error.extensions?.['code']])).toEqual([
       [['_entities', 0], 'BAD_USER_INPUT'],
       [['_entities', 1], 'BAD_USER_INPUT'],
       [['_entities', 2], 'BAD_USER_INPUT'],
+      [['_entities', 4], 'BAD_USER_INPUT'],
     ]);
     expect(body.errors![1]).toMatchObject({ extensions: { argument: 'representations', index: 1 } });
     expect(upstream.requests.map((request) => request.kolId)).toEqual(['14']);

@@ -116,8 +116,13 @@ describe('bad input is refused before any upstream call', () => {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ query, variables, operationName }),
       });
-      const body = (await response.json()) as { errors?: Array<{ extensions?: Record<string, unknown> }> };
+      const body = (await response.json()) as { data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> };
       expect(body.errors?.map((error) => error.extensions?.['code']), query).toEqual([code]);
+      if (code === 'GRAPHQL_VALIDATION_FAILED') {
+        // As any other validation error: HTTP 400 and no `data`, not graphql-js's `data: null` with 200.
+        expect(response.status).toBe(400);
+        expect(body).not.toHaveProperty('data');
+      }
     }
     expect(upstream.calls()).toBe(0);
   });

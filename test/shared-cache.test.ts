@@ -633,6 +633,37 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
     }
   });
 
+  it('a lock whose reply timed out does not make the answer wait for the store and release too (writes paused, as in a failover)', async () => {
+    const { redis, control } = await setUp(0);
+    const connection = new Redis(redis.url, { enableOfflineQueue: false, commandTimeout: 300, maxRetriesPerRequest: 1 });
+    await new Promise((resolve) => connection.once('ready', resolve));
+    const tier = createSharedTier({
+      redis: connection,
+      prefix,
+      ttlMs: 60_000,
+      staleMs: 0,
+      lockTtlMs: 5_000,
+      waitTimeoutMs: 5_000,
+      logger: createLogger({ level: 'silent' }),
+      fetch: async (asked, via) => {
+        via?.('upstream');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
+      },
+    });
+    try {
+      // Reads are still answered; SET, PUBLISH and EVAL wait past the 300 ms command timeout.
+      await control.call('CLIENT', 'PAUSE', '2000', 'WRITE');
+      const started = Date.now();
+      expect(await tier.fetch({ kolId: '89', acceptCache: false, platform: 'SHORT_VIDEO' })).toMatchObject({ kolId: '89' });
+      // The lock's timeout (300 ms) and the upstream's 20 ms, not another 300 ms for the bookkeeping after it.
+      expect(Date.now() - started).toBeLessThan(500);
+    } finally {
+      await control.call('CLIENT', 'UNPAUSE');
+      await tier.close();
+    }
+  });
+
   it('reports Redis up again once it answers after a slow spell, with no request needed', async () => {
     const { control, gateways } = await setUp(1);
     const gateway = gateways[0]!;

@@ -1,4 +1,4 @@
-import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { GraphQLError, isUnionType, type GraphQLSchema } from 'graphql';
 import { badUserInput } from '../errors.js';
 
 /**
@@ -12,18 +12,26 @@ export function isolateEntityResolution(schema: GraphQLSchema): GraphQLSchema {
   const field = schema.getQueryType()?.getFields()['_entities'];
   const resolveAll = field?.resolve;
   if (!field || !resolveAll) return schema;
+  const entityUnion = schema.getType('_Entity');
+  const entityTypes = new Set(isUnionType(entityUnion) ? entityUnion.getTypes().map((type) => type.name) : []);
+  const notAnEntity = (index: number) =>
+    badUserInput('A representation must be an object whose __typename is an entity of this subgraph (Creator).', {
+      argument: 'representations',
+      index,
+    });
   field.resolve = (source, args: { representations: readonly unknown[] }, context, info) =>
     args.representations.map((representation, index) => {
+      // A type of this schema that is not an entity (LinkBucket, Query): @apollo/subgraph hands it back as it is,
+      // and it fails later, uncoded, when `_Entity` is resolved.
+      const typename = (representation as { __typename?: unknown } | null)?.__typename;
+      if (typeof typename === 'string' && schema.getType(typename) && !entityTypes.has(typename)) return notAnEntity(index);
       try {
         const [entity] = resolveAll(source, { representations: [representation] }, context, info) as unknown[];
         return entity;
       } catch (error) {
         // Ours (a bad kolId) pass as they are; @apollo/subgraph's own checks only fail on what the router sent.
         if (error instanceof GraphQLError) return error;
-        return badUserInput('A representation must be an object whose __typename is an entity of this subgraph (Creator).', {
-          argument: 'representations',
-          index,
-        });
+        return notAnEntity(index);
       }
     });
   return schema;

@@ -345,6 +345,14 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     };
   }
 
+  /**
+   * Waits for best-effort bookkeeping (store, announce, release), unless Redis is marked failing: then it goes on in
+   * the background (each command bounded by its timeout), and the answer does not wait for a Redis that is not there.
+   */
+  async function unlessFailing(bookkeeping: Promise<unknown>): Promise<void> {
+    if (!skipRedis()) await bookkeeping;
+  }
+
   /** This replica holds the lock: call the upstream once, store and announce the outcome, release. */
   async function fill(
     request: LinkStructureRequest,
@@ -385,7 +393,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           error instanceof UpstreamError
             ? { key, ok: false as const, code: error.code, upstreamCode: error.upstreamCode }
             : { key, ok: false as const, code: 'UPSTREAM_BAD_RESPONSE' as const };
-        await Promise.all([attempt(() => redis.publish(channel, JSON.stringify(failure))), release()]);
+        await unlessFailing(Promise.all([attempt(() => redis.publish(channel, JSON.stringify(failure))), release()]));
         if (stale) return serveStale(stale, error);
         throw error;
       }
@@ -393,11 +401,13 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       // CACHE_TTL_SECONDS=0 keeps nothing, stale grace or not: waiters still get the answer through the message.
       const keepMs = options.ttlMs > 0 ? options.ttlMs + options.staleMs : 0;
       // Sent back to back on one connection, so Redis stores before it announces and releases.
-      await Promise.all([
-        keepMs > 0 ? attempt(() => redis.set(key, JSON.stringify(entry), 'PX', keepMs)) : undefined,
-        attempt(() => redis.publish(channel, JSON.stringify({ key, ok: true, entry } satisfies FillMessage))),
-        release(),
-      ]);
+      await unlessFailing(
+        Promise.all([
+          keepMs > 0 ? attempt(() => redis.set(key, JSON.stringify(entry), 'PX', keepMs)) : undefined,
+          attempt(() => redis.publish(channel, JSON.stringify({ key, ok: true, entry } satisfies FillMessage))),
+          release(),
+        ]),
+      );
       return value;
     } finally {
       clearInterval(renew);

@@ -32,11 +32,17 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
   // The walk of the document is remembered per (document, operation, variables); the cache is peeked below on every request.
   const planner = createUpstreamPlanner({ maxKolIds: options.maxKolIds });
   return {
+    // The schema has no subscription type: a subscription is refused as a request error before graphql-js's
+    // subscribe answers it with `data: null` (HTTP 200). Nothing else goes this way.
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const requestErrors = planner.plan(args)?.requestErrors;
+      if (requestErrors?.length) setResultAndStopExecution({ errors: requestErrors });
+    },
     onExecute({ args, setResultAndStopExecution }) {
       const plan = planner.plan(args);
       if (!plan) return; // execution reports a missing operation or bad variables before any resolver runs
-      if (plan.variableErrors?.length) {
-        setResultAndStopExecution({ errors: plan.variableErrors });
+      if (plan.requestErrors?.length) {
+        setResultAndStopExecution({ errors: plan.requestErrors });
         return;
       }
       if (plan.errors.length > 0) {

@@ -27,8 +27,11 @@ export interface UpstreamPlan {
    * Marked `refusedBeforeExecution`, since no field at those paths ever runs.
    */
   errors: GraphQLError[];
-  /** Bad variables (a kolId sent as a number JSON could not hold exactly): refused as a request error, HTTP 400. */
-  variableErrors?: GraphQLError[];
+  /**
+   * The request cannot run at all: a variable nested absurdly deep, a kolId sent as a number JSON could not hold
+   * exactly, an operation type the schema lacks. Refused as a request error, HTTP 400, with no `data`.
+   */
+  requestErrors?: GraphQLError[];
 }
 
 /**

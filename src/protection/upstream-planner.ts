@@ -4,7 +4,7 @@ import {
   getVariableValues,
   type DocumentNode,
   type FragmentDefinitionNode,
-  type GraphQLError,
+  GraphQLError,
   type GraphQLSchema,
   type OperationDefinitionNode,
   type TypeNode,
@@ -80,7 +80,7 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
         return {
           requests: [],
           errors: [],
-          variableErrors: [
+          requestErrors: [
             codedError('BAD_USER_INPUT', {
               message: `Variable "$${tooDeep}" is nested more than ${maxVariableDepth} levels deep.`,
               variable: tooDeep,
@@ -95,8 +95,22 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
 
       const operation = getOperationAST(args.document, args.operationName);
       if (!operation) return undefined;
-      const variableErrors = inexactIdVariables(operation, args.variableValues ?? {});
-      if (variableErrors.length > 0) return { requests: [], errors: [], variableErrors };
+      // graphql-js validates a mutation's fields against a type that does not exist (so finds nothing wrong), and
+      // execution then answers it with `data: null` and HTTP 200: refused here as the validation error it is.
+      if (!args.schema.getRootType(operation.operation)) {
+        return {
+          requests: [],
+          errors: [],
+          requestErrors: [
+            new GraphQLError(`This gateway answers queries only: its schema has no ${operation.operation} type.`, {
+              nodes: operation,
+              extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400 } },
+            }),
+          ],
+        };
+      }
+      const requestErrors = inexactIdVariables(operation, args.variableValues ?? {});
+      if (requestErrors.length > 0) return { requests: [], errors: [], requestErrors };
       const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], args.variableValues ?? {});
       if (coerced.errors) return undefined;
       const fragments = new Map<string, FragmentDefinitionNode>();
