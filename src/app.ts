@@ -72,6 +72,8 @@ export function createApp(deps: AppDeps): App {
     landingPage: false,
     // Replaced by useRequestBodyLimit below (MAX_REQUEST_BYTES): the same check without a stream per request.
     maxRequestBodySize: false,
+    // No file uploads in the schema: a multipart body is refused like any other unknown body, not half-parsed.
+    multipart: false,
     maskedErrors: {
       // Coded GraphQL errors pass; anything else is logged here and shown as "Unexpected error.",
       // never with details, whatever NODE_ENV says.

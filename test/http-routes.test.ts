@@ -37,6 +37,27 @@ describe('HTTP routes', () => {
     expect(await response.text()).toContain('renderYogaGraphiQL');
   });
 
+  it('takes JSON and URL-encoded POST bodies; any other media type, multipart included (no uploads), gets 415 and calls nothing', async () => {
+    upstream.reset();
+    const query = '{ creator(kolId: "6") { kolId } }';
+    const post = (contentType: string | undefined, body: BodyInit) =>
+      gateway.app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'x-graphql-csrf': '1', ...(contentType ? { 'content-type': contentType } : {}) },
+        body,
+      });
+    expect((await post('application/json', JSON.stringify({ query }))).status).toBe(200);
+    expect((await post('application/x-www-form-urlencoded', `query=${encodeURIComponent(query)}`)).status).toBe(200);
+    const form = new FormData();
+    form.append('operations', JSON.stringify({ query }));
+    form.append('map', '{}');
+    for (const response of [await post(undefined, form), await post('text/xml', '<query/>')]) {
+      expect(response.status).toBe(415);
+      expect(await response.text()).toBe('');
+    }
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('unknown routes answer 404', async () => {
     const response = await gateway.app.fetch('http://gateway.test/nope');
     expect(response.status).toBe(404);

@@ -175,6 +175,19 @@ describe('GET /metrics', () => {
     expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'success' })).toBe(1);
     const line = requestLines(gateway).at(-1)!;
     expect(line['operation']).toBe(`${longName.slice(0, 128)}…`);
+    // The same for requests refused before they ran, whether the name is in the document or in operationName.
+    const refused = `query ${longName} { creator(kolId: "x") { nope } }`;
+    await gateway.query(refused);
+    await gateway.app.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ __typename }', operationName: longName }),
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(requestLines(gateway).slice(-2).map((logged) => logged['operation'])).toEqual([`${longName.slice(0, 128)}…`, `${longName.slice(0, 128)}…`]);
+    const after = await scrape(gateway);
+    expect(sample(after, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'error' })).toBe(2);
+    expect(sample(after, 'xingtu_graphql_operations_total', { operation: '(anonymous)', outcome: 'error' })).toBeUndefined();
   });
 
   it('keeps two gateways in one process apart (a registry each)', async () => {
