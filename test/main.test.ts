@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { reply, startFakeUpstream } from './fake-upstream.js';
 import { runMain, startMain } from './main-process.js';
@@ -10,6 +12,31 @@ async function post(url: string, body: string) {
   const response = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   return { status: response.status, text: await response.text() };
 }
+
+describe('npm start, the command itself', () => {
+  it('builds and listens, and a SIGTERM sent to npm stops the gateway (node is not left behind holding the port)', async () => {
+    const npm = spawn('npm', ['start', '--silent'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: '0', JUSTONEAPI_TOKEN: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    npm.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+    try {
+      await vi.waitFor(() => expect(stdout).toMatch(/"msg":"gateway listening"/), { timeout: 60_000, interval: 100 });
+      const url = /"url":"(http:[^"]+)\/graphql"/.exec(stdout)![1]!;
+      expect((await fetch(`${url}/health`)).status).toBe(200);
+      npm.kill('SIGTERM');
+      await exited;
+      // The gateway itself got the signal: it shut down cleanly, and nothing answers on its port any more.
+      await vi.waitFor(() => expect(stdout).toContain('"msg":"stopped","forced":false'), { timeout: 5_000 });
+      await expect(fetch(`${url}/health`)).rejects.toThrow();
+    } finally {
+      if (npm.exitCode === null) npm.kill('SIGKILL');
+    }
+  }, 90_000);
+});
 
 describe('npm start', () => {
   it('with no token runs in demo mode on the built-in simulator and says so', async () => {
