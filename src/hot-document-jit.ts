@@ -1,4 +1,14 @@
-import { GraphQLError, Kind, getVariableValues, type DocumentNode, type ExecutionResult, type OperationDefinitionNode, type Source } from 'graphql';
+import {
+  BREAK,
+  GraphQLError,
+  Kind,
+  getVariableValues,
+  visit,
+  type DocumentNode,
+  type ExecutionResult,
+  type OperationDefinitionNode,
+  type Source,
+} from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { reworded } from './errors.js';
@@ -42,7 +52,13 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
       let entry = entries.get(args.document);
       if (!entry) {
         const operation = onlyOperation(args.document);
-        entry = { compilable: operation !== undefined, operation, operationName: operation?.name?.value, runs: 0, compiled: undefined };
+        entry = {
+          compilable: operation !== undefined && !hasVariableInsideLiteral(args.document),
+          operation,
+          operationName: operation?.name?.value,
+          runs: 0,
+          compiled: undefined,
+        };
         entries.set(args.document, entry);
       }
       if (!entry.compilable) return;
@@ -111,6 +127,28 @@ function lineStartsOf(body: string): number[] {
 
 function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | undefined)?.then === 'function';
+}
+
+/**
+ * A variable inside a list or object literal (`representations: [{ __typename: "Creator", kolId: $id }]`):
+ * graphql-jit does not substitute it where a custom scalar (`_Any`) parses the literal, so the entity would
+ * be refused once compiled while the cost check, reading it as graphql-js does, had charged for its call.
+ * Such documents stay with graphql-js.
+ */
+function hasVariableInsideLiteral(document: DocumentNode): boolean {
+  let depth = 0;
+  let found = false;
+  const nest = { enter: () => void (depth += 1), leave: () => void (depth -= 1) };
+  visit(document, {
+    ListValue: nest,
+    ObjectValue: nest,
+    Variable() {
+      if (depth === 0) return undefined;
+      found = true;
+      return BREAK;
+    },
+  });
+  return found;
 }
 
 function onlyOperation(document: DocumentNode): OperationDefinitionNode | undefined {

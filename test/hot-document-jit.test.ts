@@ -45,6 +45,27 @@ describe('hot documents run compiled (graphql-jit)', () => {
     for (const answer of answers) expect(JSON.parse(answer)).toEqual(first);
   });
 
+  it('leaves a document with a variable inside a literal to graphql-js: an inline _entities representation keeps working when hot', async () => {
+    // A gateway of its own: the others' code 600 has opened this one's circuit breaker.
+    const fresh = createTestGateway(upstream.url);
+    const compiledHere = () =>
+      fresh.logs.filter((line) => line['msg'] === 'compiled a hot GraphQL document with graphql-jit').map((line) => line['operation']);
+    upstream.reset();
+    const query = /* GraphQL */ `
+      query InlineEntity($id: String!) {
+        _entities(representations: [{ __typename: "Creator", kolId: $id }]) { ... on Creator { kolId linkStructure { summary { value } } } }
+      }
+    `;
+    for (let run = 1; run <= compileAfterRuns + 3; run += 1) {
+      const { body } = await fresh.query(query, { id: String(2_000 + run) });
+      expect(body.errors).toBeUndefined();
+      expect(body.data._entities).toEqual([{ kolId: String(2_000 + run), linkStructure: { summary: { value: 9875885 } } }]);
+    }
+    expect(compiledHere()).toEqual([]);
+    expect(upstream.calls()).toBe(compileAfterRuns + 3);
+    await fresh.close();
+  });
+
   it('runs the operation operationName names, in a document holding several', async () => {
     const document = 'query A { creator(kolId: "1") { kolId } } query B { creators(kolIds: ["2", "3"]) { kolId } }';
     const send = async (operationName: string) => {
