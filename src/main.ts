@@ -1,6 +1,7 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import { loadEnv } from './env.js';
 import { createGateway } from './gateway.js';
+import { keepAliveDrain } from './keep-alive-drain.js';
 import { createLogger } from './logger.js';
 import { startSimulator } from './upstream/simulator.js';
 
@@ -25,19 +26,8 @@ const gateway = createGateway(env, {
   upstream: simulator ? { baseUrl: simulator.url, token: 'demo' } : { baseUrl: env.JUSTONEAPI_BASE_URL, token: token ?? '' },
 });
 
-let stopping = false;
 const server = createServer(gateway.app);
-// Responses not yet begun when shutdown starts: they are told `Connection: close`, and so is any request a
-// busy keep-alive client sends meanwhile, or a client that reuses its socket at once would keep it open to the end.
-const unanswered = new Set<ServerResponse>();
-server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
-  if (stopping) {
-    response.shouldKeepAlive = false;
-    return;
-  }
-  unanswered.add(response);
-  response.once('close', () => unanswered.delete(response));
-});
+const keepAlive = keepAliveDrain(server);
 server.listen(env.PORT, env.HOST, () => {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : env.PORT;
@@ -51,12 +41,13 @@ server.listen(env.PORT, env.HOST, () => {
 // After SHUTDOWN_TIMEOUT_MS, how long tearing down what is left (pool, Redis, simulator) may take before exiting anyway.
 const teardownGraceMs = 1_000;
 
+let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
   const deadline = Date.now() + env.SHUTDOWN_TIMEOUT_MS;
   logger.info('shutting down: no new connections, finishing requests in flight', { signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
-  for (const response of unanswered) if (!response.headersSent) response.shouldKeepAlive = false;
+  keepAlive.drain();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // A keep-alive connection is closed as soon as its request is answered, not when the client gives up on it.
   const reaper = setInterval(() => server.closeIdleConnections(), 50);
