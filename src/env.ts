@@ -4,22 +4,20 @@ import { linkEndpointModes } from './upstream/link-struct-endpoints.js';
 
 // An empty variable counts as unset, so `FOO=` in a compose file means "use the default".
 const unsetIfEmpty = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
-const int = (min: number, fallback: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).default(fallback));
+// Written in decimal digits: Number() would also take `0x1F90`, `1e3` or `0b1`, which no one means in a setting.
+const decimal = (pattern: RegExp, what: string) => (value: unknown) =>
+  typeof value === 'string' ? (pattern.test(value.trim()) ? Number(value) : `not ${what}`) : value;
+const wholeNumber = decimal(/^\d+$/, 'a whole number');
+const int = (min: number, fallback: number, max = Number.MAX_SAFE_INTEGER, maxMessage?: string) =>
+  z.preprocess((value) => wholeNumber(unsetIfEmpty(value)), z.number({ error: 'must be a whole number (decimal digits)' }).int().min(min).max(max, maxMessage).default(fallback));
 // Node's timers hold at most 2^31 − 1 ms (about 24.8 days): a longer one fires after 1 ms instead, so it is refused.
 const longestTimerMs = 2_147_483_647;
 const timerMs = (min: number, fallback: number, headroomMs = 0) =>
-  z.preprocess(
-    unsetIfEmpty,
-    z.coerce
-      .number()
-      .int()
-      .min(min)
-      .max(longestTimerMs - headroomMs, `must be at most ${longestTimerMs - headroomMs} ms (the longest timer Node can set)`)
-      .default(fallback),
-  );
+  int(min, fallback, longestTimerMs - headroomMs, `must be at most ${longestTimerMs - headroomMs} ms (the longest timer Node can set)`);
 
 const upstream = z.object({
-  JUSTONEAPI_TOKEN: z.preprocess(unsetIfEmpty, z.string().optional()),
+  // Trimmed: a token read from a secret file often ends in a newline, which would be sent (and refused, code 100).
+  JUSTONEAPI_TOKEN: z.preprocess(unsetIfEmpty, z.string().trim().optional()),
   JUSTONEAPI_BASE_URL: z.preprocess(unsetIfEmpty, z.url({ protocol: /^https?$/ }).default('https://api.justoneapi.com')),
   // undici's own socket timeouts are set 1 s past it.
   UPSTREAM_TIMEOUT_MS: timerMs(1, 60_000, 1_000),
@@ -35,7 +33,8 @@ const linkEndpoint = z.object({
 
 const cache = z.object({
   CACHE_TTL_SECONDS: int(0, 900),
-  CACHE_MAX_ENTRIES: int(1, 10_000),
+  // The LRU sets aside room for this many entries when it is made, before any is cached.
+  CACHE_MAX_ENTRIES: int(1, 10_000, 1_000_000),
   CACHE_STALE_SECONDS: int(0, 86_400),
 });
 
@@ -59,6 +58,9 @@ const sharedCache = z.object({
     unsetIfEmpty,
     z
       .url({ protocol: /^rediss?$/ })
+      // `redis:/:pw@host` parses as a URL with no host (and so no password to redact), and ioredis takes it for a
+      // socket path, which its errors then quote: only the full form is accepted.
+      .refine((url) => /^rediss?:\/\/[^/?#]/i.test(url) && URL.canParse(url) && new URL(url).hostname !== '', 'must be redis://[user:password@]host[:port][/db] or rediss://…, with a host')
       // The message never quotes the URL: it may hold the password.
       .refine(decodesCleanly, 'the user name or password has a malformed percent-escape (write % as %25)')
       .optional(),
@@ -80,21 +82,39 @@ const federation = z.object({
   FEDERATION_TRACING: z.preprocess(unsetIfEmpty, z.stringbool().default(false)),
 });
 
-// A comma-separated list; blanks between commas are dropped.
-const list = z.preprocess(
-  (value: unknown) => (typeof value === 'string' ? value.split(',').map((item) => item.trim()).filter(Boolean) : value),
-  z.array(z.string()).default([]),
-);
+// A comma-separated list; blanks between commas are dropped. A value that is set but names nothing (`,` — what
+// `"${A},${B}"` gives when both are unset) is refused rather than read as unset: for API keys it would mean open.
+const list = <T extends z.ZodType<string>>(item: T, noneMessage: string) =>
+  z.preprocess(
+    (value: unknown) => {
+      if (typeof value !== 'string') return value;
+      const items = value.split(',').map((entry) => entry.trim()).filter(Boolean);
+      return items.length === 0 && value.trim() !== '' ? null : items;
+    },
+    z.array(item, { error: noneMessage }).default([]),
+  );
+// An origin as browsers send it (scheme, host, port; no path, no trailing slash), or `*` alone.
+const origin = z.string().refine((value) => value === '*' || (URL.canParse(value) && new URL(value).origin === value), {
+  error: 'each entry must be an origin such as https://app.example.com (no path or trailing slash), or * alone',
+});
 // true/false, 1/0, yes/no, on/off.
 const flag = (fallback: boolean) => z.preprocess(unsetIfEmpty, z.stringbool().default(fallback));
-const seconds = (fallback: number) => z.preprocess(unsetIfEmpty, z.coerce.number().min(0).default(fallback));
+const seconds = (fallback: number) =>
+  z.preprocess(
+    (value) => decimal(/^\d+(\.\d+)?$/, 'a number of seconds')(unsetIfEmpty(value)),
+    z.number({ error: 'must be a number of seconds, such as 60 or 0.5' }).min(0).default(fallback),
+  );
 
 /** Who may call the gateway, how much one operation and one client may spend, and how it fails and stops. */
 const hardening = z.object({
-  GATEWAY_API_KEYS: list.pipe(
-    z.array(z.string().min(16, 'each key needs at least 16 characters').regex(/^[\x21-\x7e]+$/, 'keys are printable ASCII without spaces')),
+  GATEWAY_API_KEYS: list(
+    z.string().min(16, 'each key needs at least 16 characters').regex(/^[\x21-\x7e]+$/, 'keys are printable ASCII without spaces'),
+    'is set but names no key (only commas and blanks): give at least one key, or unset it to run open',
   ),
-  CORS_ORIGINS: list,
+  CORS_ORIGINS: list(origin, 'is set but names no origin (only commas and blanks)').refine(
+    (origins) => !origins.includes('*') || origins.length === 1,
+    '* allows every origin: give it alone, or list the origins without it',
+  ),
   GRAPHIQL: flag(true),
   INTROSPECTION: flag(true),
   MAX_QUERY_DEPTH: int(1, 10),

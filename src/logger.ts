@@ -37,7 +37,14 @@ export function createLogger(options: LoggerOptions, bound: LogFields = {}): Log
       (options.secrets ?? [])
         .filter((secret) => secret.length > 0)
         .flatMap((secret) => {
-          const encoded = [encodeURIComponent(secret), new URLSearchParams({ t: secret }).toString().slice(2)];
+          const percent = encodeURIComponent(secret);
+          // Also encoded twice (a URL quoted inside another URL) and with lowercase hex escapes.
+          const encoded = [
+            percent,
+            percent.replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase()),
+            encodeURIComponent(percent),
+            new URLSearchParams({ t: secret }).toString().slice(2),
+          ];
           const escape = (form: string) => JSON.stringify(form).slice(1, -1);
           return [secret, ...encoded].flatMap((form) => [escape(escape(form)), escape(form), form]);
         }),
@@ -75,9 +82,11 @@ export function afterIo(logger: Logger, what: string, work: () => void): void {
 }
 
 export function redact(text: string, secrets: readonly string[]): string {
-  let out = text.replace(tokenInQuery, '$1[REDACTED]');
+  // The known secrets first, whole: the `token=` pattern stops at a quote, backslash or space, and run first it
+  // would leave the rest of a token holding one where the whole could no longer be found.
+  let out = text;
   for (const secret of secrets) out = out.split(secret).join('[REDACTED]');
-  return out;
+  return out.replace(tokenInQuery, '$1[REDACTED]');
 }
 
 function errorReplacer(_key: string, value: unknown): unknown {

@@ -28,6 +28,11 @@ const gateway = createGateway(env, {
 
 const server = createServer(gateway.app);
 const keepAlive = keepAliveDrain(server);
+// A HOST that does not resolve, a PORT already taken or not ours to bind: said in one line, exit 1 (not a stack trace).
+server.on('error', (error: NodeJS.ErrnoException) => {
+  logger.error('cannot listen', { host: env.HOST, port: env.PORT, code: error.code, error: error.message });
+  process.exit(1);
+});
 server.listen(env.PORT, env.HOST, () => {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : env.PORT;

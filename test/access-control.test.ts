@@ -89,6 +89,21 @@ describe('GATEWAY_API_KEYS', () => {
     expect(log).not.toContain('OPEN GATEWAY');
   });
 
+  it('names a rate-limited key by its place in GATEWAY_API_KEYS, never by anything derived from it', async () => {
+    const limited = createTestGateway(upstream.url, { GATEWAY_API_KEYS: `${key},${otherKey}`, RATE_LIMIT_PER_MINUTE: '1' });
+    const ask = (kolId: string) =>
+      limited.app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${otherKey}` },
+        body: JSON.stringify({ query: `{ creator(kolId: "${kolId}") { linkStructure { fetchedAt } } }` }),
+      });
+    expect((await ask('71')).status).toBe(200);
+    expect((await ask('72')).status).toBe(429);
+    const line = limited.logs.find((logged) => logged['msg'] === 'rate limited');
+    expect(line).toMatchObject({ client: 'key:2', upstreamCalls: 1 });
+    await limited.close();
+  });
+
   it('refuses to start with a short key, without printing it', () => {
     let problem = '';
     try {

@@ -35,4 +35,53 @@ describe('configuration', () => {
     const longest = parseEnv({ UPSTREAM_TIMEOUT_MS: '2147482647' });
     expect(longest.ok && longest.env.UPSTREAM_TIMEOUT_MS).toBe(2_147_482_647);
   });
+
+  const problemsOf = (source: Record<string, string>) => {
+    const parsed = parseEnv(source);
+    return parsed.ok ? [] : parsed.problems;
+  };
+
+  it('refuses a GATEWAY_API_KEYS or CORS_ORIGINS that is set but names nothing, rather than running open', () => {
+    for (const value of [',', ' , ', ',,']) {
+      expect(problemsOf({ GATEWAY_API_KEYS: value })).toEqual([expect.stringMatching(/^GATEWAY_API_KEYS: is set but names no key/)]);
+      expect(problemsOf({ CORS_ORIGINS: value })).toEqual([expect.stringMatching(/^CORS_ORIGINS: is set but names no origin/)]);
+    }
+    const unset = parseEnv({ GATEWAY_API_KEYS: '' });
+    expect(unset.ok && unset.env.GATEWAY_API_KEYS).toEqual([]);
+  });
+
+  it('takes CORS_ORIGINS as browsers send origins, and * only alone', () => {
+    const fine = parseEnv({ CORS_ORIGINS: 'https://app.example.com, http://localhost:3000' });
+    expect(fine.ok && fine.env.CORS_ORIGINS).toEqual(['https://app.example.com', 'http://localhost:3000']);
+    for (const value of ['https://app.example.com/', 'app.example.com', 'https://app.example.com/path']) {
+      expect(problemsOf({ CORS_ORIGINS: value })[0]).toMatch(/^CORS_ORIGINS\.0: each entry must be an origin/);
+    }
+    expect(problemsOf({ CORS_ORIGINS: 'https://a.example.com,*' })).toEqual([expect.stringMatching(/^CORS_ORIGINS: \* allows every origin/)]);
+    const any = parseEnv({ CORS_ORIGINS: '*' });
+    expect(any.ok && any.env.CORS_ORIGINS).toEqual(['*']);
+  });
+
+  it('accepts REDIS_URL only in full (redis://host…), since a malformed one hides its password from redaction', () => {
+    for (const value of ['redis:/:s3cr3t-password@cache', 'redis:s3cr3t-password@cache:6379', 'redis://']) {
+      const problems = problemsOf({ REDIS_URL: value });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatch(/^REDIS_URL: /);
+      expect(problems[0]).not.toContain('s3cr3t');
+    }
+    const fine = parseEnv({ REDIS_URL: 'redis://:s3cr3t-password@cache:6379/2' });
+    expect(fine.ok).toBe(true);
+  });
+
+  it('reads numbers in decimal only, bounds CACHE_MAX_ENTRIES, and trims the token', () => {
+    expect(problemsOf({ PORT: '0x1F90', UPSTREAM_TIMEOUT_MS: '1e3', BREAKER_COOLDOWN_SECONDS: '1e2' })).toEqual([
+      'UPSTREAM_TIMEOUT_MS: must be a whole number (decimal digits)',
+      'PORT: must be a whole number (decimal digits)',
+      'BREAKER_COOLDOWN_SECONDS: must be a number of seconds, such as 60 or 0.5',
+    ]);
+    const padded = parseEnv({ PORT: ' 8080 ', BREAKER_COOLDOWN_SECONDS: '0.5', JUSTONEAPI_TOKEN: 'tok_from_a_file\n' });
+    expect(padded.ok && [padded.env.PORT, padded.env.BREAKER_COOLDOWN_SECONDS, padded.env.JUSTONEAPI_TOKEN]).toEqual([8080, 0.5, 'tok_from_a_file']);
+    expect(problemsOf({ CACHE_MAX_ENTRIES: '1000001' })[0]).toMatch(/^CACHE_MAX_ENTRIES: /);
+    const most = parseEnv({ CACHE_MAX_ENTRIES: '1000000' });
+    expect(most.ok && most.env.CACHE_MAX_ENTRIES).toBe(1_000_000);
+  });
 });

@@ -38,6 +38,15 @@ describe('npm start, the command itself', () => {
   }, 90_000);
 });
 
+describe('npm start with an address it cannot listen on', () => {
+  it('says so in one log line and exits 1', async () => {
+    const run = runMain({ JUSTONEAPI_TOKEN: '', HOST: 'no-such-host.invalid' });
+    expect(await run.exited).toBe(1);
+    expect(run.stdout()).toMatch(/"level":"error","msg":"cannot listen","host":"no-such-host.invalid","port":0,"code":"(ENOTFOUND|EAI_AGAIN)"/);
+    expect(run.stderr()).not.toContain('Unhandled');
+  });
+});
+
 describe('npm start', () => {
   it('with no token runs in demo mode on the built-in simulator and says so', async () => {
     // No cache, so the second answer comes from the simulator again rather than from memory.

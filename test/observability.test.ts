@@ -461,6 +461,20 @@ describe('the upstream token', () => {
     expect(JSON.parse(lines[1]!)).toMatchObject({ said: 'client sent "token=[REDACTED]"', body: '{"url":"/x?token=[REDACTED]"}' });
   });
 
+  it('is redacted whole when it holds a quote after `token=`, and when encoded twice or with lowercase escapes', () => {
+    const token = "tok'en secret/12+3";
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'debug', secrets: [token], write: (line) => lines.push(line) });
+    const once = encodeURIComponent(token);
+    logger.warn('upstream said', {
+      echoed: `params: token=${token}&kolId=1`,
+      twice: `/proxy?next=${encodeURIComponent(`/v1?token=${once}`)}`,
+      lower: once.replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase()),
+    });
+    expect(lines[0]).not.toMatch(/en secret|en%20secret|en%2520secret/);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ echoed: 'params: token=[REDACTED]&kolId=1' });
+  });
+
   it('appears in no log line, metric or response, even when the upstream quotes it back', async () => {
     const { upstream, gateway } = await setUp(
       (request) => {

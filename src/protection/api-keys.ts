@@ -6,8 +6,9 @@ export interface ApiKeys {
   /** False when no key is configured: the gateway is open to anyone who can reach it. */
   readonly enabled: boolean;
   /**
-   * Who sent the request: `key:<digest prefix>` for a valid key, or undefined when the request's
-   * key is missing or not one of the configured keys.
+   * Who sent the request: `key:<n>` for the n-th configured key (1-based, in GATEWAY_API_KEYS order), or
+   * undefined when the request's key is missing or not one of the configured keys. It names the key without
+   * telling anything about it: a digest prefix in a log line would let a reader test guesses offline.
    */
   identify(headers: Headers): string | undefined;
 }
@@ -40,10 +41,12 @@ export function createApiKeys(keys: readonly string[]): ApiKeys {
     const remembered = known.get(presented);
     if (remembered !== undefined) return remembered;
     const candidate = digest(presented);
-    let matched = false;
-    for (const configured of digests) matched = timingSafeEqual(candidate, configured) || matched;
-    if (!matched) return undefined;
-    const identity = `key:${candidate.toString('hex').slice(0, 12)}`;
+    let matched = -1;
+    digests.forEach((configured, index) => {
+      if (timingSafeEqual(candidate, configured)) matched = index;
+    });
+    if (matched === -1) return undefined;
+    const identity = `key:${matched + 1}`;
     known.set(presented, identity);
     return identity;
   };
