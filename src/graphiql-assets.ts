@@ -80,6 +80,14 @@ export function createGraphiQLAssets(mountPath = '/graphiql-assets') {
       headers['content-length'] = String(body.length);
       endResponse(new fetchAPI.Response(request.method === 'HEAD' ? null : (body as Uint8Array<ArrayBuffer>), { status: 200, headers }));
     },
+    // The page runs operations with whatever key the analyst typed: no other site may frame it (clickjacking),
+    // and no browser may sniff it as something else. Only an HTML answer is the page; the check is one header read.
+    onResponse({ response }) {
+      if (!response.headers.get('content-type')?.startsWith('text/html')) return;
+      response.headers.set('content-security-policy', "frame-ancestors 'none'");
+      response.headers.set('x-frame-options', 'DENY');
+      response.headers.set('x-content-type-options', 'nosniff');
+    },
   };
 
   return { plugin, render };

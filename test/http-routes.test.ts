@@ -35,6 +35,10 @@ describe('HTTP routes', () => {
     const response = await gateway.app.fetch('http://gateway.test/graphql', { headers: { accept: 'text/html' } });
     expect(response.status).toBe(200);
     expect(await response.text()).toContain('renderYogaGraphiQL');
+    // No other site may frame the page an analyst types a key into.
+    expect(response.headers.get('content-security-policy')).toBe("frame-ancestors 'none'");
+    expect(response.headers.get('x-frame-options')).toBe('DENY');
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
   });
 
   it('takes JSON and URL-encoded POST bodies; any other media type, multipart included (no uploads), gets 415 and calls nothing', async () => {
