@@ -523,6 +523,9 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(upstream.calls('301')).toBe(2);
     // Marked for whoever shows staleness (the GraphQL field comes with stale-if-error in the in-process cache).
     expect(await gateway.sharedTier!.fetch({ kolId: '301', acceptCache: false, platform: 'SHORT_VIDEO' })).toMatchObject({ kolId: '301', stale: true });
+    // Three stale serves, one warning: in an outage every request for a known creator comes this way.
+    expect(gateway.sharedTier?.counters.stale_served).toBe(3);
+    expect(gateway.logs.filter((line) => line['msg'] === 'upstream failed: serving an answer past its TTL')).toHaveLength(1);
 
     const healthy = await gateway.query(query('302'));
     expect(healthy.body.data.creator.linkStructure.summary.value).toBe(9875885);
