@@ -109,8 +109,15 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const key = linkStructureRequestKey(request);
       const cached = entries?.get(key);
       if (cached && Date.now() < cached.freshUntil) {
-        report(cached.fromShared ? 'redis' : 'hit');
-        cached.fromShared = false;
+        if (cached.fromShared) {
+          // Put there moments ago by the cost check's Redis read: for the metrics an in-memory miss Redis answered,
+          // as when the load reads Redis itself, so hits + misses + joins still counts every lookup.
+          report('miss');
+          report('redis');
+          cached.fromShared = false;
+        } else {
+          report('hit');
+        }
         return Promise.resolve(cached.value);
       }
       const pending = inFlight.get(key) ?? planned?.get(key);
