@@ -8,8 +8,16 @@ const unsetIfEmpty = (value: unknown) => (typeof value === 'string' && value.tri
 const decimal = (pattern: RegExp, what: string) => (value: unknown) =>
   typeof value === 'string' ? (pattern.test(value.trim()) ? Number(value) : `not ${what}`) : value;
 const wholeNumber = decimal(/^\d+$/, 'a whole number');
-const int = (min: number, fallback: number, max = Number.MAX_SAFE_INTEGER, maxMessage?: string) =>
-  z.preprocess((value) => wholeNumber(unsetIfEmpty(value)), z.number({ error: 'must be a whole number (decimal digits)' }).int().min(min).max(max, maxMessage).default(fallback));
+const int = (min: number, fallback: number, max = Number.MAX_SAFE_INTEGER, maxMessage = `must be at most ${max}`) =>
+  z.preprocess(
+    (value) => wholeNumber(unsetIfEmpty(value)),
+    z
+      .number({ error: (issue) => (issue.code === 'invalid_type' ? 'must be a whole number (decimal digits)' : undefined) })
+      .int()
+      .min(min, `must be at least ${min}`)
+      .max(max, maxMessage)
+      .default(fallback),
+  );
 // Node's timers hold at most 2^31 − 1 ms (about 24.8 days): a longer one fires after 1 ms instead, so it is refused.
 const longestTimerMs = 2_147_483_647;
 const timerMs = (min: number, fallback: number, headroomMs = 0) =>
@@ -93,16 +101,25 @@ const list = <T extends z.ZodType<string>>(item: T, noneMessage: string) =>
     },
     z.array(item, { error: noneMessage }).default([]),
   );
-// An origin as browsers send it (scheme, host, port; no path, no trailing slash), or `*` alone.
-const origin = z.string().refine((value) => value === '*' || (URL.canParse(value) && new URL(value).origin === value), {
+// An origin as browsers send it (scheme, host, port; no path, no trailing slash), or `*` alone. Node computes an
+// origin for http(s) only (`null` for chrome-extension://…, capacitor://…), so other schemes are checked by shape.
+const isOrigin = (value: string) => {
+  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+$/i.test(value) || !URL.canParse(value)) return false;
+  const url = new URL(value);
+  return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin === value : true;
+};
+const origin = z.string().refine((value) => value === '*' || isOrigin(value), {
   error: 'each entry must be an origin such as https://app.example.com (no path or trailing slash), or * alone',
 });
 // true/false, 1/0, yes/no, on/off.
 const flag = (fallback: boolean) => z.preprocess(unsetIfEmpty, z.stringbool().default(fallback));
 const seconds = (fallback: number) =>
   z.preprocess(
-    (value) => decimal(/^\d+(\.\d+)?$/, 'a number of seconds')(unsetIfEmpty(value)),
-    z.number({ error: 'must be a number of seconds, such as 60 or 0.5' }).min(0).default(fallback),
+    (value) => decimal(/^(\d+\.?\d*|\.\d+)$/, 'a number of seconds')(unsetIfEmpty(value)),
+    z
+      .number({ error: (issue) => (issue.code === 'invalid_type' ? 'must be a number of seconds, such as 60 or 0.5' : undefined) })
+      .min(0, 'must be at least 0')
+      .default(fallback),
   );
 
 /** Who may call the gateway, how much one operation and one client may spend, and how it fails and stops. */

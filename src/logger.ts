@@ -25,6 +25,7 @@ const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 // It runs on the serialized line, so it stops at a backslash too: eating the one of an escaped quote would end
 // the JSON string early and leave a line that is not JSON.
 const tokenInQuery = /(\btoken=)[^&\s"'\\]*/gi;
+const tokenName = /\btoken=/gi;
 
 /** One JSON object per line, the shape log pipelines ingest without parsing rules. */
 export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
@@ -83,9 +84,16 @@ export function afterIo(logger: Logger, what: string, work: () => void): void {
 
 export function redact(text: string, secrets: readonly string[]): string {
   // The known secrets first, whole: the `token=` pattern stops at a quote, backslash or space, and run first it
-  // would leave the rest of a token holding one where the whole could no longer be found.
-  let out = text;
+  // would leave the rest of a token holding one where the whole could no longer be found. The `token=` names are
+  // set aside meanwhile (a JSON line holds no raw U+0001), so a short secret inside the word cannot break the pattern.
+  const names: string[] = [];
+  let out = text.replace(tokenName, (name) => {
+    names.push(name);
+    return '\u0001';
+  });
   for (const secret of secrets) out = out.split(secret).join('[REDACTED]');
+  let restored = 0;
+  out = out.replace(/\u0001/g, () => names[restored++] ?? '');
   return out.replace(tokenInQuery, '$1[REDACTED]');
 }
 

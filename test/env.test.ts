@@ -59,6 +59,10 @@ describe('configuration', () => {
     expect(problemsOf({ CORS_ORIGINS: 'https://a.example.com,*' })).toEqual([expect.stringMatching(/^CORS_ORIGINS: \* allows every origin/)]);
     const any = parseEnv({ CORS_ORIGINS: '*' });
     expect(any.ok && any.env.CORS_ORIGINS).toEqual(['*']);
+    // Origins of other schemes, as browsers send them for extensions and app shells.
+    const apps = parseEnv({ CORS_ORIGINS: 'chrome-extension://abcdefghijklmnop,capacitor://localhost,http://[::1]:3000' });
+    expect(apps.ok && apps.env.CORS_ORIGINS).toEqual(['chrome-extension://abcdefghijklmnop', 'capacitor://localhost', 'http://[::1]:3000']);
+    expect(problemsOf({ CORS_ORIGINS: 'capacitor://localhost/app' })[0]).toMatch(/^CORS_ORIGINS\.0: each entry must be an origin/);
   });
 
   it('accepts REDIS_URL only in full (redis://host…), since a malformed one hides its password from redaction', () => {
@@ -80,7 +84,15 @@ describe('configuration', () => {
     ]);
     const padded = parseEnv({ PORT: ' 8080 ', BREAKER_COOLDOWN_SECONDS: '0.5', JUSTONEAPI_TOKEN: 'tok_from_a_file\n' });
     expect(padded.ok && [padded.env.PORT, padded.env.BREAKER_COOLDOWN_SECONDS, padded.env.JUSTONEAPI_TOKEN]).toEqual([8080, 0.5, 'tok_from_a_file']);
-    expect(problemsOf({ CACHE_MAX_ENTRIES: '1000001' })[0]).toMatch(/^CACHE_MAX_ENTRIES: /);
+    expect(problemsOf({ CACHE_MAX_ENTRIES: '1000001', UPSTREAM_CONCURRENCY: '0' })).toEqual([
+      'UPSTREAM_CONCURRENCY: must be at least 1',
+      'CACHE_MAX_ENTRIES: must be at most 1000000',
+    ]);
+    const fractions = ['.5', '5.', '0.25'].map((value) => {
+      const parsed = parseEnv({ BREAKER_COOLDOWN_SECONDS: value });
+      return parsed.ok && parsed.env.BREAKER_COOLDOWN_SECONDS;
+    });
+    expect(fractions).toEqual([0.5, 5, 0.25]);
     const most = parseEnv({ CACHE_MAX_ENTRIES: '1000000' });
     expect(most.ok && most.env.CACHE_MAX_ENTRIES).toBe(1_000_000);
   });

@@ -475,6 +475,14 @@ describe('the upstream token', () => {
     expect(JSON.parse(lines[0]!)).toMatchObject({ echoed: 'params: token=[REDACTED]&kolId=1' });
   });
 
+  it('still redacts an unconfigured token= value when a configured secret is a piece of the word "token"', () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'debug', secrets: ['oken', 'to'], write: (line) => lines.push(line) });
+    logger.warn('upstream said', { url: 'GET /x?token=rotated-old-value&kolId=1' });
+    expect(lines[0]).not.toContain('rotated-old-value');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ url: 'GET /x?token=[REDACTED]&kolId=1' });
+  });
+
   it('appears in no log line, metric or response, even when the upstream quotes it back', async () => {
     const { upstream, gateway } = await setUp(
       (request) => {

@@ -292,7 +292,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   function serveStale(stale: LinkStructure, error: unknown): SharedLinkStructure {
     emit('stale_served');
     // One line per 10 s, as for Redis trouble: in an outage every request for a known creator comes this way (the
-    // `stale_served` counter and each request's log line count them all).
+    // `stale_served` event counts them all).
     warnLimited('upstream failed: serving an answer past its TTL', {
       kolId: stale.kolId,
       fetchedAt: stale.fetchedAt,
