@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseEnv } from '../src/env.js';
 import type { FetchSource, LinkStructureFetch } from '../src/link-structure/link-structure-cache.js';
@@ -72,8 +72,8 @@ async function health(gateway: TestGateway) {
 }
 
 /** A shared tier of its own on `redisUrl` (entries fresh for a minute, no stale grace), once its connection is ready. */
-async function startTier(redisUrl: string, fetch: LinkStructureFetch, waitTimeoutMs: number) {
-  const connection = new Redis(redisUrl, { enableOfflineQueue: false });
+async function startTier(redisUrl: string, fetch: LinkStructureFetch, waitTimeoutMs: number, connectionOptions: RedisOptions = {}) {
+  const connection = new Redis(redisUrl, { enableOfflineQueue: false, ...connectionOptions });
   await new Promise((resolve) => connection.once('ready', resolve));
   const tier = createSharedTier({
     redis: connection,
@@ -641,22 +641,12 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
 
   it('a lock whose reply timed out does not make the answer wait for the store and release too (writes paused, as in a failover)', async () => {
     const { redis, control } = await setUp(0);
-    const connection = new Redis(redis.url, { enableOfflineQueue: false, commandTimeout: 300, maxRetriesPerRequest: 1 });
-    await new Promise((resolve) => connection.once('ready', resolve));
-    const tier = createSharedTier({
-      redis: connection,
-      prefix,
-      ttlMs: 60_000,
-      staleMs: 0,
-      lockTtlMs: 5_000,
-      waitTimeoutMs: 5_000,
-      logger: createLogger({ level: 'silent' }),
-      fetch: async (asked, via) => {
-        via?.('upstream');
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
-      },
-    });
+    const fetch: LinkStructureFetch = async (asked, via) => {
+      via?.('upstream');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
+    };
+    const { tier } = await startTier(redis.url, fetch, 5_000, { commandTimeout: 300, maxRetriesPerRequest: 1 });
     try {
       // Reads are still answered; SET, PUBLISH and EVAL wait past the 300 ms command timeout.
       await control.call('CLIENT', 'PAUSE', '2000', 'WRITE');
