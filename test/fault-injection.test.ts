@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
 import { reply, type FakeBehaviour } from './fake-upstream.js';
 import { sample, scrapeMetrics } from './metrics-text.js';
@@ -116,13 +116,14 @@ describe('account-level circuit breaker', () => {
         request.kolId === '1'
           ? reply.business(302)
           : request.kolId === '2'
-            ? { kind: 'json', body: { code: 303, message: 'quota used up', data: null }, delayMs: 150 }
+            ? { kind: 'json', body: { code: 303, message: 'quota used up', data: null }, delayMs: 500 }
             : reply.ok(),
-      // A 3 s pause after kolId 1's 302, no retries: kolId 3 starts inside it; kolId 2's 303 then opens the breaker.
+      // A 3 s pause after kolId 1's 302, no retries: kolId 3 starts inside it; kolId 2's 303 (sent first, answered
+      // after 500 ms) then opens the breaker.
       { UPSTREAM_RETRIES: '0', UPSTREAM_RETRY_BASE_MS: '3000', UPSTREAM_CONCURRENCY: '4' },
     );
     const quota = gateway.query(creators(['2']));
-    await sleep(20);
+    await vi.waitFor(() => expect(upstream.calls('2')).toBe(1));
     await gateway.query(creators(['1']));
     const started = Date.now();
     const paused = await gateway.query(creators(['3']));

@@ -182,7 +182,7 @@ describe('GraphiQL in a real browser, over loopback', () => {
       await page.keyboard.press('Delete');
       await page.keyboard.insertText(query);
       const compact = (text: string | null) => (text ?? '').replace(/\s+/g, '');
-      await expect.poll(async () => compact(await editor.locator('.view-lines').textContent())).toBe(compact(query));
+      await expect.poll(async () => compact(await editor.locator('.view-lines').textContent()), { timeout: 10_000 }).toBe(compact(query));
       // GraphiQL parses the editor's text after a short debounce; running before then sends the new text
       // with the old operation name. The tab is titled after the parsed operation, so wait for that.
       await expect.poll(() => page.locator('.graphiql-tab-button').textContent(), { timeout: 10_000 }).toBe('CreatorSummary');

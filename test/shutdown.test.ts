@@ -154,13 +154,14 @@ describe('SIGTERM with a busy keep-alive client', () => {
 
 describe('UpstreamClient close() and destroy()', () => {
   const shortVideo = (kolId: string) => ({ kolId, acceptCache: false, platform: 'SHORT_VIDEO' as const });
+  // A retry waits 1–2 s: long enough that the test acts inside it, and that sleeping it out would show.
   const clientOn = (url: string, lines: LogRecord[] = []) =>
     createUpstreamClient({
       baseUrl: url,
       token: 'test-token',
       timeoutMs: 5_000,
       retries: 2,
-      retryBaseMs: 200,
+      retryBaseMs: 2_000,
       concurrency: 2,
       endpoint: 'v1',
       logger: createLogger({ level: 'debug', write: (line) => lines.push(JSON.parse(line) as LogRecord) }),
@@ -168,10 +169,11 @@ describe('UpstreamClient close() and destroy()', () => {
 
   it('close() waits for a call sleeping between attempts: its retry goes out and it answers', async () => {
     const upstream = await startFakeUpstream((request) => (request.nth === 1 ? reply.business(301) : reply.ok()));
-    const client = clientOn(upstream.url);
+    const lines: LogRecord[] = [];
+    const client = clientOn(upstream.url, lines);
     const call = client.fetchLinkStructure(shortVideo('1'));
-    await waitFor(() => upstream.calls() === 1);
-    await new Promise((resolve) => setTimeout(resolve, 30)); // answered 301; now in its 100–200 ms backoff
+    // Answered 301, and now in its 1–2 s backoff.
+    await waitFor(() => lines.some((line) => line['msg'] === 'upstream call failed' && line['willRetry'] === true));
     await client.close();
     await expect(call).resolves.toMatchObject({ kolId: '1', summary: { value: 9875885 } });
     expect(upstream.calls()).toBe(2);
@@ -186,12 +188,12 @@ describe('UpstreamClient close() and destroy()', () => {
       () => 'answered',
       (error: unknown) => error,
     );
-    await waitFor(() => upstream.calls() === 1);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await waitFor(() => lines.some((line) => line['msg'] === 'upstream call failed' && line['willRetry'] === true));
     const started = Date.now();
     await client.destroy();
     expect(await call).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
-    expect(Date.now() - started).toBeLessThan(100);
+    // Not after sleeping out the 1–2 s backoff.
+    expect(Date.now() - started).toBeLessThan(500);
     expect(upstream.calls()).toBe(1);
     expect(lines.filter((line) => line.msg === 'upstream call failed' && line['willRetry'] === true)).toHaveLength(1);
     await upstream.close();
