@@ -7,15 +7,15 @@ const unsetIfEmpty = (value: unknown) => (typeof value === 'string' && value.tri
 // Written in decimal digits: Number() would also take `0x1F90`, `1e3` or `0b1`, which no one means in a setting.
 const decimal = (pattern: RegExp, what: string) => (value: unknown) =>
   typeof value === 'string' ? (pattern.test(value.trim()) ? Number(value) : `not ${what}`) : value;
-const wholeNumber = decimal(/^\d+$/, 'a whole number');
-const int = (min: number, fallback: number, max = Number.MAX_SAFE_INTEGER, maxMessage = `must be at most ${max}`) =>
+// A sign is let through, so a negative value is told its bound rather than that it is not a number.
+const wholeNumber = decimal(/^-?\d+$/, 'a whole number');
+const int = (min: number, fallback: number, max?: number, maxMessage = `must be at most ${max}`) =>
   z.preprocess(
     (value) => wholeNumber(unsetIfEmpty(value)),
     z
       .number({ error: (issue) => (issue.code === 'invalid_type' ? 'must be a whole number (decimal digits)' : undefined) })
-      .int()
       .min(min, `must be at least ${min}`)
-      .max(max, maxMessage)
+      .max(max ?? Number.MAX_SAFE_INTEGER, max === undefined ? 'is too large' : maxMessage)
       .default(fallback),
   );
 // Node's timers hold at most 2^31 − 1 ms (about 24.8 days): a longer one fires after 1 ms instead, so it is refused.
@@ -78,7 +78,7 @@ const sharedCache = z.object({
 });
 
 const server = z.object({
-  PORT: int(0, 4000).pipe(z.number().max(65_535)),
+  PORT: int(0, 4000, 65_535),
   HOST: z.preprocess(unsetIfEmpty, z.string().default('0.0.0.0')),
   MAX_KOL_IDS: int(1, 100),
   LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(logLevels).default('info')),
@@ -104,7 +104,7 @@ const list = <T extends z.ZodType<string>>(item: T, noneMessage: string) =>
 // An origin as browsers send it (scheme, host, port; no path, no trailing slash), or `*` alone. Node computes an
 // origin for http(s) only (`null` for chrome-extension://…, capacitor://…), so other schemes are checked by shape.
 const isOrigin = (value: string) => {
-  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+$/i.test(value) || !URL.canParse(value)) return false;
+  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#\s@]+$/i.test(value) || !URL.canParse(value)) return false;
   const url = new URL(value);
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin === value : true;
 };
@@ -115,7 +115,7 @@ const origin = z.string().refine((value) => value === '*' || isOrigin(value), {
 const flag = (fallback: boolean) => z.preprocess(unsetIfEmpty, z.stringbool().default(fallback));
 const seconds = (fallback: number) =>
   z.preprocess(
-    (value) => decimal(/^(\d+\.?\d*|\.\d+)$/, 'a number of seconds')(unsetIfEmpty(value)),
+    (value) => decimal(/^-?(\d+\.?\d*|\.\d+)$/, 'a number of seconds')(unsetIfEmpty(value)),
     z
       .number({ error: (issue) => (issue.code === 'invalid_type' ? 'must be a number of seconds, such as 60 or 0.5' : undefined) })
       .min(0, 'must be at least 0')

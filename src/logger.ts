@@ -85,15 +85,21 @@ export function afterIo(logger: Logger, what: string, work: () => void): void {
 export function redact(text: string, secrets: readonly string[]): string {
   // The known secrets first, whole: the `token=` pattern stops at a quote, backslash or space, and run first it
   // would leave the rest of a token holding one where the whole could no longer be found. The `token=` names are
-  // set aside meanwhile (a JSON line holds no raw U+0001), so a short secret inside the word cannot break the pattern.
+  // set aside meanwhile (a JSON line holds no raw U+0001), so a short secret inside the word cannot break the
+  // pattern; not when a secret itself holds `token=` or U+0001, which must then be matched whole as it is.
+  const shield = !secrets.some((secret) => /token=|\u0001/i.test(secret));
   const names: string[] = [];
-  let out = text.replace(tokenName, (name) => {
-    names.push(name);
-    return '\u0001';
-  });
+  let out = shield
+    ? text.replace(tokenName, (name) => {
+        names.push(name);
+        return '\u0001';
+      })
+    : text;
   for (const secret of secrets) out = out.split(secret).join('[REDACTED]');
-  let restored = 0;
-  out = out.replace(/\u0001/g, () => names[restored++] ?? '');
+  if (shield) {
+    let restored = 0;
+    out = out.replace(/\u0001/g, () => names[restored++] ?? '');
+  }
   return out.replace(tokenInQuery, '$1[REDACTED]');
 }
 

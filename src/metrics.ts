@@ -109,6 +109,11 @@ export function createMetrics(sources: MetricSources) {
       help: 'Link-structure lookups the in-memory cache could not answer: passed on to Redis (with REDIS_URL), then the upstream.',
       registers,
     }),
+    cacheSharedHits: new Counter({
+      name: 'xingtu_cache_shared_hits_total',
+      help: 'Link-structure lookups the in-memory cache missed that Redis answered with a fresh entry (no upstream call). Part of xingtu_cache_misses_total.',
+      registers,
+    }),
     cacheJoins: new Counter({
       name: 'xingtu_cache_singleflight_joins_total',
       help: 'Link-structure lookups that shared an upstream call already in flight for the same creator (single-flight).',
@@ -170,6 +175,9 @@ export function recordCacheLookup(metrics: Metrics, outcome: CacheOutcome): void
       break;
     case 'join':
       metrics.cacheJoins.inc();
+      break;
+    case 'redis':
+      metrics.cacheSharedHits.inc();
       break;
     case 'stale':
       metrics.cacheStaleServed.inc();

@@ -62,7 +62,9 @@ describe('configuration', () => {
     // Origins of other schemes, as browsers send them for extensions and app shells.
     const apps = parseEnv({ CORS_ORIGINS: 'chrome-extension://abcdefghijklmnop,capacitor://localhost,http://[::1]:3000' });
     expect(apps.ok && apps.env.CORS_ORIGINS).toEqual(['chrome-extension://abcdefghijklmnop', 'capacitor://localhost', 'http://[::1]:3000']);
-    expect(problemsOf({ CORS_ORIGINS: 'capacitor://localhost/app' })[0]).toMatch(/^CORS_ORIGINS\.0: each entry must be an origin/);
+    for (const value of ['capacitor://localhost/app', 'foo://user:pw@host']) {
+      expect(problemsOf({ CORS_ORIGINS: value })[0]).toMatch(/^CORS_ORIGINS\.0: each entry must be an origin/);
+    }
   });
 
   it('accepts REDIS_URL only in full (redis://host…), since a malformed one hides its password from redaction', () => {
@@ -84,10 +86,13 @@ describe('configuration', () => {
     ]);
     const padded = parseEnv({ PORT: ' 8080 ', BREAKER_COOLDOWN_SECONDS: '0.5', JUSTONEAPI_TOKEN: 'tok_from_a_file\n' });
     expect(padded.ok && [padded.env.PORT, padded.env.BREAKER_COOLDOWN_SECONDS, padded.env.JUSTONEAPI_TOKEN]).toEqual([8080, 0.5, 'tok_from_a_file']);
-    expect(problemsOf({ CACHE_MAX_ENTRIES: '1000001', UPSTREAM_CONCURRENCY: '0' })).toEqual([
+    expect(problemsOf({ CACHE_MAX_ENTRIES: '1000001', UPSTREAM_CONCURRENCY: '-1', PORT: '70000', MAX_KOL_IDS: '99999999999999999999' })).toEqual([
       'UPSTREAM_CONCURRENCY: must be at least 1',
       'CACHE_MAX_ENTRIES: must be at most 1000000',
+      'PORT: must be at most 65535',
+      'MAX_KOL_IDS: is too large',
     ]);
+    expect(problemsOf({ BREAKER_COOLDOWN_SECONDS: '-1' })).toEqual(['BREAKER_COOLDOWN_SECONDS: must be at least 0']);
     const fractions = ['.5', '5.', '0.25'].map((value) => {
       const parsed = parseEnv({ BREAKER_COOLDOWN_SECONDS: value });
       return parsed.ok && parsed.env.BREAKER_COOLDOWN_SECONDS;

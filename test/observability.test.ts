@@ -134,6 +134,7 @@ describe('GET /metrics', () => {
         'xingtu_cache_entries gauge',
         'xingtu_cache_hits_total counter',
         'xingtu_cache_misses_total counter',
+        'xingtu_cache_shared_hits_total counter',
         'xingtu_cache_singleflight_joins_total counter',
         'xingtu_cache_stale_served_total counter',
         'xingtu_graphql_errors_total counter',
@@ -481,6 +482,10 @@ describe('the upstream token', () => {
     logger.warn('upstream said', { url: 'GET /x?token=rotated-old-value&kolId=1' });
     expect(lines[0]).not.toContain('rotated-old-value');
     expect(JSON.parse(lines[0]!)).toMatchObject({ url: 'GET /x?token=[REDACTED]&kolId=1' });
+    // And a secret that itself holds `token=` is still matched whole.
+    const own: string[] = [];
+    createLogger({ level: 'debug', secrets: ['my token=ab cd'], write: (line) => own.push(line) }).warn('said', { text: 'pw is my token=ab cd end' });
+    expect(JSON.parse(own[0]!)).toMatchObject({ text: 'pw is [REDACTED] end' });
   });
 
   it('appears in no log line, metric or response, even when the upstream quotes it back', async () => {

@@ -148,6 +148,7 @@ describe('REDIS_URL: replicas share one cache', () => {
     // the metrics one in-memory miss that Redis answered, so the README's hit ratio (memory or Redis) comes out at 1.
     const metrics = await scrapeMetrics(b.app);
     expect(sample(metrics, 'xingtu_cache_misses_total')).toBe(1);
+    expect(sample(metrics, 'xingtu_cache_shared_hits_total')).toBe(1);
     expect(sample(metrics, 'xingtu_cache_hits_total')).toBe(0);
     expect(sample(metrics, 'xingtu_redis_events_total', { event: 'redis_hit' })).toBe(1);
 
