@@ -51,12 +51,13 @@ export function createLogger(options: LoggerOptions, bound: LogFields = {}): Log
         }),
     ),
   ].sort((a, b) => b.length - a.length);
+  const redact = redactor(secrets);
   const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
 
   const log = (level: Exclude<LogLevel, 'silent'>, message: string, fields?: LogFields) => {
     if (rank[level] < threshold) return;
     const line = JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...bound, ...fields }, errorReplacer);
-    write(redact(line, secrets));
+    write(redact(line));
   };
 
   return {
@@ -82,25 +83,30 @@ export function afterIo(logger: Logger, what: string, work: () => void): void {
   });
 }
 
-export function redact(text: string, secrets: readonly string[]): string {
-  // The known secrets first, whole: the `token=` pattern stops at a quote, backslash or space, and run first it
-  // would leave the rest of a token holding one where the whole could no longer be found. The `token=` names are
-  // set aside meanwhile (a JSON line holds no raw U+0001), so a short secret inside the word cannot break the
-  // pattern; not when a secret itself holds `token=` or U+0001, which must then be matched whole as it is.
+/**
+ * What a line goes through before it is written. The known secrets first, whole: the `token=` pattern stops at a
+ * quote, backslash or space, and run first it would leave the rest of a token holding one where the whole could no
+ * longer be found. The `token=` names are set aside meanwhile (a JSON line holds no raw U+0001), so a short secret
+ * inside the word cannot break the pattern; not when a secret itself holds `token=` or U+0001, which must then be
+ * matched whole as it is. Which of the two applies depends on the secrets alone: decided once, not per line.
+ */
+function redactor(secrets: readonly string[]): (text: string) => string {
   const shield = !secrets.some((secret) => /token=|\u0001/i.test(secret));
-  const names: string[] = [];
-  let out = shield
-    ? text.replace(tokenName, (name) => {
-        names.push(name);
-        return '\u0001';
-      })
-    : text;
-  for (const secret of secrets) out = out.split(secret).join('[REDACTED]');
-  if (shield) {
-    let restored = 0;
-    out = out.replace(/\u0001/g, () => names[restored++] ?? '');
-  }
-  return out.replace(tokenInQuery, '$1[REDACTED]');
+  return (text) => {
+    const names: string[] = [];
+    let out = shield
+      ? text.replace(tokenName, (name) => {
+          names.push(name);
+          return '\u0001';
+        })
+      : text;
+    for (const secret of secrets) out = out.split(secret).join('[REDACTED]');
+    if (shield) {
+      let restored = 0;
+      out = out.replace(/\u0001/g, () => names[restored++] ?? '');
+    }
+    return out.replace(tokenInQuery, '$1[REDACTED]');
+  };
 }
 
 function errorReplacer(_key: string, value: unknown): unknown {
