@@ -26,8 +26,8 @@ const gateway = createGateway(env, {
   upstream: simulator ? { baseUrl: simulator.url, token: 'demo' } : { baseUrl: env.JUSTONEAPI_BASE_URL, token: token ?? '' },
 });
 
-const server = createServer(gateway.app);
-const keepAlive = keepAliveDrain(server);
+const keepAlive = keepAliveDrain();
+const server = createServer({ ServerResponse: keepAlive.ServerResponse }, gateway.app);
 // A HOST that does not resolve, a PORT already taken or not ours to bind: said in one line, exit 1 (not a stack trace).
 server.on('error', (error: NodeJS.ErrnoException) => {
   logger.error('cannot listen', { host: env.HOST, port: env.PORT, code: error.code, error: error.message });
