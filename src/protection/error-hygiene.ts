@@ -8,12 +8,11 @@ const suggestion = /\s*Did you mean [^?]*\?/g;
 /**
  * A code for the errors graphql-js raises without one (Yoga codes its own, and every gateway error has one), so
  * no error reaches a client, a log line or `xingtu_graphql_errors_total` as UNKNOWN: variables that fail
- * coercion and arguments that do at execution are the client's input; an operation type the schema lacks
- * (mutation, subscription) is a document that cannot run here.
+ * coercion and arguments that do at execution are the client's input. (An operation type the schema lacks never
+ * gets this far: the cost check refuses it, coded, before execution.)
  */
-function codeFor(message: string): { code: string; retryable?: boolean } | undefined {
+function codeFor(message: string): { code: string; retryable: boolean } | undefined {
   if (message.startsWith('Variable "$') || message.startsWith('Argument "')) return { code: 'BAD_USER_INPUT', retryable: false };
-  if (message.startsWith('Schema is not configured to execute ')) return { code: 'GRAPHQL_VALIDATION_FAILED' };
   return undefined;
 }
 

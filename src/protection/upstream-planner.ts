@@ -77,17 +77,13 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
       // tens of thousands of levels deep, which fits in a small body, would overflow the stack.
       const tooDeep = variableNestedTooDeep(args.variableValues);
       if (tooDeep !== undefined) {
-        return {
-          requests: [],
-          errors: [],
-          requestErrors: [
-            codedError('BAD_USER_INPUT', {
-              message: `Variable "$${tooDeep}" is nested more than ${maxVariableDepth} levels deep.`,
-              variable: tooDeep,
-              http: { status: 400 },
-            }),
-          ],
-        };
+        return refused([
+          codedError('BAD_USER_INPUT', {
+            message: `Variable "$${tooDeep}" is nested more than ${maxVariableDepth} levels deep.`,
+            variable: tooDeep,
+            http: { status: 400 },
+          }),
+        ]);
       }
       const key = keyOf(args);
       const known = remembered.get(key);
@@ -98,19 +94,15 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
       // graphql-js validates a mutation's fields against a type that does not exist (so finds nothing wrong), and
       // execution then answers it with `data: null` and HTTP 200: refused here as the validation error it is.
       if (!args.schema.getRootType(operation.operation)) {
-        return {
-          requests: [],
-          errors: [],
-          requestErrors: [
-            new GraphQLError(`This gateway answers queries only: its schema has no ${operation.operation} type.`, {
-              nodes: operation,
-              extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400 } },
-            }),
-          ],
-        };
+        return refused([
+          new GraphQLError(`This gateway answers queries only: its schema has no ${operation.operation} type.`, {
+            nodes: operation,
+            extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400 } },
+          }),
+        ]);
       }
       const requestErrors = inexactIdVariables(operation, args.variableValues ?? {});
-      if (requestErrors.length > 0) return { requests: [], errors: [], requestErrors };
+      if (requestErrors.length > 0) return refused(requestErrors);
       const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], args.variableValues ?? {});
       if (coerced.errors) return undefined;
       const fragments = new Map<string, FragmentDefinitionNode>();
@@ -129,6 +121,9 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
 }
 
 export type UpstreamPlanner = ReturnType<typeof createUpstreamPlanner>;
+
+/** A plan for a request that cannot run at all: no calls, and errors for the whole request (HTTP 400, no data). */
+const refused = (requestErrors: GraphQLError[]): UpstreamPlan => ({ requests: [], errors: [], requestErrors });
 
 /** Far deeper than any input of the schema needs (`_entities` representations, the deepest, are 3 levels). */
 const maxVariableDepth = 32;
