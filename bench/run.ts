@@ -180,6 +180,13 @@ async function load(url: string, query: string, durationSeconds: number) {
   return { requestsPerSecond: result.requests.total / durationSeconds, latencyP50Ms: result.latency.p50, latencyP99Ms: result.latency.p99 };
 }
 
+/** How long `run` took, in milliseconds. */
+async function timed(run: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await run();
+  return performance.now() - started;
+}
+
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -251,11 +258,6 @@ async function missLatency(gateway: Server, proxy: Server, nodeProxy: Server, up
   const viaBareProxy = () => post(proxy.url, missQuery, { kolId: String((next += 1)) });
   const viaNodeProxy = () => post(nodeProxy.url, missQuery, { kolId: String((next += 1)) });
   const everyPath = () => Promise.all([direct(), viaGateway(), viaBareProxy(), viaNodeProxy()]);
-  const timed = async (run: () => Promise<unknown>) => {
-    const started = performance.now();
-    await run();
-    return performance.now() - started;
-  };
   // Warm up every path without upstream latency, then with it. V8 optimises a function only after it has run
   // many times: after 300 misses the gateway was still compiling functions of the miss path, so the figure
   // was that of a server's first minute, not a running one's (--trace-opt: new optimisations until ~3,000).
@@ -321,11 +323,7 @@ async function missLatency(gateway: Server, proxy: Server, nodeProxy: Server, up
  */
 async function idlePenalty(bareYoga: Server, plainNode: Server) {
   const pause = () => new Promise((resolve) => setTimeout(resolve, config.upstreamLatencyMs));
-  const roundTrip = async (server: Server) => {
-    const started = performance.now();
-    await post(server.url, '{ hello }');
-    return performance.now() - started;
-  };
+  const roundTrip = (server: Server) => timed(() => post(server.url, '{ hello }'));
   for (let index = 0; index < config.missWarmup / 5; index += 1) await Promise.all([roundTrip(bareYoga), roundTrip(plainNode)]);
   const samples = { yogaIdle: [] as number[], yogaBusy: [] as number[], nodeIdle: [] as number[], nodeBusy: [] as number[] };
   for (let index = 0; index < config.missSamples; index += 1) {
