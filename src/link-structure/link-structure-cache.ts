@@ -123,7 +123,11 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const pending = inFlight.get(key) ?? planned?.get(key);
       if (pending) {
         report('join');
-        return pending;
+        // Served stale too when the call it joined ended in an expired copy: counted per answer, as the leader's is.
+        return pending.then((value) => {
+          if (value.stale) report('stale');
+          return value;
+        });
       }
       report('miss');
       let sourced = false;
