@@ -110,6 +110,23 @@ describe('account-level circuit breaker', () => {
     expect(upstream.calls()).toBe(3);
   });
 
+  it.each([
+    [301, 'UPSTREAM_COLLECTION_FAILED'],
+    [400, 'BAD_USER_INPUT'],
+  ])('half-open: a probe answered business code %i (about its creator) closes the breaker; the client sees that code', async (code, errorCode) => {
+    const { upstream, gateway } = await setUp(() => reply.business(601), { BREAKER_COOLDOWN_SECONDS: '0.2', UPSTREAM_RETRY_BASE_MS: '1' });
+    await gateway.query(creators(['1']));
+    await sleep(250);
+    upstream.setBehaviour((request) => (request.kolId === '2' ? reply.business(code) : reply.ok()));
+    const probe = await gateway.query(creators(['2']));
+    // Its own code, not the account's 601: a 301 is retried as usual (three attempts), not failed fast by a re-opened breaker.
+    expect(probe.body.errors![0]!.extensions).toMatchObject({ code: errorCode, upstreamCode: code });
+    expect(upstream.calls('2')).toBe(code === 301 ? 3 : 1);
+    expect((await ready(gateway)).body.breaker).toBe('closed');
+    const next = await gateway.query(creators(['3']));
+    expect(next.body.errors).toBeUndefined();
+  });
+
   it('a request already waiting out a 302 pause fails fast when the breaker opens, instead of sleeping the pause out', async () => {
     const { upstream, gateway } = await setUp(
       (request) =>

@@ -31,7 +31,7 @@ const regularCall: Admission = { probe: false };
 /**
  * An account-level circuit breaker: after an account failure it stops all upstream calls for a
  * cool-down and answers with that failure's code instead; then one probe call goes out, whose
- * success (or a code-0 answer that failed only for its creator) closes the breaker and whose failure opens it again.
+ * success (or an answer that failed only for its creator: `accountServed`) closes the breaker and whose failure opens it again.
  */
 export class CircuitBreaker {
   #state: BreakerState = 'closed';
@@ -91,7 +91,7 @@ export class CircuitBreaker {
     if (admission.probe) this.#probing = false;
     if (!this.enabled) return;
     if (isAccountFailure(error)) this.#open(error);
-    // A creator's own failure inside a code-0 answer shows the account is served again: what the probe was asking.
+    // A creator's own failure (inside a code-0 answer, or code 301/400) shows the account is served again: what the probe was asking.
     else if (admission.probe && error.accountServed) this.#transition('closed');
     else if (admission.probe) this.#open(this.#cause ?? error);
   }

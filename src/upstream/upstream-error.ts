@@ -63,10 +63,17 @@ const businessCodes: Record<number, ErrorCode> = {
   601: 'UPSTREAM_INSUFFICIENT_BALANCE',
 };
 
+/**
+ * Codes about one creator's request that Just One API only gives once it has accepted the account: collection
+ * failed (301) and invalid parameters (400). A circuit breaker's probe answered so has its answer: the account is served.
+ */
+const creatorCodes: ReadonlySet<number> = new Set([301, 400]);
+
 export function upstreamCodeToError(upstreamCode: number, upstreamMessage: string | null | undefined): UpstreamError {
   const code = businessCodes[upstreamCode] ?? 'UPSTREAM_ERROR';
   return new UpstreamError(code, `upstream business code ${upstreamCode}: ${upstreamMessage ?? '(no message)'}`, {
     upstreamCode,
     businessCode: upstreamCode,
+    accountServed: creatorCodes.has(upstreamCode),
   });
 }
