@@ -21,7 +21,7 @@ export const CreatorRef = builder.objectRef<CreatorModel>('Creator').implement({
       args: {
         acceptCache: t.arg.boolean({
           description:
-            'Let the upstream answer from its own cache (cheaper and faster, possibly older). Default false. Only the deprecated v1 upstream endpoint takes it; the replacement ignores it.',
+            'Let the upstream answer from its own cache (possibly older; the upstream documents it only as "Enable cache"). Default false. Only the deprecated v1 upstream endpoint takes it; the replacement ignores it.',
         }),
         platform: t.arg({
           type: CreatorPlatformRef,

@@ -36,11 +36,13 @@ export const LinkSummaryRef = builder.objectRef<LinkSummary>('LinkSummary').impl
     value: t.expose('value', { type: 'SafeInt', description: 'Monthly connected users, the total of the four stages.' }),
     rankPercent: t.exposeFloat('rankPercent', {
       nullable: true,
-      description: 'Rank percentile among creators of the same industry, 0 to 1 (smaller is better ranked).',
+      description:
+        'Rank percentile among creators of the same industry, as the upstream gives it (e.g. 0.0461); the upstream does not document its scale or direction.',
     }),
     relativeRatio: t.exposeFloat('relativeRatio', {
       nullable: true,
-      description: 'Ratio of this creator’s connected users against the industry benchmark.',
+      description:
+        'Ratio of this creator’s connected users against the industry, as the upstream gives it (e.g. 0.7881); the upstream does not document the benchmark.',
     }),
   }),
 });

@@ -22,7 +22,7 @@ const userCount = z.number().int().nonnegative();
 const bucketSchema = z.object({
   value: userCount,
   proportion: z.number(),
-  // A median of an even number of creators may fall halfway between two counts: rounded below.
+  // A median of an even number of creators may fall halfway between two counts: rounded to the nearest (toCount).
   same_industry_median: z.number().nonnegative(),
 });
 
