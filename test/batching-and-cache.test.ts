@@ -22,9 +22,9 @@ describe('one operation, one upstream call per creator', () => {
     expect(upstream.calls()).toBe(3);
   });
 
-  it('treats acceptCache true and false as different requests', async () => {
-    const { upstream, gateway } = await setUp();
-    await gateway.query(/* GraphQL */ `
+  it('answers acceptCache: true with the fresh answer (or call) for the same creator, never the other way round', async () => {
+    const { upstream, gateway } = await setUp({ RATE_LIMIT_PER_MINUTE: '2' });
+    const { body } = await gateway.query(/* GraphQL */ `
       {
         creator(kolId: "7") {
           fresh: linkStructure { fetchedAt }
@@ -33,7 +33,20 @@ describe('one operation, one upstream call per creator', () => {
         }
       }
     `);
-    expect(upstream.requests.map((request) => request.acceptCache).sort()).toEqual(['false', 'true']);
+    // The request that lets the upstream answer from its cache joins the call for a fresh answer.
+    expect(body.data.creator.cached).toEqual(body.data.creator.fresh);
+    expect(upstream.requests.map((request) => request.acceptCache)).toEqual(['false']);
+    // Later too, and it costs nothing: the client's rate limit (2 calls, one spent above on what was charged as two
+    // requests) would refuse a charged operation.
+    const later = await gateway.query('{ creator(kolId: "7") { linkStructure(acceptCache: true) { fetchedAt } } }');
+    expect(later.body.errors).toBeUndefined();
+    expect(later.body.data.creator.linkStructure.fetchedAt).toBe(body.data.creator.fresh.fetchedAt);
+    expect(upstream.calls()).toBe(1);
+    // An answer the upstream may have taken from its cache does not do for a request that wants a fresh one.
+    const other = await setUp();
+    await other.gateway.query('{ creator(kolId: "8") { linkStructure(acceptCache: true) { fetchedAt } } }');
+    await other.gateway.query('{ creator(kolId: "8") { linkStructure { fetchedAt } } }');
+    expect(other.upstream.requests.map((request) => request.acceptCache)).toEqual(['true', 'false']);
   });
 
   it('fans a batch out with at most UPSTREAM_CONCURRENCY calls in flight', async () => {

@@ -98,6 +98,22 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
   const inFlight = new Map<string, Promise<LinkStructure>>();
 
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
+  /**
+   * The key of the request whose answer also does for this one, if any: a request that lets the upstream answer from
+   * its own cache (`acceptCache`) takes the gateway's fresh answer (or the call in flight for it) just as well.
+   */
+  const substituteKey = (request: LinkStructureRequest) =>
+    request.acceptCache ? linkStructureRequestKey({ ...request, acceptCache: false }) : undefined;
+  /** Its own entry if fresh (until `until`), else the substitute's if that is. Uses `peek` when `quiet` (no recency update). */
+  const freshEntry = (key: string, substitute: string | undefined, until: number, quiet = false) => {
+    const own = quiet ? entries?.peek(key) : entries?.get(key);
+    if (own && until < own.freshUntil) return own;
+    if (substitute === undefined) return undefined;
+    const other = quiet ? entries?.peek(substitute) : entries?.get(substitute);
+    return other && until < other.freshUntil ? other : undefined;
+  };
+  const pendingCall = (key: string, substitute: string | undefined, planned: PlannedJoins | undefined) =>
+    inFlight.get(key) ?? planned?.get(key) ?? (substitute === undefined ? undefined : (inFlight.get(substitute) ?? planned?.get(substitute)));
 
   return {
     load(asked, observe, planned) {
@@ -107,8 +123,9 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         observe?.(outcome);
       };
       const key = linkStructureRequestKey(request);
-      const cached = entries?.get(key);
-      if (cached && Date.now() < cached.freshUntil) {
+      const substitute = substituteKey(request);
+      const cached = freshEntry(key, substitute, Date.now());
+      if (cached) {
         if (cached.fromShared) {
           // Put there moments ago by the cost check's Redis read: for the metrics an in-memory miss Redis answered,
           // as when the load reads Redis itself, so hits + misses + joins still counts every lookup.
@@ -120,7 +137,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         }
         return Promise.resolve(cached.value);
       }
-      const pending = inFlight.get(key) ?? planned?.get(key);
+      const pending = pendingCall(key, substitute, planned);
       if (pending) {
         report('join');
         // Served stale too when the call it joined ended in an expired copy: counted per answer, as the leader's is.
@@ -167,11 +184,11 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
     peek(asked) {
       const request = canonical(asked);
       const key = linkStructureRequestKey(request);
-      const kept = entries?.peek(key);
+      const substitute = substituteKey(request);
       const now = Date.now();
-      if (kept && now < kept.freshUntil) return 'fresh';
-      if (inFlight.has(key)) return 'in-flight';
-      return kept && usable(kept, now) ? 'stale' : 'absent';
+      if (freshEntry(key, substitute, now, true)) return 'fresh';
+      if (pendingCall(key, substitute, undefined)) return 'in-flight';
+      return usable(entries?.peek(key), now) ? 'stale' : 'absent';
     },
     upstreamCallsFor(asked, planned) {
       const distinct = new Map(asked.map((request) => canonical(request)).map((request) => [linkStructureRequestKey(request), request]));
@@ -179,9 +196,9 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         const now = Date.now();
         const needed: LinkStructureRequest[] = [];
         for (const [key, request] of distinct) {
-          const kept = entries?.peek(key);
-          if (kept && now + planMarginMs < kept.freshUntil) continue;
-          const pending = inFlight.get(key) ?? planned?.get(key);
+          const substitute = substituteKey(request);
+          if (freshEntry(key, substitute, now + planMarginMs, true)) continue;
+          const pending = pendingCall(key, substitute, planned);
           if (!pending) needed.push(request);
           else planned?.set(key, pending);
         }
