@@ -88,7 +88,7 @@ export function createApp(deps: AppDeps): App {
     },
     plugins: [
       // First, so its clock and request id wrap everything the other plugins do (refusals included).
-      useRequestObserver({ logger: deps.logger, metrics: deps.metrics }),
+      useRequestObserver({ logger: deps.logger, metrics: deps.metrics, apiKeys: protection.apiKeys }),
       ...(protection.graphiql ? [graphiql.plugin] : []),
       useHealth(deps.mode, deps.readiness),
       useReadiness(deps.readiness),

@@ -101,6 +101,10 @@ describe('GATEWAY_API_KEYS', () => {
     expect((await ask('72')).status).toBe(429);
     const line = limited.logs.find((logged) => logged['msg'] === 'rate limited');
     expect(line).toMatchObject({ client: 'key:2', upstreamCalls: 1 });
+    // Every GraphQL request's line names its client the same way: who spent what.
+    await new Promise((resolve) => setImmediate(resolve));
+    const requests = limited.logs.filter((logged) => logged['msg'] === 'request');
+    expect(requests.map((logged) => logged['client'])).toEqual(['key:2', 'key:2']);
     await limited.close();
   });
 

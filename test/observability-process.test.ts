@@ -39,6 +39,8 @@ describe('npm start: observability', () => {
         expect.objectContaining({
           level: 'info',
           requestId: 'proc-check-1',
+          // No keys configured: the client is named by its TCP peer, as the rate limiter charges it.
+          client: 'ip:127.0.0.1',
           operation: 'Pair',
           outcome: 'partial',
           upstreamCalls: 2,

@@ -258,6 +258,8 @@ describe('request log', () => {
       path: '/graphql',
       status: 200,
       durationMs: expect.any(Number),
+      // In-process (app.fetch) there is no TCP peer; over HTTP it is the peer's address (observability-process.test.ts).
+      client: 'ip:unknown',
       operation: 'Batch',
       outcome: 'partial',
       upstreamCalls: 3,
@@ -288,6 +290,19 @@ describe('request log', () => {
     const byId = Object.fromEntries(requestLines(gateway).map((line) => [line['requestId'], line]));
     expect(byId['a']).toMatchObject({ upstreamCalls: 1, cacheJoins: 0, operation: null, outcome: 'success' });
     expect(byId['b']).toMatchObject({ upstreamCalls: 0, cacheJoins: 1 });
+  });
+
+  it('logs no error code a 406 answer did not carry (its body is empty)', async () => {
+    const { gateway } = await setUp(undefined, { GRAPHIQL: 'false' });
+    // A browser-like GET that accepts HTML only, with GraphiQL off: the CSRF check refuses it, and Yoga, finding
+    // no media type the client accepts for that error, answers 406 with no body.
+    const response = await gateway.app.fetch('http://gateway.test/graphql?query=%7B__typename%7D', { headers: { accept: 'text/html' } });
+    expect(response.status).toBe(406);
+    expect(await response.text()).toBe('');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(requestLines(gateway)).toEqual([expect.objectContaining({ status: 406, outcome: 'error', errorCodes: [] })]);
+    const text = await (await gateway.app.fetch('http://gateway.test/metrics')).text();
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'CSRF_HEADER_REQUIRED' }) ?? 0).toBe(0);
   });
 
   it('logs a request that fails before execution, with its error code', async () => {

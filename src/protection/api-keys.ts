@@ -13,6 +13,14 @@ export interface ApiKeys {
   identify(headers: Headers): string | undefined;
 }
 
+/**
+ * Who a request is charged to and logged as: its API key's identity when the key is valid, else `ip:<TCP peer>`
+ * (behind a proxy, the proxy's address).
+ */
+export function clientOf(apiKeys: ApiKeys, headers: Headers, remoteAddress: string | undefined): string {
+  return apiKeys.identify(headers) ?? `ip:${remoteAddress ?? 'unknown'}`;
+}
+
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
 /**
