@@ -209,8 +209,31 @@ describe('CORS_ORIGINS', () => {
       expect(allowed.headers.get('access-control-allow-origin')).toBe('https://bi.example');
       expect(allowed.headers.get('access-control-allow-headers')).toContain('authorization');
       expect(allowed.headers.get('access-control-allow-credentials')).toBeNull();
-      const { headers } = await post(gateway, { origin: 'https://evil.example' });
-      expect(headers.get('access-control-allow-origin')).not.toBe('https://evil.example');
+      expect((await post(gateway, { origin: 'https://app.example' })).headers.get('access-control-allow-origin')).toBe('https://app.example');
+      // Not `null` either: a browser matches it for sandboxed iframes and data: pages, which any site can make.
+      for (const origin of ['https://evil.example', 'null']) {
+        expect((await post(gateway, { origin })).headers.get('access-control-allow-origin')).toBeNull();
+        expect((await preflight(gateway, origin)).headers.get('access-control-allow-origin')).toBeNull();
+      }
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('one origin listed: only it gets CORS headers', async () => {
+    const gateway = createTestGateway(upstream.url, { CORS_ORIGINS: 'https://app.example' });
+    try {
+      expect((await preflight(gateway, 'https://app.example')).headers.get('access-control-allow-origin')).toBe('https://app.example');
+      expect((await post(gateway, { origin: 'https://evil.example' })).headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('*: any origin, echoed', async () => {
+    const gateway = createTestGateway(upstream.url, { CORS_ORIGINS: '*' });
+    try {
+      expect((await post(gateway, { origin: 'https://any.example' })).headers.get('access-control-allow-origin')).toBe('https://any.example');
     } finally {
       await gateway.close();
     }

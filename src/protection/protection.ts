@@ -42,18 +42,28 @@ export function protectionServerOptions(protection: Protection): Pick<YogaServer
   return {
     // One operation per HTTP request: an array of operations would multiply every per-operation limit.
     batching: false,
-    cors:
-      protection.corsOrigins.length === 0
-        ? false
-        : {
-            origin: [...protection.corsOrigins],
-            methods: ['GET', 'POST'],
-            allowedHeaders: ['content-type', 'accept', ...preflightHeaders],
-            // Keys travel in headers, never cookies: no credentialed cross-origin requests.
-            credentials: false,
-            maxAge: 600,
-          },
+    cors: corsFor(protection.corsOrigins),
   };
+}
+
+/**
+ * CORS headers for the listed origins only. Given a list, Yoga answers an origin not on it with
+ * `Access-Control-Allow-Origin: null`, which a browser takes as a match for any sandboxed iframe or `data:` page:
+ * any site could read the answers. An origin not listed gets no CORS headers at all.
+ */
+function corsFor(origins: readonly string[]): YogaServerOptions<object, object>['cors'] {
+  if (origins.length === 0) return false;
+  const options = {
+    origin: [...origins],
+    methods: ['GET', 'POST'],
+    allowedHeaders: ['content-type', 'accept', ...preflightHeaders],
+    // Keys travel in headers, never cookies: no credentialed cross-origin requests.
+    credentials: false,
+    maxAge: 600,
+  };
+  if (origins.includes('*')) return options;
+  const listed = new Set(origins);
+  return (request: Request) => (listed.has(request.headers.get('origin') ?? '') ? options : false);
 }
 
 /**
