@@ -1,7 +1,6 @@
-import { createServer } from 'node:http';
 import { loadEnv } from './env.js';
 import { createGateway } from './gateway.js';
-import { keepAliveDrain } from './keep-alive-drain.js';
+import { createHttpServer } from './http-server.js';
 import { createLogger } from './logger.js';
 import { startSimulator } from './upstream/simulator.js';
 
@@ -26,8 +25,7 @@ const gateway = createGateway(env, {
   upstream: simulator ? { baseUrl: simulator.url, token: 'demo' } : { baseUrl: env.JUSTONEAPI_BASE_URL, token: token ?? '' },
 });
 
-const keepAlive = keepAliveDrain();
-const server = createServer({ ServerResponse: keepAlive.ServerResponse }, gateway.app);
+const { server, drain } = createHttpServer(gateway.app, { logger });
 // A HOST that does not resolve, a PORT already taken or not ours to bind: said in one line, exit 1 (not a stack trace).
 server.on('error', (error: NodeJS.ErrnoException) => {
   logger.error('cannot listen', { host: env.HOST, port: env.PORT, code: error.code, error: error.message });
@@ -52,7 +50,7 @@ async function shutdown(signal: string) {
   stopping = true;
   const deadline = Date.now() + env.SHUTDOWN_TIMEOUT_MS;
   logger.info('shutting down: no new connections, finishing requests in flight', { signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
-  keepAlive.drain();
+  drain();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // A keep-alive connection is closed as soon as its request is answered, not when the client gives up on it.
   const reaper = setInterval(() => server.closeIdleConnections(), 50);

@@ -9,7 +9,7 @@ import type { RequestCost } from './request-cost.js';
 
 export const requestIdHeader = 'x-request-id';
 /** What a caller's request id may be: bounded, and only characters that are safe in a header and a log line. */
-const requestIdPattern = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
+export const requestIdPattern = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
 // Any length: a name past maxOperationNameLength is still that name, cut short in the log and `(other)` in metrics.
 const operationNamePattern = /^[_A-Za-z][_0-9A-Za-z]*$/;
 const leadingOperationName = /^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)/;

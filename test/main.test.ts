@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { reply, startFakeUpstream } from './fake-upstream.js';
@@ -74,6 +75,16 @@ describe('npm start', () => {
       expect(second.text).toBe(first.text);
       // Both answers came from the simulator, not the second from a cache.
       await vi.waitFor(() => expect(gateway.stdout().match(/"msg":"request".*"upstreamCalls":1[,}]/g)).toHaveLength(2));
+      // Served by src/http-server.ts: a Host header that makes no URL is a coded 400, not a 500 with a stack trace.
+      const port = new URL(gateway.url).port;
+      const refused = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        const socket = connect(Number(port), '127.0.0.1', () => socket.end('GET /health HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n'));
+        socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        socket.on('close', () => resolve(text));
+        socket.on('error', reject);
+      });
+      expect(refused).toMatch(/^HTTP\/1\.1 400 [\s\S]*"code":"BAD_REQUEST"/);
     } finally {
       expect(await gateway.stop()).toBe(0);
     }

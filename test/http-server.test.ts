@@ -1,0 +1,85 @@
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createHttpServer } from '../src/http-server.js';
+import { createLogger } from '../src/logger.js';
+import { startFakeUpstream } from './fake-upstream.js';
+import { createTestGateway } from './gateway.js';
+
+/** The real app behind src/http-server.ts on a loopback port, with deadlines short enough for a test. */
+async function serve(timeouts: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {}) {
+  const upstream = await startFakeUpstream();
+  const gateway = createTestGateway(upstream.url);
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({ level: 'info', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const { server } = createHttpServer(gateway.app, { logger, ...timeouts });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onTestFinished(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await gateway.close();
+    await upstream.close();
+  });
+  return { port: (server.address() as AddressInfo).port, lines, upstream };
+}
+
+/** Writes raw bytes (what fetch would refuse to send) and collects what comes back until the server closes. */
+function raw(port: number, chunks: string[], { endAfterMs = 400 }: { endAfterMs?: number } = {}) {
+  return new Promise<{ text: string; closedAfterMs: number }>((resolve, reject) => {
+    const started = Date.now();
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ text, closedAfterMs: Date.now() - started }));
+    socket.on('connect', () => {
+      for (const chunk of chunks) socket.write(chunk);
+      // A complete request is answered; half-close afterwards so a keep-alive socket ends too.
+      if (endAfterMs > 0) setTimeout(() => socket.end(), endAfterMs);
+    });
+  });
+}
+
+describe('the HTTP server (src/http-server.ts)', () => {
+  it.each([
+    ['a Host header that is not a host', 'GET /graphql HTTP/1.1\r\nHost: a b\r\n\r\n'],
+    ['a port that is not a number', 'GET /health HTTP/1.1\r\nHost: x:abc\r\n\r\n'],
+    // With a port in Host, as clients send it: `http://localhost:4000http://…` is not a URL.
+    ['an absolute-form target', 'GET http://evil.example/graphql HTTP/1.1\r\nHost: localhost:4000\r\n\r\n'],
+    ['the asterisk target', 'OPTIONS * HTTP/1.1\r\nHost: localhost:4000\r\n\r\n'],
+  ])('answers %s with a coded 400 and a log line, not a 500 with a stack trace', async (_name, request) => {
+    const { port, lines, upstream } = await serve();
+    const { text } = await raw(port, [request]);
+    const [head, body] = text.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 400 /);
+    expect(head).toMatch(/^x-request-id: \S+/im);
+    expect(JSON.parse(body!)).toEqual({
+      errors: [{ message: expect.stringContaining('do not form a URL'), extensions: { code: 'BAD_REQUEST', retryable: false } }],
+    });
+    expect(text).not.toMatch(/node_modules|\bat \w|TypeError/);
+    expect(lines).toEqual([expect.objectContaining({ msg: 'request', status: 400, errorCodes: ['BAD_REQUEST'] })]);
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('still serves a well-formed request (and one with no Host header)', async () => {
+    const { port } = await serve();
+    const body = JSON.stringify({ query: '{ creator(kolId: "5") { linkStructure { summary { value } } } }' });
+    const post = `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    expect((await raw(port, [post])).text).toMatch(/^HTTP\/1\.1 200 [\s\S]*"summary":\{"value":9875885\}/);
+    // HTTP/1.0 needs no Host: the fetch layer takes the socket's address.
+    expect((await raw(port, ['GET /health HTTP/1.0\r\n\r\n'])).text).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  it('cuts off a client that stalls in its headers or its body (Node waits 60 s and 300 s)', async () => {
+    const { port } = await serve({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const stalledHeaders = await raw(port, ['POST /graphql HTTP/1.1\r\nHost: localhost\r\n'], { endAfterMs: 0 });
+    expect(stalledHeaders.text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(stalledHeaders.closedAfterMs).toBeLessThan(3_000);
+    const stalledBody = await raw(
+      port,
+      ['POST /graphql HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"query":'],
+      { endAfterMs: 0 },
+    );
+    expect(stalledBody.closedAfterMs).toBeLessThan(3_000);
+  });
+});
