@@ -13,7 +13,7 @@ import { protectionPlugins, protectionServerOptions, type Protection } from './p
 import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
 import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
-import { useMalformedParamsAsBadRequest } from './request-params.js';
+import { useAcceptableAnswer, useMalformedParamsAsBadRequest } from './request-params.js';
 import { useRequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
@@ -89,6 +89,8 @@ export function createApp(deps: AppDeps): App {
     plugins: [
       // First, so its clock and request id wrap everything the other plugins do (refusals included).
       useRequestObserver({ logger: deps.logger, metrics: deps.metrics, apiKeys: protection.apiKeys }),
+      // Before the key check and anything that reads the body: a client that cannot take any answer costs nothing.
+      useAcceptableAnswer(),
       ...(protection.graphiql ? [graphiql.plugin] : []),
       useHealth(deps.mode, deps.readiness),
       useReadiness(deps.readiness),

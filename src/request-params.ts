@@ -26,3 +26,38 @@ export function useMalformedParamsAsBadRequest(): Plugin {
     },
   };
 }
+
+/** What Yoga can answer in (its result processors): JSON for a query, and the streaming types. */
+const answerTypes = ['application/graphql-response+json', 'application/json', 'multipart/mixed', 'text/event-stream'].map((type) => type.split('/'));
+
+/**
+ * Whether a request's `Accept` lets Yoga answer it at all, by Yoga's own rule (use-result-processor.js: no header means
+ * any type, a charset other than utf-8 rules a type out, `q` is not read).
+ */
+export function acceptsAnAnswer(accept: string | null): boolean {
+  if (!accept) return true;
+  for (const range of accept.replace(/\s/g, '').toLowerCase().split(',')) {
+    const [type = '', ...params] = range.split(';');
+    const charset = params.find((param) => param.includes('charset='));
+    if (charset !== undefined && charset !== 'charset=utf-8') continue;
+    const [main, sub] = type.split('/');
+    if (answerTypes.some(([answerMain, answerSub]) => (main === '*' || main === answerMain) && (sub === '*' || sub === answerSub))) return true;
+  }
+  return false;
+}
+
+/**
+ * A client whose `Accept` names no type Yoga can answer in gets 406 before its request is parsed. Yoga finds that out
+ * only once it has a result to send: the operation had run, and its upstream calls been paid and charged to the client.
+ */
+export function useAcceptableAnswer(): Plugin {
+  return {
+    onRequestParse({ request }) {
+      if (acceptsAnAnswer(request.headers.get('accept'))) return;
+      // Never sent: no type the client takes can carry it, so Yoga answers 406 with no body.
+      throw new GraphQLError('The Accept header names no media type the gateway answers in.', {
+        extensions: { http: { status: 406 }, code: 'BAD_REQUEST' },
+      });
+    },
+  };
+}

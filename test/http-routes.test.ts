@@ -67,3 +67,37 @@ describe('HTTP routes', () => {
     expect(response.status).toBe(404);
   });
 });
+
+describe('Accept', () => {
+  it('a client that takes no type the gateway answers in gets 406 before anything runs: no upstream call, no charge', async () => {
+    const upstream = await startFakeUpstream();
+    const gateway = createTestGateway(upstream.url, { RATE_LIMIT_PER_MINUTE: '1' });
+    try {
+      const body = JSON.stringify({ query: '{ creator(kolId: "9106") { linkStructure { summary { value } } } }' });
+      const post = (accept?: string) =>
+        gateway.app.fetch('http://gateway.test/graphql', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(accept === undefined ? {} : { accept }) },
+          body,
+        });
+      for (const accept of ['application/xml', 'text/html', 'image/png, text/plain', 'application/json; charset=iso-8859-1']) {
+        const refused = await post(accept);
+        expect(refused.status).toBe(406);
+        expect(await refused.text()).toBe('');
+      }
+      const url = 'http://gateway.test/graphql?query=%7B%20creator(kolId%3A%20%229107%22)%20%7B%20kolId%20%7D%20%7D';
+      expect((await gateway.app.fetch(url, { headers: { accept: 'image/png', 'x-graphql-csrf': '1' } })).status).toBe(406);
+      expect(upstream.calls()).toBe(0);
+      // The client's one call a minute is still there: none of the refused requests was charged.
+      for (const accept of [undefined, '*/*', 'application/*', 'application/graphql-response+json;q=0.9, text/html']) {
+        const answered = await post(accept);
+        expect(answered.status).toBe(200);
+        expect((await answered.json()).errors).toBeUndefined();
+      }
+      expect(upstream.calls()).toBe(1);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
