@@ -13,7 +13,7 @@ import { protectionPlugins, protectionServerOptions, type Protection } from './p
 import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
 import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
-import { useAcceptableAnswer, useMalformedParamsAsBadRequest } from './request-params.js';
+import { useAcceptableAnswer, useMalformedParamsAsBadRequest, useQueryRequired } from './request-params.js';
 import { useRequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
@@ -104,6 +104,7 @@ export function createApp(deps: AppDeps): App {
         onCompile: (operation) => deps.logger.debug('compiled a hot GraphQL document with graphql-jit', { operation: operation ?? null }),
       }),
       useMalformedParamsAsBadRequest(),
+      useQueryRequired(),
       // Last: it wraps whichever request parser the plugins before it chose.
       useRequestBodyLimit(protection.maxRequestBytes),
     ],

@@ -35,6 +35,9 @@ export const errorCatalog = {
   REQUEST_ENTITY_TOO_LARGE: { retryable: false, message: 'Request body too large' },
   OPERATION_RESOLUTION_FAILURE: { retryable: false, message: 'Could not determine what operation to execute.' },
   BAD_REQUEST: { retryable: false, message: 'The HTTP request is not a GraphQL request the gateway accepts.' },
+  // Automatic persisted queries (a hash without the query): Apollo Client's link looks for this exact message, or
+  // the code, and then sends the whole query. The gateway keeps no store of queries to look hashes up in.
+  PERSISTED_QUERY_NOT_SUPPORTED: { retryable: false, message: 'PersistedQueryNotSupported' },
 } as const satisfies Record<string, { retryable: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -1,5 +1,6 @@
 import { GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { codedError } from './errors.js';
 
 /**
  * A GET, or a form POST, carries `variables` and `extensions` as JSON text in its parameters, which Yoga parses
@@ -58,6 +59,24 @@ export function useAcceptableAnswer(): Plugin {
       throw new GraphQLError('The Accept header names no media type the gateway answers in.', {
         extensions: { http: { status: 406 }, code: 'BAD_REQUEST' },
       });
+    },
+  };
+}
+
+/**
+ * A request without a query is not a GraphQL request: HTTP 400 whatever the client accepts (Yoga answers 200 to an
+ * `application/json` client). One that sends a persisted query's hash instead is told the gateway does not take
+ * them, in the form Apollo Client's persisted-query link recognises, so it falls back to sending the query.
+ */
+export function useQueryRequired(): Plugin {
+  return {
+    onParams({ params }) {
+      if (Array.isArray(params) || params.query != null) return;
+      const { extensions } = params as { extensions?: unknown };
+      const persisted = typeof extensions === 'object' && extensions !== null && 'persistedQuery' in extensions;
+      throw persisted
+        ? codedError('PERSISTED_QUERY_NOT_SUPPORTED', { http: { status: 400 } })
+        : codedError('BAD_REQUEST', { message: 'Must provide query string.', http: { status: 400, headers: { Allow: 'GET, POST' } } });
     },
   };
 }

@@ -278,7 +278,7 @@ describe('GRAPHIQL and INTROSPECTION switches', () => {
         {
           message: 'GraphQL introspection has been disabled, but the requested query contained the field "_service".',
           locations: [{ line: 1, column: 3 }],
-          extensions: { code: 'GRAPHQL_VALIDATION_FAILED' },
+          extensions: { code: 'GRAPHQL_VALIDATION_FAILED', retryable: false },
         },
       ],
     });

@@ -127,6 +127,25 @@ describe('bad input is refused before any upstream call', () => {
     expect(upstream.calls()).toBe(0);
   });
 
+  it('answers a request with no query 400 BAD_REQUEST whatever it accepts, and a persisted-query hash PERSISTED_QUERY_NOT_SUPPORTED', async () => {
+    const post = (body: unknown, accept = 'application/json') =>
+      gateway.app.fetch('http://gateway.test/graphql', { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: JSON.stringify(body) });
+    for (const accept of ['application/json', 'application/graphql-response+json', '*/*']) {
+      const response = await post({}, accept);
+      expect(response.status).toBe(400);
+      expect(await response.json()).toEqual({ errors: [{ message: 'Must provide query string.', extensions: { code: 'BAD_REQUEST', retryable: false } }] });
+    }
+    const get = await gateway.app.fetch('http://gateway.test/graphql?query=', { headers: { 'x-graphql-csrf': '1', accept: 'application/json' } });
+    expect(get.status).toBe(400);
+    // What Apollo Client's persisted-query link sends first: the hash alone. Told so, it sends the whole query.
+    const hashOnly = await post({ extensions: { persistedQuery: { version: 1, sha256Hash: 'ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38' } } });
+    expect(hashOnly.status).toBe(400);
+    expect(await hashOnly.json()).toEqual({
+      errors: [{ message: 'PersistedQueryNotSupported', extensions: { code: 'PERSISTED_QUERY_NOT_SUPPORTED', retryable: false } }],
+    });
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('answers variables that are not JSON in a GET or a form POST with 400 BAD_REQUEST, not a 500', async () => {
     const query = encodeURIComponent('query Q($id: ID!) { creator(kolId: $id) { kolId } }');
     const errorLines = () => gateway.logs.filter((line) => line['level'] === 'error').length;
@@ -139,7 +158,7 @@ describe('bad input is refused before any upstream call', () => {
     });
     for (const response of [get, form]) {
       expect(response.status).toBe(400);
-      expect(((await response.json()) as { errors: Array<{ extensions: unknown }> }).errors[0]!.extensions).toEqual({ code: 'BAD_REQUEST' });
+      expect(((await response.json()) as { errors: Array<{ extensions: unknown }> }).errors[0]!.extensions).toEqual({ code: 'BAD_REQUEST', retryable: false });
     }
     expect(errorLines()).toBe(before);
     // Well-formed, the same GET works.

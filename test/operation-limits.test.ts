@@ -83,7 +83,7 @@ describe('query limits, refused before execution with a coded error', () => {
     } as RequestInit);
     for (const response of [sized, streamed]) {
       expect(response.status).toBe(413);
-      expect(await response.json()).toEqual({ errors: [{ message: 'Request body too large', extensions: { code: 'REQUEST_ENTITY_TOO_LARGE' } }] });
+      expect(await response.json()).toEqual({ errors: [{ message: 'Request body too large', extensions: { code: 'REQUEST_ENTITY_TOO_LARGE', retryable: false } }] });
     }
     expect(upstream.calls()).toBe(0);
   });
@@ -108,7 +108,7 @@ describe('query limits, refused before execution with a coded error', () => {
       body: '{"query": bad',
     });
     expect(response.status).toBe(400);
-    expect(await response.json()).toEqual({ errors: [{ message: 'POST body sent invalid JSON.', extensions: { code: 'BAD_REQUEST' } }] });
+    expect(await response.json()).toEqual({ errors: [{ message: 'POST body sent invalid JSON.', extensions: { code: 'BAD_REQUEST', retryable: false } }] });
     expect(upstream.calls()).toBe(0);
   });
 

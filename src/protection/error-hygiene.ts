@@ -21,12 +21,19 @@ function codeFor(message: string): { code: string; retryable: boolean } | undefi
  * execution, a plugin), so it also covers errors that never reach maskError:
  * - no `extensions.originalError`: Yoga's JSON parser puts the parser's own message there;
  * - with `hideSuggestions` (INTROSPECTION=false), no "Did you mean …?": it names fields, arguments, types and enum values;
- * - an `extensions.code` where graphql-js gave none (`codeFor`).
+ * - an `extensions.code` where graphql-js gave none (`codeFor`), and `retryable` on every coded error.
  */
 export function useErrorHygiene(options: { hideSuggestions: boolean }): Plugin {
   const clean = (error: GraphQLError): GraphQLError => {
     const message = options.hideSuggestions ? error.message.replace(suggestion, '') : error.message;
-    const code = error.extensions.code === undefined ? codeFor(error.message) : undefined;
+    const code: { code?: string; retryable: boolean } | undefined =
+      error.extensions.code === undefined
+        ? codeFor(error.message)
+        : // Yoga's own errors (parse, validation, bad requests) carry a code but no `retryable`: none of them is. An
+          // unexpected error's (INTERNAL_SERVER_ERROR) is not known, so it is not claimed.
+          error.extensions.retryable === undefined && error.extensions.code !== 'INTERNAL_SERVER_ERROR'
+          ? { retryable: false }
+          : undefined;
     if (message === error.message && error.extensions.originalError === undefined && code === undefined) return error;
     const { originalError, http, ...extensions } = error.extensions;
     if (code !== undefined) Object.assign(extensions, code);
