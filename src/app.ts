@@ -11,7 +11,7 @@ import type { Metrics } from './metrics.js';
 import { useMetricsRoute } from './metrics-plugin.js';
 import { protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
 import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
-import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
+import { readOnly, redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
 import { useAcceptableAnswer, useMalformedParamsAsBadRequest, useQueryRequired } from './request-params.js';
 import { useRequestObserver } from './request-observer.js';
@@ -114,8 +114,9 @@ export function createApp(deps: AppDeps): App {
 function useHealth(mode: AppDeps['mode'], readiness: ReadinessSources): Plugin {
   const startedAt = Date.now();
   return {
-    onRequest({ url, endResponse, fetchAPI }) {
+    onRequest({ url, request, endResponse, fetchAPI }) {
       if (url.pathname !== '/health') return;
+      if (!readOnly(request, endResponse, fetchAPI)) return;
       endResponse(
         fetchAPI.Response.json(
           {

@@ -21,8 +21,9 @@ export const redisHealth = { ready: 'up', down: 'down', disabled: 'disabled' } a
  */
 export function useReadiness(sources: ReadinessSources): Plugin {
   return {
-    onRequest({ url, endResponse, fetchAPI }) {
+    onRequest({ url, request, endResponse, fetchAPI }) {
       if (url.pathname !== '/ready') return;
+      if (!readOnly(request, endResponse, fetchAPI)) return;
       const breaker = sources.breakerState();
       endResponse(
         fetchAPI.Response.json(
@@ -37,4 +38,11 @@ export function useReadiness(sources: ReadinessSources): Plugin {
       );
     },
   };
+}
+
+/** A route that only answers GET and HEAD: anything else gets 405 with `Allow` (it had the same 200 as a GET). */
+export function readOnly(request: Request, endResponse: (response: Response) => void, fetchAPI: { Response: typeof Response }): boolean {
+  if (request.method === 'GET' || request.method === 'HEAD') return true;
+  endResponse(new fetchAPI.Response(null, { status: 405, headers: { allow: 'GET, HEAD' } }));
+  return false;
 }

@@ -22,6 +22,15 @@ describe('HTTP routes', () => {
     expect(await response.json()).toMatchObject({ status: 'ok', mode: 'live' });
   });
 
+  it.each(['/health', '/ready', '/metrics'])('%s answers GET and HEAD only: any other method gets 405 with Allow', async (path) => {
+    for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
+      const response = await gateway.app.fetch(`http://gateway.test${path}`, { method });
+      expect(response.status, method).toBe(405);
+      expect(response.headers.get('allow')).toBe('GET, HEAD');
+    }
+    expect((await gateway.app.fetch(`http://gateway.test${path}`, { method: 'HEAD' })).status).toBe(200);
+  });
+
   it('GET /graphql runs a query from the URL', async () => {
     const url = new URL('http://gateway.test/graphql');
     url.searchParams.set('query', '{ creator(kolId: "5") { linkStructure { summary { value } } } }');

@@ -32,6 +32,11 @@ describe('bad input is refused before any upstream call', () => {
     const exact = await gateway.query(query, { id: 42, ids: [43] });
     expect(exact.body.errors).toBeUndefined();
     expect(exact.body.data.creator.kolId).toBe('42');
+    // A fraction is no ID at all, not a number "too large": GraphQL's own coercion says so.
+    const fraction = await gateway.query(query, { id: 1.5, ids: ['1'] });
+    expect(fraction.body.errors).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: 'BAD_USER_INPUT' }) })]);
+    expect(fraction.body.errors![0]!.message).toMatch(/ID cannot represent/);
+    expect(upstream.calls('1')).toBe(0);
   });
 
   it.each([

@@ -156,7 +156,8 @@ function inexactIdVariables(operation: OperationDefinitionNode, variables: Reado
     if (namedTypeOf(definition.type) !== 'ID') continue;
     const name = definition.variable.name.value;
     const values = [variables[name]].flat(Infinity);
-    const inexact = values.find((value) => typeof value === 'number' && !Number.isSafeInteger(value));
+    // A fraction is left to GraphQL's own coercion, which refuses it as no ID at all.
+    const inexact = values.find((value) => typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value));
     if (inexact === undefined) continue;
     errors.push(
       codedError('BAD_USER_INPUT', {
