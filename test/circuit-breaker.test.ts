@@ -201,6 +201,43 @@ describe('stale-if-error in the cache', () => {
     await expect(cache.load({ kolId: '2', acceptCache: false, platform: 'SHORT_VIDEO' })).rejects.toThrow('down');
   });
 
+  it('acceptCache: true joins the call in flight for the fresh answer, and keeps its own expired copy if that call fails', async () => {
+    let calls = 0;
+    let fail = false;
+    const cache = createLinkStructureCache({
+      fetch: async (request) => {
+        calls += 1;
+        await sleep(30);
+        if (fail) throw new UpstreamError('UPSTREAM_UNAVAILABLE', 'down');
+        return structure(request.kolId);
+      },
+      ttlMs: 300,
+      staleMs: 10_000,
+      maxEntries: 10,
+    });
+    const fresh = { kolId: '1', acceptCache: false, platform: 'SHORT_VIDEO' as const };
+    const cached = { ...fresh, acceptCache: true };
+    const joined: CacheOutcome[] = [];
+    const [a, b] = await Promise.all([cache.load(fresh), cache.load(cached, (outcome) => joined.push(outcome))]);
+    expect(b).toBe(a);
+    expect(calls).toBe(1);
+    expect(joined).toEqual(['join']);
+    await sleep(350);
+    cache.clear();
+    // Now only the acceptCache request has a copy; once it has expired, a load of the plain request leads a call
+    // that fails, and the acceptCache load that joined it falls back on that copy.
+    await cache.load(cached);
+    expect(calls).toBe(2);
+    await sleep(350);
+    fail = true;
+    const outcomes: CacheOutcome[] = [];
+    const [plain, withCache] = await Promise.allSettled([cache.load(fresh), cache.load(cached, (outcome) => outcomes.push(outcome))]);
+    expect(calls).toBe(3);
+    expect(plain.status).toBe('rejected');
+    expect(withCache).toMatchObject({ status: 'fulfilled', value: { kolId: '1', stale: true } });
+    expect(outcomes).toEqual(['join', 'stale']);
+  });
+
   it('keeps nothing past CACHE_STALE_SECONDS, and nothing at all when it is 0', async () => {
     const failing = async (): Promise<LinkStructure> => {
       throw new UpstreamError('UPSTREAM_UNAVAILABLE', 'down');

@@ -35,8 +35,8 @@ export interface LinkStructureCacheOptions {
 /**
  * `hit`: served from memory; `join`: shared a call already in flight; `miss`: memory could not answer, so a
  * call was made; then, for the lookup that made it, where the answer came from (a `FetchSource`: `upstream`
- * only when an upstream request was really sent), and `stale` when that call failed and an expired answer was
- * served instead (once per failed call).
+ * only when an upstream request was really sent), and `stale` when the call it made or joined failed and an expired
+ * answer was served instead (once per load served it).
  */
 export type CacheOutcome = 'hit' | 'join' | 'miss' | 'stale' | FetchSource;
 
@@ -123,6 +123,15 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         observe?.(outcome);
       };
       const key = linkStructureRequestKey(request);
+      /** After a failed call: the expired copy kept for `key`, marked stale, if there is one; else the failure. */
+      const staleOr = (forKey: string, error: unknown): LinkStructure => {
+        const entry = entries?.peek(forKey);
+        if (staleMs > 0 && entry && usable(entry)) {
+          report('stale');
+          return { ...entry.value, stale: true };
+        }
+        throw error;
+      };
       const substitute = substituteKey(request);
       const cached = freshEntry(key, substitute, Date.now());
       if (cached) {
@@ -140,11 +149,16 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const pending = pendingCall(key, substitute, planned);
       if (pending) {
         report('join');
-        // Served stale too when the call it joined ended in an expired copy: counted per answer, as the leader's is.
-        return pending.then((value) => {
-          if (value.stale) report('stale');
-          return value;
-        });
+        return pending.then(
+          (value) => {
+            // Served stale too when the call it joined ended in an expired copy: counted per answer, as the leader's is.
+            if (value.stale) report('stale');
+            return value;
+          },
+          // A call joined for the substitute's sake fell back to the substitute's copy, if any: this request's own
+          // expired copy still does for it (a call for its own key has already tried that).
+          (error: unknown) => staleOr(key, error),
+        );
       }
       report('miss');
       let sourced = false;
@@ -168,14 +182,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
             entries?.set(key, { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs });
             return value;
           },
-          (error: unknown) => {
-            const kept = entries?.peek(key);
-            if (staleMs > 0 && kept && usable(kept)) {
-              report('stale');
-              return { ...kept.value, stale: true };
-            }
-            throw error;
-          },
+          (error: unknown) => staleOr(key, error),
         )
         .finally(() => inFlight.delete(key));
       inFlight.set(key, call);
