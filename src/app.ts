@@ -11,7 +11,8 @@ import type { Metrics } from './metrics.js';
 import { useMetricsRoute } from './metrics-plugin.js';
 import { protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
 import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
-import { readOnly, redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
+import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
+import { refusedUnlessGetOrHead } from './refused-unless-get-or-head.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
 import { useAcceptableAnswer, useMalformedParamsAsBadRequest, useQueryRequired } from './request-params.js';
 import { useRequestObserver } from './request-observer.js';
@@ -116,7 +117,7 @@ function useHealth(mode: AppDeps['mode'], readiness: ReadinessSources): Plugin {
   return {
     onRequest({ url, request, endResponse, fetchAPI }) {
       if (url.pathname !== '/health') return;
-      if (!readOnly(request, endResponse, fetchAPI)) return;
+      if (refusedUnlessGetOrHead(request, endResponse, fetchAPI)) return;
       endResponse(
         fetchAPI.Response.json(
           {

@@ -34,6 +34,8 @@ export const errorCatalog = {
   // operations), which the gateway does not take.
   REQUEST_ENTITY_TOO_LARGE: { retryable: false, message: 'Request body too large' },
   OPERATION_RESOLUTION_FAILURE: { retryable: false, message: 'Could not determine what operation to execute.' },
+  GRAPHQL_PARSE_FAILED: { retryable: false, message: 'The document is not valid GraphQL.' },
+  GRAPHQL_VALIDATION_FAILED: { retryable: false, message: 'The operation is not valid against the schema.' },
   BAD_REQUEST: { retryable: false, message: 'The HTTP request is not a GraphQL request the gateway accepts.' },
   // Automatic persisted queries (a hash without the query): Apollo Client's link looks for this exact message, or
   // the code, and then sends the whole query. The gateway keeps no store of queries to look hashes up in.

@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { keepAliveDrain } from './keep-alive-drain.js';
 import type { Logger } from './logger.js';
-import { requestIdHeader, requestIdPattern } from './request-observer.js';
+import { codedError } from './errors.js';
+import { requestIdFrom, requestIdHeader } from './request-observer.js';
 
 export interface HttpServerOptions {
   logger: Logger;
@@ -39,20 +39,22 @@ export function createHttpServer(app: RequestListener, options: HttpServerOption
   return { server, drain: keepAlive.drain };
 }
 
-/** The URL the fetch-API layer builds from a request (@whatwg-node/server's buildFullUrl), checked without building it twice. */
+/** Whether the URL the fetch-API layer will build for a request (@whatwg-node/server's buildFullUrl) is one. */
 function targetIsUrl(req: IncomingMessage): boolean {
-  const host = req.headers.host;
-  // No Host header: that layer uses the socket's address, always a URL. A target in origin form (`/…`) after a
-  // well-formed host is the common case, checked in full all the same: a host such as `x:abc` is not one.
-  return host === undefined || URL.canParse(`http://${host}${req.url ?? '/'}`);
+  // Its rule: the Host header if not empty; else the socket's local IPv4 address and port; else `localhost`.
+  let host = req.headers.host;
+  if (!host) {
+    const address = req.socket.localAddress;
+    host = address && !address.includes('::') && !address.includes('ffff') ? `${address}:${req.socket.localPort ?? 80}` : 'localhost';
+  }
+  return URL.canParse(`http://${host}${req.url || '/graphql'}`);
 }
 
 function refuseBadTarget(req: IncomingMessage, res: ServerResponse, logger: Logger): void {
   const given = req.headers[requestIdHeader];
-  const requestId = typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
-  const body = JSON.stringify({
-    errors: [{ message: 'The request’s Host header and target do not form a URL.', extensions: { code: 'BAD_REQUEST', retryable: false } }],
-  });
+  const requestId = requestIdFrom(typeof given === 'string' ? given : undefined);
+  const error = codedError('BAD_REQUEST', { message: 'The request’s Host header and target do not form a URL.' });
+  const body = JSON.stringify({ errors: [{ message: error.message, extensions: error.extensions }] });
   res.writeHead(400, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),

@@ -1,4 +1,5 @@
 import type { Plugin } from 'graphql-yoga';
+import { refusedUnlessGetOrHead } from './refused-unless-get-or-head.js';
 import type { RedisStatus } from './link-structure/shared-tier.js';
 import type { BreakerState } from './upstream/circuit-breaker.js';
 
@@ -23,7 +24,7 @@ export function useReadiness(sources: ReadinessSources): Plugin {
   return {
     onRequest({ url, request, endResponse, fetchAPI }) {
       if (url.pathname !== '/ready') return;
-      if (!readOnly(request, endResponse, fetchAPI)) return;
+      if (refusedUnlessGetOrHead(request, endResponse, fetchAPI)) return;
       const breaker = sources.breakerState();
       endResponse(
         fetchAPI.Response.json(
@@ -38,11 +39,4 @@ export function useReadiness(sources: ReadinessSources): Plugin {
       );
     },
   };
-}
-
-/** A route that only answers GET and HEAD: anything else gets 405 with `Allow` (it had the same 200 as a GET). */
-export function readOnly(request: Request, endResponse: (response: Response) => void, fetchAPI: { Response: typeof Response }): boolean {
-  if (request.method === 'GET' || request.method === 'HEAD') return true;
-  endResponse(new fetchAPI.Response(null, { status: 405, headers: { allow: 'GET, HEAD' } }));
-  return false;
 }

@@ -4,12 +4,17 @@ import type { Plugin } from 'graphql-yoga';
 import type { Context } from './context.js';
 import { afterIo, type Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { clientOf, type ApiKeys } from './protection/api-keys.js';
+import { clientOf, peerAddress, type ApiKeys } from './protection/api-keys.js';
 import type { RequestCost } from './request-cost.js';
 
 export const requestIdHeader = 'x-request-id';
 /** What a caller's request id may be: bounded, and only characters that are safe in a header and a log line. */
-export const requestIdPattern = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
+const requestIdPattern = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
+
+/** A request's id: the caller's `x-request-id` when it is well-formed, else a new UUID. */
+export function requestIdFrom(given: string | null | undefined): string {
+  return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
+}
 // Any length: a name past maxOperationNameLength is still that name, cut short in the log and `(other)` in metrics.
 const operationNamePattern = /^[_A-Za-z][_0-9A-Za-z]*$/;
 const leadingOperationName = /^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)/;
@@ -72,9 +77,8 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     instrumentation: {
       // Wraps the whole request, so the clock starts before any plugin can answer early (GraphiQL, /health).
       request({ request }, wrapped) {
-        const given = request.headers.get(requestIdHeader);
         records.set(request, {
-          id: given !== null && requestIdPattern.test(given) ? given : randomUUID(),
+          id: requestIdFrom(request.headers.get(requestIdHeader)),
           startedAt: performance.now(),
           graphql: false,
           operation: undefined,
@@ -128,7 +132,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       const durationMs = performance.now() - record.startedAt;
       const { status } = response;
       // Read now: once the connection has closed, the socket no longer knows its peer.
-      const remoteAddress = record.graphql ? (serverContext as { req?: { socket?: { remoteAddress?: string } } }).req?.socket?.remoteAddress : undefined;
+      const remoteAddress = record.graphql ? peerAddress(serverContext) : undefined;
       // Everything else waits until the response is on its way: building and writing the log line and recording
       // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
       afterIo(logger, 'request log line and metrics', () =>

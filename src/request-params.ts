@@ -56,9 +56,7 @@ export function useAcceptableAnswer(): Plugin {
     onRequestParse({ request }) {
       if (acceptsAnAnswer(request.headers.get('accept'))) return;
       // Never sent: no type the client takes can carry it, so Yoga answers 406 with no body.
-      throw new GraphQLError('The Accept header names no media type the gateway answers in.', {
-        extensions: { http: { status: 406 }, code: 'BAD_REQUEST' },
-      });
+      throw codedError('BAD_REQUEST', { message: 'The Accept header names no media type the gateway answers in.', http: { status: 406 } });
     },
   };
 }
@@ -76,7 +74,7 @@ export function useQueryRequired(): Plugin {
       const persisted = typeof extensions === 'object' && extensions !== null && 'persistedQuery' in extensions;
       throw persisted
         ? codedError('PERSISTED_QUERY_NOT_SUPPORTED', { http: { status: 400 } })
-        : codedError('BAD_REQUEST', { message: 'Must provide query string.', http: { status: 400, headers: { Allow: 'GET, POST' } } });
+        : codedError('BAD_REQUEST', { message: 'Must provide query string.', http: { status: 400 } });
     },
   };
 }

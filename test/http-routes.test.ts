@@ -1,4 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// Yoga's own reading of Accept, which it does not export: the gateway's early check must agree with it.
+// @ts-expect-error -- a module inside the package, which has no typings mapped for it
+import { getMediaTypesForRequestInOrder, isMatchingMediaType } from '../node_modules/graphql-yoga/esm/plugins/result-processor/accept.js';
+import { acceptsAnAnswer } from '../src/request-params.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 
@@ -108,5 +112,37 @@ describe('Accept', () => {
       await gateway.close();
       await upstream.close();
     }
+  });
+});
+
+describe('the early Accept check agrees with Yoga', () => {
+  const yogaAnswers = (accept: string | null) => {
+    const request = new Request('http://gateway.test/graphql', accept === null ? {} : { headers: { accept } });
+    const types = ['text/event-stream', 'multipart/mixed', 'application/graphql-response+json', 'application/json'];
+    return getMediaTypesForRequestInOrder(request).some((asked: string) => types.some((type) => isMatchingMediaType(type, asked)));
+  };
+  it.each([
+    null,
+    '',
+    '*/*',
+    'application/*',
+    'text/*',
+    'image/*',
+    'application/json',
+    'Application/JSON',
+    'application/json; charset=utf-8',
+    'application/json;charset=UTF-8',
+    'application/json; charset=iso-8859-1',
+    'application/graphql-response+json;q=0.9, text/html',
+    'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+    'text/html',
+    'application/xml',
+    'text/event-stream',
+    'multipart/mixed;deferSpec=20220824',
+    ' application / json ',
+    'json',
+    ',,,',
+  ])('%j', (accept) => {
+    expect(acceptsAnAnswer(accept)).toBe(yogaAnswers(accept));
   });
 });

@@ -47,6 +47,9 @@ describe('the HTTP server (src/http-server.ts)', () => {
     // With a port in Host, as clients send it: `http://localhost:4000http://…` is not a URL.
     ['an absolute-form target', 'GET http://evil.example/graphql HTTP/1.1\r\nHost: localhost:4000\r\n\r\n'],
     ['the asterisk target', 'OPTIONS * HTTP/1.1\r\nHost: localhost:4000\r\n\r\n'],
+    // No Host (HTTP/1.0): the fetch layer takes the socket's address and port instead.
+    ['the asterisk target without a Host', 'OPTIONS * HTTP/1.0\r\n\r\n'],
+    ['an absolute-form target without a Host', 'GET http://evil.example/ HTTP/1.0\r\n\r\n'],
   ])('answers %s with a coded 400 and a log line, not a 500 with a stack trace', async (_name, request) => {
     const { port, lines, upstream } = await serve();
     const { text } = await raw(port, [request]);
@@ -68,6 +71,8 @@ describe('the HTTP server (src/http-server.ts)', () => {
     expect((await raw(port, [post])).text).toMatch(/^HTTP\/1\.1 200 [\s\S]*"summary":\{"value":9875885\}/);
     // HTTP/1.0 needs no Host: the fetch layer takes the socket's address.
     expect((await raw(port, ['GET /health HTTP/1.0\r\n\r\n'])).text).toMatch(/^HTTP\/1\.1 200 /);
+    // An empty Host counts as none.
+    expect((await raw(port, ['GET /health HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n'])).text).toMatch(/^HTTP\/1\.1 200 /);
   });
 
   it('cuts off a client that stalls in its headers or its body (Node waits 60 s and 300 s)', async () => {
@@ -80,6 +85,7 @@ describe('the HTTP server (src/http-server.ts)', () => {
       ['POST /graphql HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"query":'],
       { endAfterMs: 0 },
     );
+    expect(stalledBody.text).toMatch(/^HTTP\/1\.1 408 /);
     expect(stalledBody.closedAfterMs).toBeLessThan(3_000);
   });
 });

@@ -142,6 +142,7 @@ describe('bad input is refused before any upstream call', () => {
     }
     const get = await gateway.app.fetch('http://gateway.test/graphql?query=', { headers: { 'x-graphql-csrf': '1', accept: 'application/json' } });
     expect(get.status).toBe(400);
+    expect((await get.json()).errors[0].extensions).toEqual({ code: 'BAD_REQUEST', retryable: false });
     // What Apollo Client's persisted-query link sends first: the hash alone. Told so, it sends the whole query.
     const hashOnly = await post({ extensions: { persistedQuery: { version: 1, sha256Hash: 'ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38' } } });
     expect(hashOnly.status).toBe(400);

@@ -21,6 +21,11 @@ export function clientOf(apiKeys: ApiKeys, headers: Headers, remoteAddress: stri
   return apiKeys.identify(headers) ?? `ip:${remoteAddress ?? 'unknown'}`;
 }
 
+/** The TCP peer's address of a request, from Yoga's server context (or a GraphQL context, which extends it). */
+export function peerAddress(context: unknown): string | undefined {
+  return (context as { req?: { socket?: { remoteAddress?: string } } } | undefined)?.req?.socket?.remoteAddress;
+}
+
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
 /**

@@ -1,6 +1,6 @@
 import { GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { reworded } from '../errors.js';
+import { errorCatalog, reworded, type ErrorCode } from '../errors.js';
 
 // graphql-js's hints: ` Did you mean "a", "b", or "c"?`, ` Did you mean the enum value "A"?`, ` Did you mean to use an inline fragment on "T"?`.
 const suggestion = /\s*Did you mean [^?]*\?/g;
@@ -17,23 +17,25 @@ function codeFor(message: string): { code: string; retryable: boolean } | undefi
 }
 
 /**
+ * `retryable` for an error Yoga raised with a code but without it (parse, validation, bad requests), from the error
+ * catalog. A code the catalog does not know (INTERNAL_SERVER_ERROR: an unexpected error's is not known) is not claimed.
+ */
+function retryableFor(extensions: GraphQLError['extensions']): { retryable: boolean } | undefined {
+  if (extensions.retryable !== undefined || typeof extensions.code !== 'string' || !(extensions.code in errorCatalog)) return undefined;
+  return { retryable: errorCatalog[extensions.code as ErrorCode].retryable };
+}
+
+/**
  * The last word on every error the gateway sends, whatever raised it (request parser, validation, variables,
  * execution, a plugin), so it also covers errors that never reach maskError:
  * - no `extensions.originalError`: Yoga's JSON parser puts the parser's own message there;
  * - with `hideSuggestions` (INTROSPECTION=false), no "Did you mean …?": it names fields, arguments, types and enum values;
- * - an `extensions.code` where graphql-js gave none (`codeFor`), and `retryable` on every coded error.
+ * - an `extensions.code` where graphql-js gave none (`codeFor`), and `retryable` where Yoga gave none (`retryableFor`).
  */
 export function useErrorHygiene(options: { hideSuggestions: boolean }): Plugin {
   const clean = (error: GraphQLError): GraphQLError => {
     const message = options.hideSuggestions ? error.message.replace(suggestion, '') : error.message;
-    const code: { code?: string; retryable: boolean } | undefined =
-      error.extensions.code === undefined
-        ? codeFor(error.message)
-        : // Yoga's own errors (parse, validation, bad requests) carry a code but no `retryable`: none of them is. An
-          // unexpected error's (INTERNAL_SERVER_ERROR) is not known, so it is not claimed.
-          error.extensions.retryable === undefined && error.extensions.code !== 'INTERNAL_SERVER_ERROR'
-          ? { retryable: false }
-          : undefined;
+    const code = error.extensions.code === undefined ? codeFor(error.message) : retryableFor(error.extensions);
     if (message === error.message && error.extensions.originalError === undefined && code === undefined) return error;
     const { originalError, http, ...extensions } = error.extensions;
     if (code !== undefined) Object.assign(extensions, code);

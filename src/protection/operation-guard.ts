@@ -5,7 +5,7 @@ import type { LinkStructureCache, PlannedJoins } from '../link-structure/link-st
 import type { LinkStructureRequest } from '../link-structure/model.js';
 import type { Logger } from '../logger.js';
 import type { BreakerState } from '../upstream/circuit-breaker.js';
-import { clientOf, type ApiKeys } from './api-keys.js';
+import { clientOf, peerAddress, type ApiKeys } from './api-keys.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { createUpstreamPlanner } from './upstream-planner.js';
 
@@ -80,8 +80,7 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
       return;
     }
 
-    const context = contextValue as { request: Request; req?: { socket?: { remoteAddress?: string } } };
-    const client = clientOf(options.apiKeys, context.request.headers, context.req?.socket?.remoteAddress);
+    const client = clientOf(options.apiKeys, (contextValue as { request: Request }).request.headers, peerAddress(contextValue));
     const decision = options.rateLimiter.take(client, upstreamCalls);
     if (!decision.allowed) {
       options.logger.info('rate limited', { client, upstreamCalls, retryAfterSeconds: decision.retryAfterSeconds });

@@ -67,6 +67,20 @@ function corsFor(origins: readonly string[]): YogaServerOptions<object, object>[
 }
 
 /**
+ * With CORS on, what a response says depends on the request's `Origin` (headers for a listed one, none for another):
+ * every response says so in `Vary`, so a shared cache never hands one origin's answer to another.
+ */
+function useVaryByOrigin(): Plugin {
+  return {
+    onResponse({ response }) {
+      const vary = response.headers.get('vary');
+      if (vary === null) response.headers.set('vary', 'Origin');
+      else if (!/(^|,)\s*origin\s*(,|$)/i.test(vary)) response.headers.set('vary', `${vary}, Origin`);
+    },
+  };
+}
+
+/**
  * In order: key (before the body is read), CSRF, query size, introspection, then the pre-execution cost check;
  * useErrorHygiene cleans every error sent, these plugins' own included.
  */
@@ -81,6 +95,7 @@ export function protectionPlugins(
   },
 ): Plugin[] {
   return [
+    ...(protection.corsOrigins.length > 0 ? [useVaryByOrigin()] : []),
     useApiKeys(protection.apiKeys),
     useCsrfPrevention(),
     ...useQueryLimits(protection.queryLimits),
