@@ -2,6 +2,7 @@ import { useApolloInlineTrace } from '@graphql-yoga/plugin-apollo-inline-trace';
 import { GraphQLError } from 'graphql';
 import { createYoga, maskError, type Plugin, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
 import { createContext, type Context, type ContextDeps } from './context.js';
+import { reworded } from './errors.js';
 import { createGraphiQLAssets } from './graphiql-assets.js';
 import { useHotDocumentJit } from './hot-document-jit.js';
 import { subgraphSchema } from './graphql/schema.js';
@@ -98,7 +99,10 @@ export function createApp(deps: AppDeps): App {
       ...(deps.metrics ? [useMetricsRoute(deps.metrics.registry)] : []),
       // Errors the cost check raises at the path of a field that never ran have no node in the trace (the plugin
       // would fail the whole answer looking for one): they stay in `errors`, out of the trace.
-      ...(deps.federationTracing ? [useApolloInlineTrace({ rewriteError: (error) => (isRefusedBeforeExecution(error) ? null : error) })] : []),
+      // `http` (status and headers for Yoga) is stripped here as useErrorHygiene does for `errors`: it is never sent.
+      ...(deps.federationTracing
+        ? [useApolloInlineTrace({ rewriteError: (error) => (isRefusedBeforeExecution(error) ? null : withoutHttp(error)) })]
+        : []),
       ...protectionPlugins(protection, { ...deps, breakerState: deps.readiness.breakerState }),
       useHotDocumentJit({
         compileAfterRuns: 20,
@@ -159,4 +163,10 @@ function thrownCause(error: unknown): unknown {
 function isDeliberate(error: unknown): boolean {
   if (!(error instanceof GraphQLError)) return false;
   return error.originalError == null || isDeliberate(error.originalError);
+}
+
+function withoutHttp(error: GraphQLError): GraphQLError {
+  if (error.extensions['http'] === undefined) return error;
+  const { http: _http, ...extensions } = error.extensions;
+  return reworded(error, { extensions });
 }

@@ -94,6 +94,12 @@ describe('Creator as a federation entity', () => {
     for (const error of body.errors!) {
       expect(error).toMatchObject({ message: 'kolId must be 1 to 32 ASCII digits.', extensions: { code: 'BAD_USER_INPUT' } });
     }
+    // Which representation, in the error itself: a router that merges fetches does not keep the path's index.
+    expect(body.errors!.map((error) => error.extensions)).toEqual([
+      { code: 'BAD_USER_INPUT', retryable: false, argument: 'representations', index: 1, kolId: 'not-a-kol-id' },
+      { code: 'BAD_USER_INPUT', retryable: false, argument: 'representations', index: 3 },
+      { code: 'BAD_USER_INPUT', retryable: false, argument: 'representations', index: 4 },
+    ]);
     expect(upstream.requests.map((request) => request.kolId).sort()).toEqual(['11', '12']);
   });
 

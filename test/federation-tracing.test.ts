@@ -62,6 +62,18 @@ describe('FEDERATION_TRACING', () => {
     expect(upstream!.calls()).toBe(0);
   });
 
+  it('on: an operation refused whole (over its budget) keeps its error in the trace without the HTTP details', async () => {
+    const gateway = await setUp({ FEDERATION_TRACING: 'true', MAX_UPSTREAM_CALLS_PER_OPERATION: '1' });
+    const { body } = await gateway.query('{ a: creator(kolId: "41") { linkStructure { fetchedAt } } b: creator(kolId: "42") { linkStructure { fetchedAt } } }', undefined, askForTrace);
+    expect(body.errors).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: 'UPSTREAM_BUDGET_EXCEEDED' }) })]);
+    expect(body.errors![0]!.extensions).not.toHaveProperty('http');
+    const trace = Trace.decode(Buffer.from((body as { extensions: { ftv1: string } }).extensions.ftv1, 'base64'));
+    const errors = [trace.root!, ...(trace.root!.child ?? [])].flatMap((node) => node.error ?? []);
+    expect(errors.map((error) => JSON.parse(error.json!).extensions)).toEqual([
+      { code: 'UPSTREAM_BUDGET_EXCEEDED', retryable: false, upstreamCalls: 2, maxUpstreamCalls: 1 },
+    ]);
+  });
+
   it('on: a request that does not ask gets no trace', async () => {
     const gateway = await setUp({ FEDERATION_TRACING: 'true' });
     const { body } = await gateway.query(query);

@@ -1,5 +1,5 @@
 import { GraphQLError, isUnionType, type GraphQLSchema } from 'graphql';
-import { badUserInput } from '../errors.js';
+import { badUserInput, reworded } from '../errors.js';
 
 /**
  * @apollo/subgraph's `_entities` resolver maps the representations without catching: one that throws
@@ -29,10 +29,30 @@ export function isolateEntityResolution(schema: GraphQLSchema): GraphQLSchema {
         const [entity] = resolveAll(source, { representations: [representation] }, context, info) as unknown[];
         return entity;
       } catch (error) {
-        // Ours (a bad kolId) pass as they are; @apollo/subgraph's own checks only fail on what the router sent.
-        if (error instanceof GraphQLError) return error;
+        // Ours (a bad kolId) say which representation it was: a router that merges fetches drops the path's index.
+        if (error instanceof GraphQLError) return inRepresentation(error, index, representation);
+        // @apollo/subgraph's own checks only fail on what the router sent.
         return notAnEntity(index);
       }
     });
   return schema;
+}
+
+/** Longest kolId echoed back in an error: a valid one has 32 digits; a bad one is the client's text, bounded. */
+const maxEchoedKolId = 64;
+
+/**
+ * An error a representation's reference raised, naming the representation (`argument`, `index`) and, when it is a
+ * string, the kolId it sent, as upstream errors name theirs. A number is not echoed: JSON has already rounded it.
+ */
+function inRepresentation(error: GraphQLError, index: number, representation: unknown): GraphQLError {
+  const kolId = (representation as { kolId?: unknown } | null)?.kolId;
+  return reworded(error, {
+    extensions: {
+      ...error.extensions,
+      argument: 'representations',
+      index,
+      ...(typeof kolId === 'string' ? { kolId: kolId.slice(0, maxEchoedKolId) } : {}),
+    },
+  });
 }
