@@ -43,7 +43,10 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     redisStatus: () => sharedTier?.status ?? 'disabled',
   };
   const metrics = env.METRICS_ENABLED
-    ? createMetrics({ ...readiness, upstreamInFlight: () => upstream.inFlight, cacheEntries: () => linkStructures.size })
+    ? createMetrics(
+        { ...readiness, upstreamInFlight: () => upstream.inFlight, cacheEntries: () => linkStructures.size },
+        { upstreamTimeoutSeconds: env.UPSTREAM_TIMEOUT_MS / 1000, upstreamAttempts: 1 + env.UPSTREAM_RETRIES },
+      )
     : undefined;
   const upstream = createUpstreamClient({
     baseUrl: options.upstream.baseUrl,

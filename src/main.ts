@@ -29,6 +29,8 @@ const { server, drain } = createHttpServer(gateway.app, { logger });
 // A HOST that does not resolve, a PORT already taken or not ours to bind: said in one line, exit 1 (not a stack trace).
 server.on('error', (error: NodeJS.ErrnoException) => {
   logger.error('cannot listen', { host: env.HOST, port: env.PORT, code: error.code, error: error.message });
+  // LOG_LEVEL=silent writes nothing, but a process that exits at start must say why somewhere.
+  if (env.LOG_LEVEL === 'silent') process.stderr.write(`cannot listen on ${env.HOST}:${env.PORT}: ${error.code ?? error.message}\n`);
   process.exit(1);
 });
 server.listen(env.PORT, env.HOST, () => {

@@ -22,16 +22,35 @@ function setOneHot(gauge: Gauge<'state'> | Gauge<'endpoint'> | Gauge<'status'>, 
   for (const value of values) (gauge as Gauge<string>).set({ [label]: value }, value === current ? 1 : 0);
 }
 
-/** Latencies of a paid upstream that may take a minute: from a fast cached answer to the 60 s timeout and beyond. */
-const upstreamBuckets = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120];
-/** A GraphQL operation is sub-millisecond from the cache and as slow as the upstream on a miss. */
-const operationBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+/** Latencies of a paid upstream that may take a minute: from a fast cached answer up to the timeout. */
+const upstreamSteps = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120];
+/** A GraphQL operation is sub-millisecond from the cache and as slow as the upstream (all its attempts) on a miss. */
+const operationSteps = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/**
+ * Bucket bounds for durations a deadline ends: the steps below it, the deadline itself and just past it (what ran
+ * into it takes the deadline and a few ms: with a bound on the deadline it lands in the next bucket up, and
+ * `histogram_quantile` placed a 60 s timeout anywhere up to 120 s), then twice the deadline for what overruns it.
+ */
+export function bucketsUpTo(steps: readonly number[], deadlineSeconds: number): number[] {
+  return [...steps.filter((bound) => bound < deadlineSeconds), deadlineSeconds, Math.round(deadlineSeconds * 1.02 * 1000) / 1000, deadlineSeconds * 2];
+}
+
+/** Just One API's business codes, the values `upstream_code` takes (others, such as Xingtu's own statuses, are `other`). */
+const knownUpstreamCodes: ReadonlySet<number> = new Set([0, 100, 300, 301, 302, 303, 400, 500, 600, 601]);
+
+export interface MetricLimits {
+  /** UPSTREAM_TIMEOUT_MS in seconds: where upstream attempts end at the latest. */
+  upstreamTimeoutSeconds: number;
+  /** 1 + UPSTREAM_RETRIES: how many attempts (each up to the timeout) one operation's call may make. */
+  upstreamAttempts: number;
+}
 
 /**
  * Every metric the gateway exports, on a registry of its own (not prom-client's global one), so two
  * gateways in one process (tests) never clash. Add a metric here, on `registry`, and it is on /metrics.
  */
-export function createMetrics(sources: MetricSources) {
+export function createMetrics(sources: MetricSources, limits: MetricLimits = { upstreamTimeoutSeconds: 60, upstreamAttempts: 3 }) {
   const registry = new Registry();
   const registers = [registry];
   // Node process metrics under their conventional names (process_*, nodejs_*), as dashboards expect them.
@@ -41,7 +60,7 @@ export function createMetrics(sources: MetricSources) {
     registry,
     upstreamRequests: new Counter({
       name: 'xingtu_upstream_requests_total',
-      help: 'Upstream HTTP attempts (each one may be billed), by endpoint (`v1` or `gw`), outcome (`ok` or the gateway error code) and the upstream business code (`none` when the answer had none).',
+      help: 'Upstream HTTP attempts (each one may be billed), by endpoint (`v1` or `gw`), outcome (`ok` or the gateway error code) and the upstream business code (`none` when the answer had none, `other` for a code Just One API does not document).',
       labelNames: ['endpoint', 'outcome', 'upstream_code'] as const,
       registers,
     }),
@@ -49,7 +68,7 @@ export function createMetrics(sources: MetricSources) {
       name: 'xingtu_upstream_request_duration_seconds',
       help: 'Duration of one upstream attempt, from sending the request to the last byte of the answer (or the failure).',
       labelNames: ['outcome'] as const,
-      buckets: upstreamBuckets,
+      buckets: bucketsUpTo(upstreamSteps, limits.upstreamTimeoutSeconds),
       registers,
     }),
     upstreamRetries: new Counter({
@@ -142,7 +161,7 @@ export function createMetrics(sources: MetricSources) {
       name: 'xingtu_graphql_operation_duration_seconds',
       help: 'Time from receiving a GraphQL request to having its response, by operation name and outcome.',
       labelNames: ['operation', 'outcome'] as const,
-      buckets: operationBuckets,
+      buckets: bucketsUpTo(operationSteps, limits.upstreamTimeoutSeconds * limits.upstreamAttempts),
       registers,
     }),
     graphqlErrors: new Counter({
@@ -158,7 +177,9 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 /** The upstream client's `onAttempt` hook. */
 export function recordUpstreamAttempt(metrics: Metrics, attempt: UpstreamAttempt): void {
-  const upstreamCode = attempt.upstreamCode === undefined ? 'none' : String(attempt.upstreamCode);
+  // Bounded: an upstream-chosen number (Xingtu's `base_resp` status) would make a series per value.
+  const code = attempt.upstreamCode;
+  const upstreamCode = code === undefined ? 'none' : knownUpstreamCodes.has(code) ? String(code) : 'other';
   metrics.upstreamRequests.inc({ endpoint: attempt.endpoint, outcome: attempt.outcome, upstream_code: upstreamCode });
   metrics.upstreamDuration.observe({ outcome: attempt.outcome }, attempt.durationMs / 1000);
   if (attempt.willRetry) metrics.upstreamRetries.inc({ reason: attempt.outcome });

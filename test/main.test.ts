@@ -46,6 +46,13 @@ describe('npm start with an address it cannot listen on', () => {
     expect(run.stdout()).toMatch(/"level":"error","msg":"cannot listen","host":"no-such-host.invalid","port":0,"code":"(ENOTFOUND|EAI_AGAIN)"/);
     expect(run.stderr()).not.toContain('Unhandled');
   });
+
+  it('says so on stderr with LOG_LEVEL=silent, which writes no log line', async () => {
+    const run = runMain({ JUSTONEAPI_TOKEN: '', HOST: 'no-such-host.invalid', LOG_LEVEL: 'silent' });
+    expect(await run.exited).toBe(1);
+    expect(run.stdout()).toBe('');
+    expect(run.stderr()).toMatch(/^cannot listen on no-such-host\.invalid:0: (ENOTFOUND|EAI_AGAIN)\n$/);
+  });
 });
 
 describe('npm start', () => {

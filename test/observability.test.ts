@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseEnv } from '../src/env.js';
 import { afterIo, createLogger } from '../src/logger.js';
-import { createMetrics, recordCacheLookup } from '../src/metrics.js';
+import { bucketsUpTo, createMetrics, recordCacheLookup, recordUpstreamAttempt } from '../src/metrics.js';
 import { RequestCost } from '../src/request-cost.js';
 import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
 import { createTestGateway, testToken, type TestGateway } from './gateway.js';
@@ -219,6 +219,34 @@ describe('GET /metrics', () => {
       expect(sample(text, 'xingtu_cache_stale_served_total')).toBe(1);
       expect(sample(text, 'xingtu_cache_misses_total')).toBe(1);
     });
+  });
+
+  it('ends the latency buckets at the configured timeout and just past it, and bounds upstream_code', async () => {
+    const sources = {
+      upstreamInFlight: () => 0,
+      cacheEntries: () => 0,
+      breakerState: () => 'closed' as const,
+      upstreamEndpoint: () => 'v1',
+      redisStatus: () => 'disabled' as const,
+    };
+    const metrics = createMetrics(sources, { upstreamTimeoutSeconds: 60, upstreamAttempts: 3 });
+    const attempt = { kolId: '1', endpoint: 'v1' as const, attempt: 1, willRetry: false };
+    // An attempt that ran into the 60 s timeout takes a few ms more: it belongs just past 60, not anywhere up to 120.
+    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 60_003, outcome: 'UPSTREAM_TIMEOUT', upstreamCode: undefined });
+    // Xingtu's own status, a number the upstream chooses: no series of its own.
+    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 200, outcome: 'UPSTREAM_ERROR', upstreamCode: 4001 });
+    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 200, outcome: 'UPSTREAM_QUOTA_EXCEEDED', upstreamCode: 303 });
+    metrics.graphqlDuration.observe({ operation: 'Slow', outcome: 'error' }, 181.2);
+    const text = await metrics.registry.metrics();
+    const bucket = (name: string, labels: Record<string, string>) => sample(text, name, labels);
+    expect(bucket('xingtu_upstream_request_duration_seconds_bucket', { outcome: 'UPSTREAM_TIMEOUT', le: '60' })).toBe(0);
+    expect(bucket('xingtu_upstream_request_duration_seconds_bucket', { outcome: 'UPSTREAM_TIMEOUT', le: '61.2' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_ERROR', upstream_code: 'other' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_QUOTA_EXCEEDED', upstream_code: '303' })).toBe(1);
+    // An operation may take all three attempts to their timeout (180 s) and the backoffs between them.
+    expect(bucket('xingtu_graphql_operation_duration_seconds_bucket', { operation: 'Slow', outcome: 'error', le: '180' })).toBe(0);
+    expect(bucket('xingtu_graphql_operation_duration_seconds_bucket', { operation: 'Slow', outcome: 'error', le: '183.6' })).toBe(1);
+    expect(bucketsUpTo([1, 5, 10, 30], 5)).toEqual([1, 5, 5.1, 10]);
   });
 
   it('is gone with METRICS_ENABLED=false', async () => {
