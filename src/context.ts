@@ -25,7 +25,7 @@ export function createContext(deps: ContextDeps) {
     const plannedJoins: PlannedJoins = new Map();
     return {
       ...initial,
-      linkStructureLoader: createLinkStructureLoader(deps.linkStructures, requestCost.record, plannedJoins),
+      linkStructureLoader: createLinkStructureLoader(deps.linkStructures, requestCost.record, plannedJoins, initial.request.signal),
       maxKolIds: deps.maxKolIds,
       requestCost,
       plannedJoins,

@@ -61,6 +61,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     backoffMaxMs: env.UPSTREAM_BACKOFF_MAX_MS,
     // Recorded once the answer has moved on: three series updated on a cache miss's path to its response otherwise.
     onAttempt: metrics && ((attempt) => afterIo(logger, 'upstream attempt metrics', () => recordUpstreamAttempt(metrics, attempt))),
+    onAbandoned: metrics && (() => metrics.upstreamAbandoned.inc()),
   });
   const sharedTier = env.REDIS_URL
     ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream.fetchLinkStructure, metrics && ((event) => recordSharedTierEvent(metrics, event)))

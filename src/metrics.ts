@@ -71,6 +71,11 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
       buckets: bucketsUpTo(upstreamSteps, limits.upstreamTimeoutSeconds),
       registers,
     }),
+    upstreamAbandoned: new Counter({
+      name: 'xingtu_upstream_calls_abandoned_total',
+      help: 'Upstream calls given up before a request was sent for them (waiting for a slot, or for a retry): every GraphQL request that wanted the answer had gone.',
+      registers,
+    }),
     upstreamRetries: new Counter({
       name: 'xingtu_upstream_retries_total',
       help: 'Upstream attempts that failed and were retried, by the failure that caused the retry.',

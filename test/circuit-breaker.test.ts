@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLinkStructureCache, type CacheOutcome } from '../src/link-structure/link-structure-cache.js';
+import { createLinkStructureCache, type CacheOutcome, type CallInterest } from '../src/link-structure/link-structure-cache.js';
 import type { LinkStructure } from '../src/link-structure/model.js';
 import { CircuitBreaker, type BreakerState } from '../src/upstream/circuit-breaker.js';
 import { RateLimitBackoff } from '../src/upstream/rate-limit-backoff.js';
@@ -236,6 +236,35 @@ describe('stale-if-error in the cache', () => {
     expect(plain.status).toBe('rejected');
     expect(withCache).toMatchObject({ status: 'fulfilled', value: { kolId: '1', stale: true } });
     expect(outcomes).toEqual(['join', 'stale']);
+  });
+
+  it('tells a call when every request that asked for it has gone, and renews that when another asks', async () => {
+    let interest: CallInterest | undefined;
+    let finish: (value: LinkStructure) => void = () => {};
+    const cache = createLinkStructureCache({
+      fetch: (_request, _via, given) => {
+        interest = given;
+        return new Promise<LinkStructure>((resolve) => (finish = resolve));
+      },
+      ttlMs: 1_000,
+      maxEntries: 10,
+    });
+    const request = { kolId: '1', acceptCache: false, platform: 'SHORT_VIDEO' as const };
+    const [a, b, c] = [new AbortController(), new AbortController(), new AbortController()];
+    const loads = [cache.load(request, undefined, undefined, a.signal), cache.load(request, undefined, undefined, b.signal)];
+    a.abort();
+    expect(interest!.lost.aborted).toBe(false);
+    b.abort();
+    expect(interest!.lost.aborted).toBe(true);
+    // Asked again before the call gave up: wanted again.
+    loads.push(cache.load(request, undefined, undefined, c.signal));
+    expect(interest!.lost.aborted).toBe(false);
+    // A load that cannot go (no signal) keeps it wanted for good.
+    loads.push(cache.load(request));
+    c.abort();
+    expect(interest!.lost.aborted).toBe(false);
+    finish(structure('1'));
+    await Promise.all(loads);
   });
 
   it('keeps nothing past CACHE_STALE_SECONDS, and nothing at all when it is 0', async () => {

@@ -3,13 +3,17 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createHttpServer } from '../src/http-server.js';
 import { createLogger } from '../src/logger.js';
-import { startFakeUpstream } from './fake-upstream.js';
+import { reply, startFakeUpstream, type FakeBehaviour } from './fake-upstream.js';
 import { createTestGateway } from './gateway.js';
 
 /** The real app behind src/http-server.ts on a loopback port, with deadlines short enough for a test. */
-async function serve(timeouts: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {}) {
-  const upstream = await startFakeUpstream();
-  const gateway = createTestGateway(upstream.url);
+async function serve(
+  timeouts: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {},
+  vars: Record<string, string> = {},
+  behaviour?: FakeBehaviour,
+) {
+  const upstream = await startFakeUpstream(behaviour);
+  const gateway = createTestGateway(upstream.url, vars);
   const lines: Array<Record<string, unknown>> = [];
   const logger = createLogger({ level: 'info', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
   const { server } = createHttpServer(gateway.app, { logger, ...timeouts });
@@ -20,7 +24,7 @@ async function serve(timeouts: { headersTimeoutMs?: number; requestTimeoutMs?: n
     await gateway.close();
     await upstream.close();
   });
-  return { port: (server.address() as AddressInfo).port, lines, upstream };
+  return { port: (server.address() as AddressInfo).port, lines, upstream, gateway };
 }
 
 /** Writes raw bytes (what fetch would refuse to send) and collects what comes back until the server closes. */
@@ -87,5 +91,41 @@ describe('the HTTP server (src/http-server.ts)', () => {
     );
     expect(stalledBody.text).toMatch(/^HTTP\/1\.1 408 /);
     expect(stalledBody.closedAfterMs).toBeLessThan(3_000);
+  });
+});
+
+describe('upstream calls nobody waits for any more', () => {
+  /** A query over its own connection, which `leave()` closes before the answer (the client gave up). */
+  function ask(port: number, kolId: string) {
+    const body = JSON.stringify({ query: `{ creator(kolId: "${kolId}") { linkStructure { summary { value } } } }` });
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    socket.write(`POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    const answered = new Promise<string>((resolve) => {
+      const check = () => (/\r\n\r\n\{.*\}$/s.test(text) ? resolve(text) : undefined);
+      socket.on('data', check);
+    });
+    return { answered, leave: () => socket.destroy() };
+  }
+
+  it('a call queued for a slot is not sent once every client that asked has gone; one a client still waits for is', async () => {
+    const { port, upstream, gateway } = await serve({}, { UPSTREAM_CONCURRENCY: '1' }, () => reply.ok(undefined, 400));
+    const first = ask(port, '1'); // holds the only slot for 400 ms
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const gone = ask(port, '2'); // queued behind it, then its client gives up
+    const leaving = ask(port, '3'); // queued too: one client gives up, another asking for the same creator stays
+    const staying = ask(port, '3');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    gone.leave();
+    leaving.leave();
+    expect(await first.answered).toContain('"value":9875885');
+    expect(await staying.answered).toContain('"value":9875885');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(upstream.calls('1')).toBe(1);
+    expect(upstream.calls('2')).toBe(0);
+    expect(upstream.calls('3')).toBe(1);
+    const metrics = await (await gateway.app.fetch('http://gateway.test/metrics')).text();
+    expect(metrics).toMatch(/^xingtu_upstream_calls_abandoned_total 1$/m);
   });
 });

@@ -143,6 +143,7 @@ describe('GET /metrics', () => {
         'xingtu_upstream_in_flight_requests gauge',
         'xingtu_upstream_endpoint gauge',
         'xingtu_upstream_breaker_state gauge',
+        'xingtu_upstream_calls_abandoned_total counter',
         'xingtu_redis_status gauge',
         'xingtu_redis_events_total counter',
         'xingtu_upstream_request_duration_seconds histogram',

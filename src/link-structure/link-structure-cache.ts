@@ -11,7 +11,18 @@ export type FetchSource = 'upstream' | 'redis' | 'replica';
  * What a miss calls: the shared tier, or the upstream client. It reports through `via` where its answer came
  * from, once it knows; it reports nothing when no request went anywhere (the circuit breaker failed it fast).
  */
-export type LinkStructureFetch = (request: LinkStructureRequest, via?: (source: FetchSource) => void) => Promise<LinkStructure>;
+export type LinkStructureFetch = (
+  request: LinkStructureRequest,
+  via?: (source: FetchSource) => void,
+  /** Whether any request still wants the answer: a call not yet sent may be given up while none does. */
+  interest?: CallInterest,
+) => Promise<LinkStructure>;
+
+/** Whether the requests that asked for a call are still there. */
+export interface CallInterest {
+  /** Aborted once every request that asked has gone; a request that joins later renews it (a new signal). */
+  readonly lost: AbortSignal;
+}
 
 export interface LinkStructureCacheOptions {
   /** The call a miss makes. */
@@ -53,9 +64,16 @@ export type PlannedJoins = Map<string, Promise<LinkStructure>>;
 export interface LinkStructureCache {
   /**
    * `observe` sees this lookup's outcome too (per-request accounting), besides the cache-wide `onLookup`;
-   * `planned` holds the calls this request's plan counted on joining.
+   * `planned` holds the calls this request's plan counted on joining; `gone` aborts when the request asking has
+   * gone (its client closed the connection). A call every asker of which has gone is told so (`CallInterest`), and
+   * is not sent if it has not been yet. A load without `gone` keeps its call wanted.
    */
-  load(request: LinkStructureRequest, observe?: (outcome: CacheOutcome) => void, planned?: PlannedJoins): Promise<LinkStructure>;
+  load(
+    request: LinkStructureRequest,
+    observe?: (outcome: CacheOutcome) => void,
+    planned?: PlannedJoins,
+    gone?: AbortSignal,
+  ): Promise<LinkStructure>;
   /** Non-mutating look-up (no recency update, no call), for planning what an operation will cost. */
   peek(request: LinkStructureRequest): CachePeek;
   /**
@@ -96,6 +114,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       : undefined;
   const canonical = options.canonical ?? ((request: LinkStructureRequest) => request);
   const inFlight = new Map<string, Promise<LinkStructure>>();
+  /** For each call in flight: how many of the requests that asked for it are still there. */
+  const askers = new Map<string, Askers>();
 
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
   /**
@@ -116,7 +136,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
     inFlight.get(key) ?? planned?.get(key) ?? (substitute === undefined ? undefined : (inFlight.get(substitute) ?? planned?.get(substitute)));
 
   return {
-    load(asked, observe, planned) {
+    load(asked, observe, planned, gone) {
       const request = canonical(asked);
       const report = (outcome: CacheOutcome) => {
         options.onLookup?.(outcome);
@@ -149,6 +169,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const pending = pendingCall(key, substitute, planned);
       if (pending) {
         report('join');
+        const joined = askers.get(key) ?? (substitute === undefined ? undefined : askers.get(substitute));
+        if (joined) joined.add(gone);
         return pending.then(
           (value) => {
             // Served stale too when the call it joined ended in an expired copy: counted per answer, as the leader's is.
@@ -168,8 +190,11 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         sourced = true;
         report(source);
       };
+      const callers = new Askers();
+      callers.add(gone);
+      askers.set(key, callers);
       const call = options
-        .fetch(request, via)
+        .fetch(request, via, callers)
         .then(
           (value) => {
             // The shared (Redis) level already fell back to its own expired copy: serve it, keep nothing.
@@ -184,7 +209,10 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
           },
           (error: unknown) => staleOr(key, error),
         )
-        .finally(() => inFlight.delete(key));
+        .finally(() => {
+          inFlight.delete(key);
+          askers.delete(key);
+        });
       inFlight.set(key, call);
       return call;
     },
@@ -235,4 +263,38 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       entries?.clear();
     },
   };
+}
+
+/**
+ * The requests waiting on one call, as the call's `CallInterest`: `lost` aborts when the last of them has gone. One
+ * that cannot go (no signal: tests, internal reads) keeps the call wanted for good. A request already gone when it
+ * asks does not count.
+ */
+class Askers implements CallInterest {
+  #present = 0;
+  #kept = false;
+  #lost = new AbortController();
+
+  get lost(): AbortSignal {
+    return this.#lost.signal;
+  }
+
+  add(gone: AbortSignal | undefined): void {
+    if (gone === undefined) {
+      this.#kept = true;
+      return;
+    }
+    if (gone.aborted) return;
+    this.#present += 1;
+    // Interest lost and found again before the call gave up: the next look at `lost` sees it renewed.
+    if (this.#lost.signal.aborted) this.#lost = new AbortController();
+    gone.addEventListener(
+      'abort',
+      () => {
+        this.#present -= 1;
+        if (this.#present === 0 && !this.#kept) this.#lost.abort();
+      },
+      { once: true },
+    );
+  }
 }

@@ -18,11 +18,13 @@ export function createLinkStructureLoader(
   observe?: (outcome: CacheOutcome) => void,
   /** The calls in flight the request's plan counted on joining (filled by the cost check before execution). */
   planned?: PlannedJoins,
+  /** Aborts when the GraphQL request has gone (its client closed the connection): a call only it wanted is not sent. */
+  gone?: AbortSignal,
 ): LinkStructureLoader {
   return new DataLoader<LinkStructureRequest, LinkStructure, string>(
     (requests) =>
       Promise.all(
-        requests.map((request) => cache.load(request, observe, planned).catch((error: unknown) => toFieldError(error, request))),
+        requests.map((request) => cache.load(request, observe, planned, gone).catch((error: unknown) => toFieldError(error, request))),
       ),
     { cacheKeyFn: linkStructureRequestKey },
   );

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { errorCatalog, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
-import type { FetchSource, LinkStructureFetch } from './link-structure-cache.js';
+import type { CallInterest, FetchSource, LinkStructureFetch } from './link-structure-cache.js';
 import { linkStructureRequestKey, linkStructureSchema, type LinkStructure, type LinkStructureRequest } from './model.js';
 
 /** A shared answer; `stale` when it is past its TTL and served only because the upstream failed. */
@@ -68,7 +68,7 @@ export interface SharedTier {
    * Same contract as the upstream client's fetch: an answer, or the upstream's error, never a Redis error.
    * `via` learns where the answer came from: Redis, another replica's call, or (through the upstream fetch) the upstream.
    */
-  fetch(request: LinkStructureRequest, via?: (source: FetchSource) => void): Promise<SharedLinkStructure>;
+  fetch(request: LinkStructureRequest, via?: (source: FetchSource) => void, interest?: CallInterest): Promise<SharedLinkStructure>;
   /**
    * For each request, the answer Redis holds that stays fresh for at least `minFreshMs` more (one read, bounded by
    * the command timeout), else undefined: what an operation will get without an upstream call. Undefined for every
@@ -302,9 +302,9 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   }
 
   /** The upstream alone, as without Redis; a stale answer already read still covers a failure. */
-  async function direct(request: LinkStructureRequest, stale: LinkStructure | undefined, via: Via): Promise<SharedLinkStructure> {
+  async function direct(request: LinkStructureRequest, stale: LinkStructure | undefined, via: Via, interest?: CallInterest): Promise<SharedLinkStructure> {
     try {
-      return await options.fetch(request, via);
+      return await options.fetch(request, via, interest);
     } catch (error) {
       if (stale) return serveStale(stale, error);
       throw error;
@@ -501,10 +501,14 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     }
   }
 
-  async function fetch(request: LinkStructureRequest, via: Via = () => {}): Promise<SharedLinkStructure> {
+  /**
+   * `interest` reaches the upstream call only where no other replica waits for it (Redis skipped or down): a fill
+   * lock's holder calls on whatever becomes of its own requests, since other replicas' requests wait on its answer.
+   */
+  async function fetch(request: LinkStructureRequest, via: Via = () => {}, interest?: CallInterest): Promise<SharedLinkStructure> {
     if (skipRedis()) {
       emit('redis_bypass');
-      return options.fetch(request, via);
+      return options.fetch(request, via, interest);
     }
     const key = `${prefix}link:${linkStructureRequestKey(request)}`;
     let stale: LinkStructure | undefined;
@@ -519,7 +523,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       if (entry && isUsableStale(entry)) stale = entry.value;
       return await fillOrWait(request, key, stale, via);
     } catch (error) {
-      if (error instanceof RedisUnavailable) return direct(request, stale, via);
+      if (error instanceof RedisUnavailable) return direct(request, stale, via, interest);
       throw error;
     }
   }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
+import type { CallInterest } from '../link-structure/link-structure-cache.js';
 import type { CreatorPlatform, LinkStructure, LinkStructureRequest } from '../link-structure/model.js';
 import { CircuitBreaker, type Admission, type BreakerState } from './circuit-breaker.js';
 import { endpointSpecs, v1GoneReason, type LinkEndpointMode, type UpstreamEndpoint } from './link-struct-endpoints.js';
@@ -25,6 +26,8 @@ export interface UpstreamClientOptions {
   logger: Logger;
   /** Observes each attempt (metrics); never sees the token. */
   onAttempt?: (event: UpstreamAttempt) => void;
+  /** A call given up before it sent a request, every request that wanted it having gone (see `fetchLinkStructure`). */
+  onAbandoned?: () => void;
   /** Called once, when `auto` finds v1 gone and moves the process to gw (metrics, readiness). */
   onEndpointSwitch?: (event: EndpointSwitch) => void;
   /** How long the account-level circuit breaker stays open; 0 turns it off. */
@@ -58,8 +61,12 @@ export interface EndpointSwitch {
 export type SentObserver = (source: 'upstream') => void;
 
 export interface UpstreamClient {
-  /** `sent` is not called when nothing goes out (the breaker failed it fast). */
-  fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure>;
+  /**
+   * `sent` is not called when nothing goes out (the breaker failed it fast). While no request wants the answer
+   * (`interest`), a call waiting for a slot, or for its next attempt, gives up without sending anything
+   * (UPSTREAM_UNAVAILABLE, which nobody sees); a request already sent runs on, and its answer is cached.
+   */
+  fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver, interest?: CallInterest): Promise<LinkStructure>;
   /** Whether a call for this request can go out at all: false for a platform the configured endpoint cannot answer. */
   canCall(request: LinkStructureRequest): boolean;
   /**
@@ -178,8 +185,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   }
 
   /** One attempt in one concurrency slot, classified: ok, or a failure and what to do next. */
-  async function attemptWithSlot(request: LinkStructureRequest, attempt: number, sent: SentObserver | undefined): Promise<AttemptResult> {
-    const release = await slots.acquire();
+  async function attemptWithSlot(
+    request: LinkStructureRequest,
+    attempt: number,
+    sent: SentObserver | undefined,
+    interest: CallInterest | undefined,
+  ): Promise<AttemptResult> {
+    const release = await slots.acquire(interest?.lost);
+    if (!release) throw abandoned(request);
     let admission: Admission;
     try {
       // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused.
@@ -229,17 +242,24 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     }
   }
 
-  async function fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver): Promise<LinkStructure> {
+  /** Nobody wants the answer any more, and nothing has been sent for it yet: it is not worth paying for. */
+  function abandoned(request: LinkStructureRequest): UpstreamError {
+    logger.debug('upstream call abandoned before it was sent: every request that wanted it has gone', { kolId: request.kolId });
+    options.onAbandoned?.();
+    return new UpstreamError('UPSTREAM_UNAVAILABLE', 'every request that wanted this call has gone: not sent');
+  }
+
+  async function fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver, interest?: CallInterest): Promise<LinkStructure> {
     calls += 1;
     try {
-      return await fetchWithRetries(request, sent);
+      return await fetchWithRetries(request, sent, interest);
     } finally {
       calls -= 1;
       if (calls === 0) for (const resolve of drained.splice(0)) resolve();
     }
   }
 
-  async function fetchWithRetries(request: LinkStructureRequest, sent: SentObserver | undefined): Promise<LinkStructure> {
+  async function fetchWithRetries(request: LinkStructureRequest, sent: SentObserver | undefined, interest: CallInterest | undefined): Promise<LinkStructure> {
     const endpoint = endpointFor(request.platform);
     if (!endpointSpecs[endpoint].supports(request.platform)) {
       throw new UpstreamError('BAD_USER_INPUT', `platform ${request.platform} asked of the ${endpoint} endpoint`, {
@@ -252,7 +272,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     for (let attempt = 1; ; attempt += 1) {
       // Fail fast while the breaker is open, before queueing for a slot.
       breaker.check();
-      const result = await attemptWithSlot(request, attempt, sent);
+      const result = await attemptWithSlot(request, attempt, sent, interest);
       if (result.ok) return result.value;
       const { failure, goneReason, willRetry } = result;
       if (goneReason) {

@@ -11,11 +11,28 @@ export class Semaphore {
     return this.size - this.#available;
   }
 
-  async acquire(): Promise<() => void> {
+  /**
+   * A slot, as the function that hands it back; undefined if `signal` aborts first (the waiter leaves the queue, so
+   * the slot goes to the next one).
+   */
+  async acquire(signal?: AbortSignal): Promise<(() => void) | undefined> {
+    if (signal?.aborted) return undefined;
     if (this.#available > 0) {
       this.#available -= 1;
     } else {
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      const granted = await new Promise<boolean>((resolve) => {
+        const leave = () => {
+          this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+          resolve(false);
+        };
+        const waiter = () => {
+          signal?.removeEventListener('abort', leave);
+          resolve(true);
+        };
+        signal?.addEventListener('abort', leave, { once: true });
+        this.#waiters.push(waiter);
+      });
+      if (!granted) return undefined;
     }
     let released = false;
     return () => {
