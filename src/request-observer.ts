@@ -133,10 +133,12 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       const { status } = response;
       // Read now: once the connection has closed, the socket no longer knows its peer.
       const remoteAddress = record.graphql ? peerAddress(serverContext) : undefined;
+      // The client closed the connection before its answer: what the answer holds never reached anyone.
+      const clientGone = request.signal.aborted;
       // Everything else waits until the response is on its way: building and writing the log line and recording
       // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
       afterIo(logger, 'request log line and metrics', () =>
-        record.graphql ? finishGraphql(record, request, status, durationMs, remoteAddress) : logger.debug('request', lineOf(record, request, status, durationMs)),
+        record.graphql ? finishGraphql(record, request, status, durationMs, remoteAddress, clientGone) : logger.debug('request', lineOf(record, request, status, durationMs)),
       );
     },
   };
@@ -151,10 +153,18 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     };
   }
 
-  function finishGraphql(record: RequestRecord, request: Request, status: number, durationMs: number, remoteAddress: string | undefined) {
+  function finishGraphql(
+    record: RequestRecord,
+    request: Request,
+    status: number,
+    durationMs: number,
+    remoteAddress: string | undefined,
+    clientGone: boolean,
+  ) {
     const outcome = record.outcome ?? (status < 400 ? 'success' : 'error');
-    // A 406 answer has no body: the errors the result held never reached the client.
-    const errorCodes = status === 406 ? [] : record.errorCodes;
+    // A 406 answer has no body, and one whose client has gone is sent to nobody: their errors reached no client (and a
+    // call given up because its clients had gone must not read as an upstream outage).
+    const errorCodes = status === 406 || clientGone ? [] : record.errorCodes;
     // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
     const operation = record.operation !== undefined ? record.operation : claimedOperationName(record.params ?? paramsInUrl(request));
     const cost = record.cost;
@@ -169,6 +179,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       redisHits: cost?.redisHits ?? 0,
       staleServed: cost?.staleServed ?? 0,
       errorCodes: [...new Set(errorCodes)],
+      ...(clientGone ? { clientGone: true } : {}),
     });
     if (metrics) {
       // Only an operation that executed may claim a series of its own: a refused request (no API key, too large)

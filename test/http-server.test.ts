@@ -127,5 +127,56 @@ describe('upstream calls nobody waits for any more', () => {
     expect(upstream.calls('3')).toBe(1);
     const metrics = await (await gateway.app.fetch('http://gateway.test/metrics')).text();
     expect(metrics).toMatch(/^xingtu_upstream_calls_abandoned_total 1$/m);
+    // Given up for clients that had gone: not an upstream outage, in the log line or the error counter.
+    expect(metrics).not.toMatch(/^xingtu_graphql_errors_total\{/m);
+    const goneLines = gateway.logs.filter((line) => line['msg'] === 'request' && line['clientGone'] === true);
+    expect(goneLines).toHaveLength(2);
+    for (const line of goneLines) expect(line['errorCodes']).toEqual([]);
+  });
+
+  const creator = (kolId: string) => ({ kolId, acceptCache: false, platform: 'SHORT_VIDEO' as const });
+  const abandoned = (gateway: { metrics?: { registry: { metrics(): Promise<string> } } | undefined }) =>
+    gateway.metrics!.registry.metrics().then((text) => Number(/^xingtu_upstream_calls_abandoned_total (\d+)$/m.exec(text)?.[1]));
+
+  it('a request the cost check counted on joining a call makes its own when that call is given up', async () => {
+    const upstream = await startFakeUpstream(() => reply.ok(undefined, 300));
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_CONCURRENCY: '1' });
+    onTestFinished(async () => {
+      await gateway.close();
+      await upstream.close();
+    });
+    const holding = gateway.cache.load(creator('1')); // the only slot, for 300 ms
+    const leaving = new AbortController();
+    const first = gateway.cache.load(creator('2'), undefined, undefined, leaving.signal);
+    const planned = new Map();
+    expect(gateway.cache.upstreamCallsFor([creator('2')], planned)).toBe(0); // counted as a join
+    leaving.abort();
+    await expect(first).rejects.toThrow('not sent');
+    const staying = new AbortController();
+    const value = await gateway.cache.load(creator('2'), undefined, planned, staying.signal);
+    expect(value.kolId).toBe('2');
+    await holding;
+    expect(upstream.calls('2')).toBe(1);
+  });
+
+  it('gives up a call whose only asker had gone before it asked, and one that sat out a 302 pause for nobody', async () => {
+    const upstream = await startFakeUpstream((request) => (request.kolId === '4' ? reply.business(302) : reply.ok(undefined, 300)));
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_CONCURRENCY: '2', UPSTREAM_RETRIES: '0', UPSTREAM_RETRY_BASE_MS: '400' });
+    onTestFinished(async () => {
+      await gateway.close();
+      await upstream.close();
+    });
+    const holding = [gateway.cache.load(creator('1')), gateway.cache.load(creator('2'))]; // both slots
+    await expect(gateway.cache.load(creator('3'), undefined, undefined, AbortSignal.abort())).rejects.toThrow('not sent');
+    await Promise.all(holding);
+    // A 302 pauses every call for 400 ms; one that gets its slot meanwhile and loses its asker is not sent after it.
+    await expect(gateway.cache.load(creator('4'))).rejects.toThrow();
+    const leaving = new AbortController();
+    const paused = gateway.cache.load(creator('5'), undefined, undefined, leaving.signal);
+    setTimeout(() => leaving.abort(), 50);
+    await expect(paused).rejects.toThrow('not sent');
+    expect(upstream.calls('3')).toBe(0);
+    expect(upstream.calls('5')).toBe(0);
+    expect(await abandoned(gateway)).toBe(2);
   });
 });

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { CallAbandoned } from '../upstream/upstream-error.js';
 import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest } from './model.js';
 
 /**
@@ -135,7 +136,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
   const pendingCall = (key: string, substitute: string | undefined, planned: PlannedJoins | undefined) =>
     inFlight.get(key) ?? planned?.get(key) ?? (substitute === undefined ? undefined : (inFlight.get(substitute) ?? planned?.get(substitute)));
 
-  return {
+  const cache: LinkStructureCache = {
     load(asked, observe, planned, gone) {
       const request = canonical(asked);
       const report = (outcome: CacheOutcome) => {
@@ -145,6 +146,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const key = linkStructureRequestKey(request);
       /** After a failed call: the expired copy kept for `key`, marked stale, if there is one; else the failure. */
       const staleOr = (forKey: string, error: unknown): LinkStructure => {
+        if (error instanceof CallAbandoned) throw error; // for nobody: no stale serve to count
         const entry = entries?.peek(forKey);
         if (staleMs > 0 && entry && usable(entry)) {
           report('stale');
@@ -178,8 +180,9 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
             return value;
           },
           // A call joined for the substitute's sake fell back to the substitute's copy, if any: this request's own
-          // expired copy still does for it (a call for its own key has already tried that).
-          (error: unknown) => staleOr(key, error),
+          // expired copy still does for it (a call for its own key has already tried that). A call given up because
+          // its askers had gone, when this one counted on it (a join the cost check planned): this one makes its own.
+          (error: unknown) => (error instanceof CallAbandoned ? cache.load(asked, observe, undefined, gone) : staleOr(key, error)),
         );
       }
       report('miss');
@@ -212,6 +215,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         .finally(() => {
           inFlight.delete(key);
           askers.delete(key);
+          callers.dispose();
         });
       inFlight.set(key, call);
       return call;
@@ -263,17 +267,18 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       entries?.clear();
     },
   };
+  return cache;
 }
 
 /**
- * The requests waiting on one call, as the call's `CallInterest`: `lost` aborts when the last of them has gone. One
- * that cannot go (no signal: tests, internal reads) keeps the call wanted for good. A request already gone when it
- * asks does not count.
+ * The requests waiting on one call, as the call's `CallInterest`: `lost` aborts when the last of them has gone (or
+ * the first was gone already). One that cannot go (no signal: tests, internal reads) keeps the call wanted for good.
  */
 class Askers implements CallInterest {
   #present = 0;
   #kept = false;
   #lost = new AbortController();
+  readonly #listening: Array<[AbortSignal, () => void]> = [];
 
   get lost(): AbortSignal {
     return this.#lost.signal;
@@ -284,17 +289,27 @@ class Askers implements CallInterest {
       this.#kept = true;
       return;
     }
-    if (gone.aborted) return;
+    if (gone.aborted) {
+      this.#leftIfEmpty();
+      return;
+    }
     this.#present += 1;
     // Interest lost and found again before the call gave up: the next look at `lost` sees it renewed.
     if (this.#lost.signal.aborted) this.#lost = new AbortController();
-    gone.addEventListener(
-      'abort',
-      () => {
-        this.#present -= 1;
-        if (this.#present === 0 && !this.#kept) this.#lost.abort();
-      },
-      { once: true },
-    );
+    const left = () => {
+      this.#present -= 1;
+      this.#leftIfEmpty();
+    };
+    gone.addEventListener('abort', left, { once: true });
+    this.#listening.push([gone, left]);
+  }
+
+  /** Once the call has settled: a request signal may outlive it (a caller's own, long-lived), and so would listeners. */
+  dispose(): void {
+    for (const [signal, left] of this.#listening.splice(0)) signal.removeEventListener('abort', left);
+  }
+
+  #leftIfEmpty(): void {
+    if (this.#present === 0 && !this.#kept) this.#lost.abort();
   }
 }

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { errorCatalog, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { UpstreamError } from '../upstream/upstream-error.js';
+import { CallAbandoned, UpstreamError } from '../upstream/upstream-error.js';
 import type { CallInterest, FetchSource, LinkStructureFetch } from './link-structure-cache.js';
 import { linkStructureRequestKey, linkStructureSchema, type LinkStructure, type LinkStructureRequest } from './model.js';
 
@@ -306,7 +306,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     try {
       return await options.fetch(request, via, interest);
     } catch (error) {
-      if (stale) return serveStale(stale, error);
+      if (stale && !(error instanceof CallAbandoned)) return serveStale(stale, error);
       throw error;
     }
   }

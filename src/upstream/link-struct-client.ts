@@ -8,7 +8,7 @@ import { endpointSpecs, v1GoneReason, type LinkEndpointMode, type UpstreamEndpoi
 import { parseLinkStructBody } from './link-struct-schema.js';
 import { RateLimitBackoff } from './rate-limit-backoff.js';
 import { Semaphore } from './semaphore.js';
-import { UpstreamError } from './upstream-error.js';
+import { CallAbandoned, UpstreamError } from './upstream-error.js';
 
 export interface UpstreamClientOptions {
   /** Origin (optionally with a path prefix) of Just One API. */
@@ -198,6 +198,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused.
       if (backoff.remainingMs > 0) await backoff.wait(pauseInterrupt.signal);
       if (cutOff.signal.aborted) throw shutDown();
+      // Nobody may want it any more after a 302 pause either: no reason to send it to the upstream that paused us.
+      if (interest?.lost.aborted) throw abandoned(request);
       admission = breaker.admit();
     } catch (error) {
       release();
@@ -246,7 +248,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   function abandoned(request: LinkStructureRequest): UpstreamError {
     logger.debug('upstream call abandoned before it was sent: every request that wanted it has gone', { kolId: request.kolId });
     options.onAbandoned?.();
-    return new UpstreamError('UPSTREAM_UNAVAILABLE', 'every request that wanted this call has gone: not sent');
+    return new CallAbandoned();
   }
 
   async function fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver, interest?: CallInterest): Promise<LinkStructure> {

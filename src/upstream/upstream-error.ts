@@ -50,6 +50,16 @@ export class UpstreamError extends Error {
   }
 }
 
+/**
+ * A call given up before anything was sent for it, every request that wanted its answer having gone. Nobody receives
+ * it: a load that joined such a call starts its own, and no expired copy is served for it.
+ */
+export class CallAbandoned extends UpstreamError {
+  constructor() {
+    super('UPSTREAM_UNAVAILABLE', 'every request that wanted this call has gone: not sent');
+  }
+}
+
 /** Just One API business codes (the `code` field of an HTTP 200 body) and what each means for the gateway. */
 const businessCodes: Record<number, ErrorCode> = {
   100: 'UPSTREAM_AUTH_FAILED',
