@@ -31,6 +31,8 @@ export interface AppDeps extends ContextDeps {
   canCallUpstream: (request: LinkStructureRequest) => boolean;
   /** Absent when METRICS_ENABLED is off: no /metrics route and nothing recorded. */
   metrics?: Metrics | undefined;
+  /** METRICS_OPERATION_NAMES: the operations given a metric series of their own (empty: the first 100 seen). */
+  metricsOperationNames?: readonly string[];
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -90,7 +92,7 @@ export function createApp(deps: AppDeps): App {
     },
     plugins: [
       // First, so its clock and request id wrap everything the other plugins do (refusals included).
-      useRequestObserver({ logger: deps.logger, metrics: deps.metrics, apiKeys: protection.apiKeys }),
+      useRequestObserver({ logger: deps.logger, metrics: deps.metrics, apiKeys: protection.apiKeys, operationNames: deps.metricsOperationNames }),
       // Before the key check and anything that reads the body: a client that cannot take any answer costs nothing.
       useAcceptableAnswer(),
       ...(protection.graphiql ? [graphiql.plugin] : []),

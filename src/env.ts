@@ -148,6 +148,14 @@ const hardening = z.object({
 const observability = z.object({
   // `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`): off removes GET /metrics and stops recording.
   METRICS_ENABLED: z.preprocess(unsetIfEmpty, z.stringbool().default(true)),
+  // The operations given a metric series of their own; every other name is `(other)`. Unset: the first 100 names seen.
+  METRICS_OPERATION_NAMES: list(
+    z
+      .string()
+      .max(128, 'each name has at most 128 characters')
+      .regex(/^[_A-Za-z][_0-9A-Za-z]*$/, 'each entry must be a GraphQL operation name (letters, digits, _)'),
+    'is set but names no operation (only commas and blanks)',
+  ),
 });
 
 const environment = upstream

@@ -87,6 +87,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     federationTracing: env.FEDERATION_TRACING,
     protection,
     metrics,
+    metricsOperationNames: env.METRICS_OPERATION_NAMES,
     readiness,
     canCallUpstream: upstream.canCall,
   });

@@ -51,6 +51,11 @@ export interface RequestObserverOptions {
   metrics?: Metrics | undefined;
   /** Names the client in a GraphQL request's line as the rate limiter does: `key:<n>`, else `ip:<address>`. */
   apiKeys: ApiKeys;
+  /**
+   * METRICS_OPERATION_NAMES: the only operation names given a series of their own. Empty: the first names seen take
+   * the slots, until restart (ad-hoc names from GraphiQL can use them up before a dashboard's operation is seen).
+   */
+  operationNames?: readonly string[];
 }
 
 /**
@@ -64,8 +69,10 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
   const records = new WeakMap<Request, RequestRecord>();
   const operationLabels = new Set<string>();
 
+  const listed = options.operationNames?.length ? new Set(options.operationNames) : undefined;
   const operationLabel = (name: string | null): string => {
     if (name === null) return '(anonymous)';
+    if (listed) return listed.has(name) ? name : '(other)';
     if (operationLabels.has(name)) return name;
     if (name.length > maxOperationNameLength) return '(other)';
     if (operationLabels.size >= maxOperationLabels) return '(other)';
@@ -185,7 +192,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       // Only an operation that executed may claim a series of its own: a refused request (no API key, too large)
       // names whatever it likes, and must not use up the label slots real operations need.
       const executed = record.operation !== undefined;
-      const label = executed || operation === null || operationLabels.has(operation) ? operationLabel(operation) : '(other)';
+      const label = executed || operation === null || operationLabels.has(operation) || listed ? operationLabel(operation) : '(other)';
       const labels = { operation: label, outcome };
       metrics.graphqlOperations.inc(labels);
       metrics.graphqlDuration.observe(labels, durationMs / 1000);

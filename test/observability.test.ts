@@ -168,6 +168,25 @@ describe('GET /metrics', () => {
     expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'success' })).toBe(3);
   });
 
+  it('METRICS_OPERATION_NAMES: only the listed operations get a series, however many others come first', async () => {
+    const { gateway } = await setUp(undefined, { METRICS_OPERATION_NAMES: 'Dashboard, CreatorCard' });
+    for (let index = 0; index < 120; index += 1) await gateway.query(`query Adhoc${index} { __typename }`);
+    await gateway.query('query Dashboard { __typename }');
+    await gateway.query('query CreatorCard { creator(kolId: "x") { kolId } }');
+    const text = await scrape(gateway);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Dashboard', outcome: 'success' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'CreatorCard', outcome: 'error' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'success' })).toBe(120);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Adhoc0', outcome: 'success' })).toBeUndefined();
+    // The log line still names every operation.
+    expect(requestLines(gateway).some((line) => line['operation'] === 'Adhoc0')).toBe(true);
+    for (const bad of ['1abc', 'has space', 'x'.repeat(129)]) {
+      const parsed = parseEnv({ METRICS_OPERATION_NAMES: `Fine,${bad}` });
+      expect(parsed.ok).toBe(false);
+      expect(!parsed.ok && parsed.problems.join()).toContain('METRICS_OPERATION_NAMES');
+    }
+  });
+
   it('gives an operation name longer than 128 characters no series of its own, and logs it cut short', async () => {
     const { gateway } = await setUp();
     const longName = `Op${'x'.repeat(50_000)}`;
