@@ -15,7 +15,7 @@ import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
 import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
 import { refusedUnlessGetOrHead } from './refused-unless-get-or-head.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
-import { useAcceptableAnswer, useMalformedParamsAsBadRequest, useQueryRequired } from './request-params.js';
+import { useAcceptableAnswer, useCaseInsensitiveContentType, useMalformedParamsAsBadRequest, useQueryRequired } from './request-params.js';
 import { useRequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
@@ -95,6 +95,7 @@ export function createApp(deps: AppDeps): App {
       useRequestObserver({ logger: deps.logger, metrics: deps.metrics, apiKeys: protection.apiKeys, operationNames: deps.metricsOperationNames }),
       // Before the key check and anything that reads the body: a client that cannot take any answer costs nothing.
       useAcceptableAnswer(),
+      useCaseInsensitiveContentType(),
       ...(protection.graphiql ? [graphiql.plugin] : []),
       useHealth(deps.mode, deps.readiness),
       useReadiness(deps.readiness),

@@ -78,3 +78,16 @@ export function useQueryRequired(): Plugin {
     },
   };
 }
+
+/**
+ * Media types are case-insensitive (RFC 9110), but Yoga matches `Content-Type` as written: `APPLICATION/JSON` got 415.
+ * The type (and its parameters: no body the gateway takes has a case-sensitive one) is lowered before Yoga reads it.
+ */
+export function useCaseInsensitiveContentType(): Plugin {
+  return {
+    onRequest({ request }) {
+      const type = request.headers.get('content-type');
+      if (type !== null && /[A-Z]/.test(type)) request.headers.set('content-type', type.toLowerCase());
+    },
+  };
+}

@@ -146,3 +146,24 @@ describe('the early Accept check agrees with Yoga', () => {
     expect(acceptsAnAnswer(accept)).toBe(yogaAnswers(accept));
   });
 });
+
+describe('Content-Type', () => {
+  it('is read case-insensitively, as media types are', async () => {
+    const upstream = await startFakeUpstream();
+    const gateway = createTestGateway(upstream.url);
+    try {
+      for (const type of ['APPLICATION/JSON', 'Application/Json; Charset=UTF-8']) {
+        const response = await gateway.app.fetch('http://gateway.test/graphql', {
+          method: 'POST',
+          headers: { 'content-type': type },
+          body: JSON.stringify({ query: '{ creator(kolId: "5") { kolId } }' }),
+        });
+        expect(response.status, type).toBe(200);
+        expect(await response.json()).toEqual({ data: { creator: { kolId: '5' } } });
+      }
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
