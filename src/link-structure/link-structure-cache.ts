@@ -114,9 +114,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       ? new LRUCache<string, Entry>({ max: options.maxEntries, ttl: options.ttlMs + staleMs, ttlAutopurge: false })
       : undefined;
   const canonical = options.canonical ?? ((request: LinkStructureRequest) => request);
-  const inFlight = new Map<string, Promise<LinkStructure>>();
-  /** For each call in flight: how many of the requests that asked for it are still there. */
-  const askers = new Map<string, Askers>();
+  /** Each call in flight, with the requests that asked for it (which of them are still there). */
+  const inFlight = new Map<string, { call: Promise<LinkStructure>; askers?: Askers }>();
 
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
   /**
@@ -133,8 +132,15 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
     const other = quiet ? entries?.peek(substitute) : entries?.get(substitute);
     return other && until < other.freshUntil ? other : undefined;
   };
+  /** The call for `key` in flight, else one the plan counted on joining (settled, maybe: its askers are not known). */
+  const callFor = (key: string, planned: PlannedJoins | undefined) => {
+    const flying = inFlight.get(key);
+    if (flying) return flying;
+    const counted = planned?.get(key);
+    return counted && { call: counted };
+  };
   const pendingCall = (key: string, substitute: string | undefined, planned: PlannedJoins | undefined) =>
-    inFlight.get(key) ?? planned?.get(key) ?? (substitute === undefined ? undefined : (inFlight.get(substitute) ?? planned?.get(substitute)));
+    callFor(key, planned) ?? (substitute === undefined ? undefined : callFor(substitute, planned));
 
   const cache: LinkStructureCache = {
     load(asked, observe, planned, gone) {
@@ -171,9 +177,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const pending = pendingCall(key, substitute, planned);
       if (pending) {
         report('join');
-        const joined = askers.get(key) ?? (substitute === undefined ? undefined : askers.get(substitute));
-        if (joined) joined.add(gone);
-        return pending.then(
+        pending.askers?.add(gone);
+        return pending.call.then(
           (value) => {
             // Served stale too when the call it joined ended in an expired copy: counted per answer, as the leader's is.
             if (value.stale) report('stale');
@@ -195,7 +200,6 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       };
       const callers = new Askers();
       callers.add(gone);
-      askers.set(key, callers);
       const call = options
         .fetch(request, via, callers)
         .then(
@@ -214,10 +218,9 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         )
         .finally(() => {
           inFlight.delete(key);
-          askers.delete(key);
           callers.dispose();
         });
-      inFlight.set(key, call);
+      inFlight.set(key, { call, askers: callers });
       return call;
     },
     peek(asked) {
@@ -239,7 +242,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
           if (freshEntry(key, substitute, now + planMarginMs, true)) continue;
           const pending = pendingCall(key, substitute, planned);
           if (!pending) needed.push(request);
-          else planned?.set(key, pending);
+          else planned?.set(key, pending.call);
         }
         return needed;
       };
