@@ -2,6 +2,8 @@ import { GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
 const contentLengthPattern = /^\d+$/;
+/** `identity`, alone or repeated: the only content coding a body the gateway reads may declare. */
+const identityCoding = /^\s*identity\s*(?:,\s*identity\s*)*$/i;
 
 /**
  * Yoga's own body limit (`maxRequestBodySize`), minus its cost on every request: Yoga pipes every
@@ -10,10 +12,19 @@ const contentLengthPattern = /^\d+$/;
  * request declares a valid Content-Length, Node's HTTP parser delivers exactly that many bytes (and
  * refuses a request that also declares Transfer-Encoding), so checking the header is the whole check;
  * only a chunked body, with no length, is counted as it streams in. Same limit, same errors as Yoga's.
+ * A body in a content coding other than `identity` (gzip…) gets 415, like a media type the gateway does not take.
  */
 export function useRequestBodyLimit(limitBytes: number): Plugin {
   return {
-    onRequestParse({ request, requestParser, setRequestParser, fetchAPI }) {
+    onRequestParse({ request, requestParser, setRequestParser, fetchAPI, endResponse }) {
+      // A compressed body was read as if it were plain, and its bytes failed as "not JSON" (400). It is a coding the
+      // gateway does not take, so it gets 415 (RFC 9110 §15.5.16) saying which it does; decoding it would also let a
+      // small body inflate past MAX_REQUEST_BYTES.
+      const coding = request.headers.get('content-encoding');
+      if (coding !== null && request.method !== 'GET' && request.method !== 'HEAD' && !identityCoding.test(coding)) {
+        endResponse(new fetchAPI.Response(null, { status: 415, statusText: 'Unsupported Media Type', headers: { 'accept-encoding': 'identity' } }));
+        return;
+      }
       const contentLength = request.headers.get('content-length');
       if (contentLength !== null) {
         if (!contentLengthPattern.test(contentLength)) throw httpError(400, 'BAD_REQUEST', 'Content-Length header is invalid.');

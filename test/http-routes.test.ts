@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // Yoga's own reading of Accept, which it does not export: the gateway's early check must agree with it.
 // @ts-expect-error -- a module inside the package, which has no typings mapped for it
@@ -73,6 +74,29 @@ describe('HTTP routes', () => {
       expect(await response.text()).toBe('');
     }
     expect(upstream.calls()).toBe(0);
+  });
+
+  it('a compressed body (Content-Encoding other than identity) gets 415 naming the coding it takes, and calls nothing', async () => {
+    upstream.reset();
+    const body = JSON.stringify({ query: '{ creator(kolId: "61") { linkStructure { summary { value } } } }' });
+    const post = (encoding: string, payload: BodyInit) =>
+      gateway.app.fetch('http://gateway.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': encoding },
+        body: payload,
+      });
+    for (const encoding of ['gzip', 'GZIP', 'identity, gzip', 'br']) {
+      const response = await post(encoding, gzipSync(body));
+      expect(response.status, encoding).toBe(415);
+      expect(response.headers.get('accept-encoding')).toBe('identity');
+      expect(await response.text()).toBe('');
+    }
+    for (const encoding of ['identity', 'Identity', 'identity, identity']) {
+      const response = await post(encoding, body);
+      expect(response.status, encoding).toBe(200);
+      expect((await response.json()).data.creator.linkStructure.summary.value).toBeTypeOf('number');
+    }
+    expect(upstream.calls()).toBe(1);
   });
 
   it('unknown routes answer 404', async () => {
