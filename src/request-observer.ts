@@ -136,15 +136,16 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
         }
       }
     },
-    onResponse({ request, response }) {
+    onResponse({ request, response, serverContext }) {
       const record = records.get(request);
       if (!record) return;
       records.delete(request);
       response.headers.set(requestIdHeader, record.id);
       const durationMs = performance.now() - record.startedAt;
-      const { status } = response;
       // The client closed the connection before its answer: what the answer holds never reached anyone.
       const clientGone = request.signal.aborted;
+      // A client too slow to send its request was answered 408 by Node (src/http-server.ts), not this response.
+      const status = clientGone && cutOffByRequestDeadline(serverContext) ? 408 : response.status;
       // Everything else waits until the response is on its way: building and writing the log line and recording
       // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
       afterIo(logger, 'request log line and metrics', () =>
@@ -201,6 +202,13 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       for (const code of errorCodes) metrics.graphqlErrors.inc({ code });
     }
   }
+}
+
+/** Whether Node cut the connection off because the request did not arrive within `requestTimeout` (it answered 408). */
+function cutOffByRequestDeadline(context: unknown): boolean {
+  const socket = (context as { req?: { socket?: { errored?: unknown } } } | undefined)?.req?.socket;
+  const errored = socket?.errored as { code?: unknown } | null | undefined;
+  return errored?.code === 'ERR_HTTP_REQUEST_TIMEOUT';
 }
 
 /**
