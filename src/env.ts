@@ -26,7 +26,14 @@ const timerMs = (min: number, fallback: number, headroomMs = 0) =>
 const upstream = z.object({
   // Trimmed: a token read from a secret file often ends in a newline, which would be sent (and refused, code 100).
   JUSTONEAPI_TOKEN: z.preprocess(unsetIfEmpty, z.string().trim().optional()),
-  JUSTONEAPI_BASE_URL: z.preprocess(unsetIfEmpty, z.url({ protocol: /^https?$/ }).default('https://api.justoneapi.com')),
+  JUSTONEAPI_BASE_URL: z.preprocess(
+    unsetIfEmpty,
+    z
+      .url({ protocol: /^https?$/ })
+      // They were dropped without a word: credentials here were never sent (the token has its own variable), nor was a query.
+      .refine(isBareBaseUrl, { message: 'must be an origin with an optional path: no user:password@, ?query or #fragment' })
+      .default('https://api.justoneapi.com'),
+  ),
   // undici's own socket timeouts are set 1 s past it.
   UPSTREAM_TIMEOUT_MS: timerMs(1, 60_000, 1_000),
   UPSTREAM_RETRIES: int(0, 2),
@@ -45,6 +52,14 @@ const cache = z.object({
   CACHE_MAX_ENTRIES: int(1, 10_000, 1_000_000),
   CACHE_STALE_SECONDS: int(0, 86_400),
 });
+
+/** Whether a URL is an origin and a path only: what the upstream client keeps of JUSTONEAPI_BASE_URL. */
+function isBareBaseUrl(url: string): boolean {
+  // Not a URL at all: z.url() has said so already.
+  if (!URL.canParse(url)) return true;
+  const { username, password } = new URL(url);
+  return username === '' && password === '' && !url.includes('?') && !url.includes('#');
+}
 
 // Credentials in a URL are percent-encoded; a malformed escape would only fail later, when they are decoded.
 const decodesCleanly = (url: string) => {

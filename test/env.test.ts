@@ -67,6 +67,18 @@ describe('configuration', () => {
     }
   });
 
+  it('takes JUSTONEAPI_BASE_URL as an origin and a path; credentials, a query or a fragment (dropped before) are refused', () => {
+    for (const value of ['https://user:s3cr3t@api.example.com', 'https://api.example.com/?token=s3cr3t', 'https://api.example.com/prefix#s3cr3t']) {
+      const problems = problemsOf({ JUSTONEAPI_BASE_URL: value });
+      expect(problems).toEqual([expect.stringMatching(/^JUSTONEAPI_BASE_URL: must be an origin with an optional path/)]);
+      expect(problems[0]).not.toContain('s3cr3t');
+    }
+    for (const value of ['https://api.example.com', 'http://127.0.0.1:8080/proxy/', 'https://api.example.com/a%20b']) {
+      const parsed = parseEnv({ JUSTONEAPI_BASE_URL: value });
+      expect(parsed.ok && parsed.env.JUSTONEAPI_BASE_URL).toBe(value);
+    }
+  });
+
   it('accepts REDIS_URL only in full (redis://host…), since a malformed one hides its password from redaction', () => {
     for (const value of ['redis:/:s3cr3t-password@cache', 'redis:s3cr3t-password@cache:6379', 'redis://']) {
       const problems = problemsOf({ REDIS_URL: value });
