@@ -4,6 +4,7 @@ import { parseEnv } from '../src/env.js';
 import type { FetchSource, LinkStructureFetch } from '../src/link-structure/link-structure-cache.js';
 import type { LinkStructureRequest } from '../src/link-structure/model.js';
 import { createSharedTier } from '../src/link-structure/shared-tier.js';
+import { CallAbandoned } from '../src/upstream/upstream-error.js';
 import { createLogger } from '../src/logger.js';
 import { RequestCost } from '../src/request-cost.js';
 import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
@@ -405,6 +406,79 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect((await control.keys('*')).sort()).toEqual(['team-a:link:102:fresh:SHORT_VIDEO', 'team-b:link:102:fresh:SHORT_VIDEO']);
   });
 
+  it('keeps deployments on one server apart by database number too: pub/sub ignores SELECT', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '4242', acceptCache: false, platform: 'SHORT_VIDEO' };
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const answer = (value: number, delayMs: number): LinkStructureFetch => async (asked, via) => {
+      via?.('upstream');
+      await sleep(delayMs);
+      return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, summary: { value, rankPercent: null, relativeRatio: null }, fetchedAt: new Date() };
+    };
+    const never: LinkStructureFetch = async () => {
+      throw new Error('a waiter must not call');
+    };
+    // Deployment X on database 1: a holder whose answer takes 800 ms, and a waiter. Deployment Y on database 2, same prefix.
+    const x1 = await startTier(redis.url, answer(111, 800), 5_000, { db: 1 });
+    const x2 = await startTier(redis.url, never, 5_000, { db: 1 });
+    const y1 = await startTier(redis.url, answer(222, 10), 5_000, { db: 2 });
+    try {
+      // All three listening, on whichever channels they use.
+      await waitFor(async () => {
+        const channels = (await control.pubsub('CHANNELS', `${prefix}filled*`)) as string[];
+        const counts = channels.length ? ((await control.pubsub('NUMSUB', ...channels)) as Array<string | number>) : [];
+        return counts.filter((item): item is number => typeof item === 'number').reduce((sum, count) => sum + count, 0) === 3;
+      });
+      const held = x1.tier.fetch(request);
+      await sleep(50);
+      const waited = x2.tier.fetch(request);
+      await sleep(50);
+      expect((await y1.tier.fetch(request)).summary?.value).toBe(222);
+      expect((await waited).summary?.value).toBe(111);
+      expect((await held).summary?.value).toBe(111);
+    } finally {
+      await Promise.all([x1, x2, y1].map(({ tier }) => tier.close()));
+    }
+  });
+
+  it('a waiter whose requests have all gone stops waiting and pays for nothing; one still wanted passes its interest on', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '125', acceptCache: false, platform: 'SHORT_VIDEO' };
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const tiers: Array<ReturnType<typeof createSharedTier>> = [];
+    try {
+      // A holder whose call takes 1.5 s, past both waiters' 400 ms.
+      const holder = await startTier(redis.url, async (asked, via) => {
+        via?.('upstream');
+        await sleep(1_500);
+        return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
+      }, 5_000);
+      tiers.push(holder.tier);
+      const waiterFetch = vi.fn<LinkStructureFetch>(async (asked) => ({ ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() }));
+      const gone = await startTier(redis.url, waiterFetch, 400);
+      tiers.push(gone.tier);
+      await waitFor(async () => (await fillListeners(control)) === 2);
+      const held = holder.tier.fetch(request);
+      await sleep(50);
+      const lost = new AbortController();
+      const started = Date.now();
+      const waiting = gone.tier.fetch(request, undefined, { lost: lost.signal });
+      setTimeout(() => lost.abort(), 100);
+      await expect(waiting).rejects.toBeInstanceOf(CallAbandoned);
+      expect(Date.now() - started).toBeLessThan(400);
+      expect(waiterFetch).not.toHaveBeenCalled();
+
+      // Still wanted at its deadline: it calls, and the call carries the interest, so a client leaving later still counts.
+      const wanted = { lost: new AbortController().signal };
+      await gone.tier.fetch(request, undefined, wanted);
+      expect(waiterFetch).toHaveBeenCalledOnce();
+      expect(waiterFetch.mock.calls[0]![2]).toBe(wanted);
+      await held;
+    } finally {
+      await Promise.all(tiers.map((tier) => tier.close()));
+    }
+  });
+
   it('10 concurrent misses spread over 3 replicas make one upstream call', async () => {
     const { upstream, gateways } = await setUp(3, {}, 200);
     const answers = await Promise.all(Array.from({ length: 10 }, (_, index) => gateways[index % 3]!.query(query('103'))));
@@ -498,6 +572,8 @@ describe('REDIS_URL: replicas share one cache', () => {
         () => control.set(linkKey('207'), JSON.stringify({ ...valid, value: { ...storedEntry('207').value, platform: 'LIVE_STREAMING' } })),
         'another platform’s entry',
       ],
+      // Stored a year from now: it would be fresh for a year past its TTL.
+      ['208', () => control.set(linkKey('208'), JSON.stringify(storedEntry('208', -365 * 86_400_000))), 'stored in the future'],
     ];
     for (const [kolId, write, reason] of bad) {
       await write();
@@ -510,6 +586,10 @@ describe('REDIS_URL: replicas share one cache', () => {
       expect(logged).toMatchObject({ key: linkKey(kolId), reason });
     }
     expect(gateway.sharedTier?.counters).toMatchObject({ redis_hit: 1, redis_miss: bad.length, redis_error: 0 });
+    // A fresh entry that says it is stale: whether an answer is stale is this replica's to say, never a stored flag.
+    await control.set(linkKey('209'), JSON.stringify({ ...storedEntry('209'), value: { ...storedEntry('209').value, stale: true } }));
+    const flagged = await gateway.query('{ creator(kolId: "209") { linkStructure { stale summary { value } } } }');
+    expect(flagged.body.data.creator.linkStructure).toEqual({ stale: false, summary: { value: 1 } });
     expect(gateway.sharedTier?.status).toBe('ready');
   });
 

@@ -115,6 +115,8 @@ class RedisUnavailable extends Error {
 }
 
 const logIntervalMs = 10_000;
+/** How far ahead of this replica's clock another replica's may run before the entries it stores are refused. */
+const maxClockSkewMs = 60_000;
 
 type Via = (source: FetchSource) => void;
 
@@ -126,7 +128,11 @@ type Via = (source: FetchSource) => void;
  */
 export function createSharedTier(options: SharedTierOptions): SharedTier {
   const { redis, prefix, logger } = options;
-  const channel = `${prefix}filled`;
+  // Pub/sub ignores SELECT: deployments on one server kept apart by database number alone would hear each other's
+  // fills (another account's answers, or a simulator's). Database 0 keeps the plain name, so replicas of an older
+  // release in a rolling deploy still hear this one.
+  const database = Number(redis.options.db ?? 0);
+  const channel = database === 0 ? `${prefix}filled` : `${prefix}filled:db${database}`;
   const pollMs = options.pollMs ?? Math.max(50, Math.min(250, Math.floor(options.lockTtlMs / 4)));
   const cooldownMs = options.cooldownMs ?? 1_000;
   const counters = Object.fromEntries(sharedTierEvents.map((event) => [event, 0])) as Record<SharedTierEvent, number>;
@@ -276,7 +282,11 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     if (!entry.success) return unreadable(key, `not a link-structure entry: invalid ${entry.error.issues[0]?.path.join('.')}`);
     if (entry.data.value.kolId !== request.kolId) return unreadable(key, 'another creator’s entry');
     if (entry.data.value.platform !== request.platform) return unreadable(key, 'another platform’s entry');
-    return entry.data;
+    // Stored "later" than now by more than any replica's clock could be off: it would stay fresh past its TTL.
+    if (entry.data.storedAt > Date.now() + maxClockSkewMs) return unreadable(key, 'stored in the future');
+    // Only this replica decides whether what it serves is stale; the flag is never stored by a replica.
+    const { stale: _stale, ...value } = entry.data.value;
+    return { ...entry.data, value };
   }
 
   function unreadable(key: string, reason: string): undefined {
@@ -422,6 +432,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     key: string,
     stale: LinkStructure | undefined,
     via: Via,
+    interest: CallInterest | undefined,
   ): Promise<SharedLinkStructure> {
     const lockKey = `${prefix}lock:${linkStructureRequestKey(request)}`;
     let deadline = Date.now() + options.waitTimeoutMs;
@@ -430,6 +441,9 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     const fillMessage = listen(key);
     try {
       for (;;) {
+        // Every request here that wanted the answer has gone: nothing to wait for, nor a reason to take over an expired
+        // lock or to pay for a call of this replica's own (a holder's call goes on for the replicas waiting on it).
+        if (interest?.lost.aborted) throw new CallAbandoned();
         const token = randomUUID();
         let acquired: string | null;
         try {
@@ -453,7 +467,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
           warnLimited('gave up waiting for another replica’s upstream call', { kolId: request.kolId });
-          return await direct(request, stale, via);
+          return await direct(request, stale, via, interest);
         }
         const message = await fillMessage.wait(Math.min(pollMs, remaining));
         if (message && 'sending' in message) {
@@ -502,8 +516,9 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   }
 
   /**
-   * `interest` reaches the upstream call only where no other replica waits for it (Redis skipped or down): a fill
-   * lock's holder calls on whatever becomes of its own requests, since other replicas' requests wait on its answer.
+   * `interest` reaches the upstream call only where no other replica waits for it (Redis skipped or down, or a waiter
+   * that gave up on the holder), and ends a wait nobody here needs any more: a fill lock's holder calls on whatever
+   * becomes of its own requests, since other replicas' requests wait on its answer.
    */
   async function fetch(request: LinkStructureRequest, via: Via = () => {}, interest?: CallInterest): Promise<SharedLinkStructure> {
     if (skipRedis()) {
@@ -521,7 +536,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       }
       emit('redis_miss');
       if (entry && isUsableStale(entry)) stale = entry.value;
-      return await fillOrWait(request, key, stale, via);
+      return await fillOrWait(request, key, stale, via, interest);
     } catch (error) {
       if (error instanceof RedisUnavailable) return direct(request, stale, via, interest);
       throw error;
