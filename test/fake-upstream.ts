@@ -39,8 +39,8 @@ export interface FakeRequest {
 }
 
 export type FakeReply =
-  | { kind: 'json'; status?: number; body: unknown; delayMs?: number }
-  | { kind: 'raw'; status?: number; text: string; delayMs?: number }
+  | { kind: 'json'; status?: number; body: unknown; delayMs?: number; headers?: Record<string, string> }
+  | { kind: 'raw'; status?: number; text: string; delayMs?: number; headers?: Record<string, string> }
   /** Never answers (until the test closes the server). */
   | { kind: 'hang' }
   /** Sends the status line, headers and a first chunk of body, then stalls. */
@@ -114,7 +114,7 @@ export async function startFakeUpstream(behaviour: FakeBehaviour = () => reply.o
           return;
         }
         const text = answer.kind === 'json' ? JSON.stringify(answer.body) : answer.text;
-        res.writeHead(answer.status ?? 200, { 'content-type': answer.kind === 'json' ? 'application/json' : 'text/plain' });
+        res.writeHead(answer.status ?? 200, { 'content-type': answer.kind === 'json' ? 'application/json' : 'text/plain', ...answer.headers });
         res.end(text, finish);
       };
       if (answer.delayMs) setTimeout(send, answer.delayMs);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { backoffMs } from '../src/upstream/link-struct-client.js';
+import { backoffMs, retryAfterMs } from '../src/upstream/link-struct-client.js';
 import { createTestGateway, testToken, type TestGateway } from './gateway.js';
-import { reply, startFakeUpstream, type FakeReply, type FakeUpstream } from './fake-upstream.js';
+import { documentedPayload, reply, startFakeUpstream, type FakeReply, type FakeUpstream } from './fake-upstream.js';
 
 const query = /* GraphQL */ `
   query ($kolId: ID!) {
@@ -56,6 +56,38 @@ const rows: Row[] = [
     retryable: false,
   },
   { name: 'a body without a code', answer: () => ({ kind: 'json', body: { data: {} } }), code: 'UPSTREAM_BAD_RESPONSE', retryable: false },
+  // A message that is not a string must not hide the code (here an account failure, which stops the calls).
+  {
+    name: 'code 601 with a message that is not a string',
+    answer: () => ({ kind: 'json', body: { code: 601, message: { zh: '余额不足' } } }),
+    code: 'UPSTREAM_INSUFFICIENT_BALANCE',
+    upstreamCode: 601,
+    retryable: false,
+  },
+  {
+    name: 'code 302 with a message that is a list',
+    answer: () => ({ kind: 'json', body: { code: 302, message: ['rate'] } }),
+    code: 'UPSTREAM_RATE_LIMITED',
+    upstreamCode: 302,
+    retryable: true,
+  },
+  {
+    name: 'code 0 with base_resp.status_code 4001 and a status_message that is a number',
+    answer: () => reply.ok({ base_resp: { status_code: 4001, status_message: 404 }, link_struct: {} }),
+    code: 'UPSTREAM_ERROR',
+    upstreamCode: 4001,
+    retryable: false,
+  },
+  // An answer the size of no answer (a real one is under 1 KB) is cut off at 1 MiB, not held whole, and not paid for again.
+  {
+    name: 'a 2xx body over 1 MiB',
+    // A complete, valid answer, padded: read whole, it would have been served.
+    answer: () => ({ kind: 'raw', text: `${JSON.stringify({ code: 0, message: 'success', data: documentedPayload })}${' '.repeat(2 * 1024 * 1024)}` }),
+    code: 'UPSTREAM_BAD_RESPONSE',
+    retryable: false,
+  },
+  // A failure status's body is not read: its size does not matter, its status does.
+  { name: 'HTTP 503 with a 2 MiB body', answer: () => reply.http(503, 'x'.repeat(2 * 1024 * 1024)), code: 'UPSTREAM_UNAVAILABLE', retryable: true },
   {
     // Xingtu's failure answers often carry base_resp alone: still the upstream's error, not a shape we misread.
     name: 'code 0 with base_resp.status_code 4001 and no link_struct',
@@ -263,6 +295,58 @@ describe('upstream rate limit (302) answered to parallel calls', () => {
       expect(body.errors).toBeUndefined();
       expect(upstream.calls()).toBe(16);
       expect(elapsed).toBeLessThan(2_000);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('HTTP 429 from whatever stands in front of the API', () => {
+  it('is retried as UPSTREAM_UNAVAILABLE, after the account-wide pause its Retry-After asks for, which holds back every call', async () => {
+    const arrivals: Array<{ kolId: string | null; at: number }> = [];
+    const upstream = await startFakeUpstream((request) => {
+      arrivals.push({ kolId: request.kolId, at: performance.now() });
+      if (request.kolId === '901' && request.nth === 1) return { kind: 'raw', status: 429, text: 'slow down', headers: { 'retry-after': '1' } };
+      return reply.ok();
+    });
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_RETRY_BASE_MS: '1', UPSTREAM_BACKOFF_MAX_MS: '20000' });
+    try {
+      const first = gateway.query(query, { kolId: '901' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Another creator asked during the pause waits for it too: the limit is the account's.
+      const { body: other } = await gateway.query(query, { kolId: '902' });
+      const { body } = await first;
+      expect(body.errors).toBeUndefined();
+      expect(other.errors).toBeUndefined();
+      const sentAt = (kolId: string, nth: number) => arrivals.filter((arrival) => arrival.kolId === kolId)[nth - 1]!.at;
+      expect(sentAt('901', 2) - sentAt('901', 1)).toBeGreaterThanOrEqual(950);
+      expect(sentAt('902', 1) - sentAt('901', 1)).toBeGreaterThanOrEqual(950);
+      expect(upstream.calls()).toBe(3);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+
+  it('reads Retry-After as seconds or as an HTTP date, and ignores what is neither', () => {
+    const now = Date.parse('2026-12-02T06:00:00Z');
+    expect(retryAfterMs('5', now)).toBe(5_000);
+    expect(retryAfterMs(['7', '9'], now)).toBe(7_000);
+    expect(retryAfterMs('Wed, 02 Dec 2026 06:00:30 GMT', now)).toBe(30_000);
+    expect(retryAfterMs('Wed, 02 Dec 2026 05:00:00 GMT', now)).toBe(0);
+    for (const header of [undefined, '', 'soon', '-1', '1.5']) expect(retryAfterMs(header, now)).toBeUndefined();
+  });
+});
+
+describe('the upstream message in the log', () => {
+  it('is cut to 500 characters, saying how long it was', async () => {
+    const upstream = await startFakeUpstream(() => reply.business(303, 'q'.repeat(20_000)));
+    const gateway = createTestGateway(upstream.url, { BREAKER_COOLDOWN_SECONDS: '0' });
+    try {
+      await gateway.query(query, { kolId: '903' });
+      const failed = gateway.logs.find((line) => line.msg === 'upstream call failed')!;
+      expect(failed['detail']).toBe(`upstream business code 303: ${'q'.repeat(500)}… (20000 characters)`);
     } finally {
       await gateway.close();
       await upstream.close();

@@ -94,6 +94,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const pathPrefix = base.pathname.replace(/\/+$/, '');
   const pool = new Pool(base.origin, {
     connections: options.concurrency,
+    // An answer is under a kilobyte. A larger one is cut off as it arrives instead of being held in memory whole: one of
+    // hundreds of megabytes (a misbehaving proxy) took the process past 1 GB, and failing as "connection" it was retried.
+    maxResponseSize: maxAnswerBytes,
     // The per-attempt AbortSignal is the timeout that counts; these only stop undici's own 300 s defaults from being shorter or longer.
     headersTimeout: options.timeoutMs + 1_000,
     bodyTimeout: options.timeoutMs + 1_000,
@@ -150,7 +153,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     const { signal } = controller;
     const timer = setTimeout(() => controller.abort(), options.timeoutMs);
     let statusCode: number;
-    let text: string;
+    let text = '';
+    let retryAfter: string | string[] | undefined;
     try {
       const response = await dispatcher.request({
         method: 'GET',
@@ -159,10 +163,17 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         signal,
       });
       statusCode = response.statusCode;
-      text = await response.body.text();
+      retryAfter = response.headers['retry-after'];
+      // A failure status says all there is to say: its body is drained (a little) or dropped, never read whole.
+      if (statusCode < 200 || statusCode > 299) await response.body.dump().catch(() => undefined);
+      else text = await response.body.text();
     } catch (cause) {
       if (signal.aborted || cause instanceof undiciErrors.HeadersTimeoutError || cause instanceof undiciErrors.BodyTimeoutError) {
         throw new UpstreamError('UPSTREAM_TIMEOUT', `no complete answer within ${options.timeoutMs} ms`);
+      }
+      if (cause instanceof undiciErrors.ResponseExceededMaxSizeError) {
+        // A 2xx answer the size of no answer: the account was served, and sending it again would pay for the same.
+        throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `answer larger than ${maxAnswerBytes} bytes: cut off`, { accountServed: true });
       }
       // undici errors may quote the request URL, which holds the token: keep only the error's class and code.
       const kind = cause instanceof Error ? `${cause.name}${'code' in cause ? ` ${String(cause.code)}` : ''}` : 'unknown';
@@ -171,7 +182,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       clearTimeout(timer);
     }
     if (statusCode < 200 || statusCode > 299) {
-      throw new UpstreamError('UPSTREAM_UNAVAILABLE', `HTTP ${statusCode}`, { httpStatus: statusCode });
+      throw new UpstreamError('UPSTREAM_UNAVAILABLE', `HTTP ${statusCode}`, {
+        httpStatus: statusCode,
+        ...(statusCode === 429 ? { retryAfterMs: retryAfterMs(retryAfter) } : {}),
+      });
     }
     let body: unknown;
     try {
@@ -234,7 +248,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         breaker.abandoned(admission);
       } else {
         breaker.failed(admission, failure);
-        if (failure.code === 'UPSTREAM_RATE_LIMITED') backoff.rateLimited(sentAt);
+        // Code 302, or HTTP 429 from whatever stands in front of the API: the same account-wide pause, at least as long
+        // as a 429's Retry-After asks (up to UPSTREAM_BACKOFF_MAX_MS).
+        if (failure.code === 'UPSTREAM_RATE_LIMITED' || failure.httpStatus === 429) backoff.rateLimited(sentAt, failure.retryAfterMs);
       }
       const willRetry = !cutOff.signal.aborted && (goneReason !== undefined || (failure.retryable && attempt <= options.retries));
       observe(failure.code, failure.upstreamCode, willRetry);
@@ -324,6 +340,20 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       await pool.destroy();
     },
   };
+}
+
+/** Largest upstream answer read: a real one is under a kilobyte. */
+export const maxAnswerBytes = 1024 * 1024;
+
+/** A `Retry-After` header (seconds, or an HTTP date) in milliseconds from now; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | string[] | undefined, now = Date.now()): number | undefined {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1_000;
+  // An HTTP date ends in GMT; Date.parse alone takes "-1" or "1.5" for dates too.
+  if (!/ GMT$/.test(value)) return undefined;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /** Exponential backoff with equal jitter: half the step is fixed, half random, so retries from many requests spread out. */

@@ -6,12 +6,13 @@ import {
   type LinkStructure,
   type LinkSummary,
 } from '../link-structure/model.js';
-import { UpstreamError, upstreamCodeToError } from './upstream-error.js';
+import { UpstreamError, upstreamCodeToError, upstreamMessageText } from './upstream-error.js';
 
 /** Every Just One API answer: HTTP 200 with a business `code` (0 = success) whatever happened. */
 export const envelopeSchema = z.object({
   code: z.number().int(),
-  message: z.string().nullish(),
+  // Anything: a message that is not a string (an object, a number) must not hide the code, and with it an account failure.
+  message: z.unknown().optional(),
   // Optional: a failure answer may leave `data` out altogether (zod 4 requires a key declared z.unknown()).
   data: z.unknown().optional(),
 });
@@ -35,7 +36,7 @@ const summarySchema = z.object({
 /** Xingtu's `author_link_struct` payload, the `data` of a code-0 answer from either endpoint (v1 or gw). */
 export const linkStructPayloadSchema = z.object({
   author_link_type: z.string().nullish(),
-  base_resp: z.object({ status_code: z.number().int(), status_message: z.string().nullish() }).nullish(),
+  base_resp: z.object({ status_code: z.number().int(), status_message: z.unknown().optional() }).nullish(),
   // Keys "1".."4" are the funnel stages in order, "5" the monthly connected users; others are ignored.
   link_struct: z.object({
     '1': bucketSchema.optional(),
@@ -50,7 +51,7 @@ export type LinkStructPayload = z.infer<typeof linkStructPayloadSchema>;
 
 /** Just `base_resp`: Xingtu's failure answers often carry nothing else, so it is read before the payload is judged. */
 const baseRespOnlySchema = z.object({
-  base_resp: z.object({ status_code: z.number().int(), status_message: z.string().nullish() }),
+  base_resp: z.object({ status_code: z.number().int(), status_message: z.unknown().optional() }),
 });
 
 const stageKeys = ['1', '2', '3', '4'] as const;
@@ -74,7 +75,7 @@ export function parseLinkStructBody(body: unknown, answer: AnswerContext, fetche
   const status = baseRespOnlySchema.safeParse(envelope.data.data);
   if (status.success && status.data.base_resp.status_code !== 0) {
     const { status_code: statusCode, status_message: statusMessage } = status.data.base_resp;
-    throw new UpstreamError('UPSTREAM_ERROR', `upstream base_resp status ${statusCode}: ${statusMessage ?? '(no message)'}`, {
+    throw new UpstreamError('UPSTREAM_ERROR', `upstream base_resp status ${statusCode}: ${upstreamMessageText(statusMessage)}`, {
       upstreamCode: statusCode,
       accountServed: true,
     });

@@ -45,11 +45,15 @@ export class RateLimitBackoff {
     }
   }
 
-  /** A 302 answered the attempt sent at `sentAt` (by this instance's clock). */
-  rateLimited(sentAt: number = this.#now()): void {
+  /**
+   * A 302 (or a 429) answered the attempt sent at `sentAt` (by this instance's clock). `atLeastMs`: how long the answer
+   * itself asked to be left alone (a 429's `Retry-After`), honoured up to `maxMs` whatever the streak says.
+   */
+  rateLimited(sentAt: number = this.#now(), atLeastMs?: number): void {
+    const now = this.#now();
+    if (atLeastMs !== undefined) this.#notBefore = Math.max(this.#notBefore, now + Math.min(this.#options.maxMs, atLeastMs));
     // Sent before the latest escalation, or in the same millisecond: part of the answer that escalated already.
     if (sentAt <= this.#escalatedAt) return;
-    const now = this.#now();
     this.#streak += 1;
     this.#escalatedAt = now;
     const pause = Math.min(this.#options.maxMs, this.#options.baseMs * 2 ** (this.#streak - 1));

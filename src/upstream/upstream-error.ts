@@ -16,6 +16,8 @@ export class UpstreamError extends Error {
    */
   readonly businessCode: number | undefined;
   readonly httpStatus: number | undefined;
+  /** How long a rate-limited answer (HTTP 429) asked the client to wait (`Retry-After`), when it said. */
+  readonly retryAfterMs: number | undefined;
   /**
    * The failure came inside a code-0 answer (Xingtu's `base_resp` status, or a payload that does not add up): Just One
    * API served the account, so whatever failed was about this creator. A half-open circuit breaker closes on it.
@@ -31,6 +33,7 @@ export class UpstreamError extends Error {
       upstreamCode?: number;
       businessCode?: number;
       httpStatus?: number;
+      retryAfterMs?: number | undefined;
       accountServed?: boolean;
       cause?: unknown;
       clientDetails?: { message: string; argument?: string };
@@ -41,6 +44,7 @@ export class UpstreamError extends Error {
     this.upstreamCode = options.upstreamCode;
     this.businessCode = options.businessCode;
     this.httpStatus = options.httpStatus;
+    this.retryAfterMs = options.retryAfterMs;
     this.accountServed = options.accountServed ?? false;
     this.clientDetails = options.clientDetails;
   }
@@ -79,11 +83,21 @@ const businessCodes: Record<number, ErrorCode> = {
  */
 const creatorCodes: ReadonlySet<number> = new Set([301, 400]);
 
-export function upstreamCodeToError(upstreamCode: number, upstreamMessage: string | null | undefined): UpstreamError {
+export function upstreamCodeToError(upstreamCode: number, upstreamMessage: unknown): UpstreamError {
   const code = businessCodes[upstreamCode] ?? 'UPSTREAM_ERROR';
-  return new UpstreamError(code, `upstream business code ${upstreamCode}: ${upstreamMessage ?? '(no message)'}`, {
+  return new UpstreamError(code, `upstream business code ${upstreamCode}: ${upstreamMessageText(upstreamMessage)}`, {
     upstreamCode,
     businessCode: upstreamCode,
     accountServed: creatorCodes.has(upstreamCode),
   });
+}
+
+/** Longest piece of an upstream message kept for the log: log pipelines split or drop lines of tens of kilobytes. */
+const maxUpstreamMessageLength = 500;
+
+/** The upstream's own message (logged, never returned), whatever its type, cut to a length a log line can carry. */
+export function upstreamMessageText(message: unknown): string {
+  if (message === undefined || message === null || message === '') return '(no message)';
+  const text = typeof message === 'string' ? message : (JSON.stringify(message) ?? String(message));
+  return text.length > maxUpstreamMessageLength ? `${text.slice(0, maxUpstreamMessageLength)}… (${text.length} characters)` : text;
 }
