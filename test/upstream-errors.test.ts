@@ -339,6 +339,28 @@ describe('HTTP 429 from whatever stands in front of the API', () => {
   });
 });
 
+describe('many calls waiting at once', () => {
+  it('twenty calls sleeping before their retries raise no listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    const upstream = await startFakeUpstream((request) => (request.nth === 1 ? reply.business(301) : reply.ok()));
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_CONCURRENCY: '20', UPSTREAM_RETRY_BASE_MS: '200' });
+    try {
+      const kolIds = Array.from({ length: 20 }, (_, index) => String(700 + index));
+      const { body } = await gateway.query(`query ($kolIds: [ID!]!) { creators(kolIds: $kolIds) { linkStructure { summary { value } } } }`, { kolIds });
+      expect(body.errors).toBeUndefined();
+      expect(upstream.calls()).toBe(40);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((warning) => warning.includes('MaxListenersExceeded'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
+
 describe('the upstream message in the log', () => {
   it('is cut to 500 characters, saying how long it was', async () => {
     const upstream = await startFakeUpstream(() => reply.business(303, 'q'.repeat(20_000)));

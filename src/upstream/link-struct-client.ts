@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
@@ -106,11 +107,11 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const mode = options.endpoint ?? 'auto';
   let active: UpstreamEndpoint = mode === 'gw' ? 'gw' : 'v1';
   // Aborted by destroy(): waits between attempts end, and nothing is retried against the destroyed pool.
-  const cutOff = new AbortController();
+  const cutOff = sharedController();
   // Ends every wait for a 302 pause: aborted (and replaced) each time the breaker opens, so an attempt waiting
   // fails fast then, like one queued for a slot; and by destroy(). One signal, not AbortSignal.any() of two: on
   // Node 20 that leaves each combined signal attached to the long-lived one (nodejs/node#55351).
-  let pauseInterrupt = new AbortController();
+  let pauseInterrupt = sharedController();
   const breaker = new CircuitBreaker({
     cooldownMs: options.breakerCooldownMs ?? 0,
     onStateChange(state, cause) {
@@ -119,7 +120,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       else logger.info(`upstream circuit breaker ${state}`, fields);
       if (state === 'open' && !cutOff.signal.aborted) {
         pauseInterrupt.abort();
-        pauseInterrupt = new AbortController();
+        pauseInterrupt = sharedController();
       }
       options.onBreakerStateChange?.(state);
     },
@@ -340,6 +341,16 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       await pool.destroy();
     },
   };
+}
+
+/**
+ * A controller whose signal every waiting call listens on (a retry's sleep, a 302 pause): one listener per call, removed
+ * when its wait ends. Node warns of a leak past 10 listeners, which is a dozen calls waiting at once, not a leak.
+ */
+function sharedController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
 }
 
 /** Largest upstream answer read: a real one is under a kilobyte. */
