@@ -10,6 +10,7 @@ import type { LinkStructureRequest } from './link-structure/model.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { useMetricsRoute } from './metrics-plugin.js';
+import { boundedParserCaches } from './protection/document-cache.js';
 import { protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
 import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
 import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
@@ -74,6 +75,8 @@ export function createApp(deps: AppDeps): App {
     // Yoga's own liveness route answers an empty body; /health below replaces it.
     healthCheckEndpoint: '/_yoga/health',
     landingPage: false,
+    // Yoga's parse and validation caches, bounded by the memory they hold as well as by count.
+    parserAndValidationCache: boundedParserCaches(),
     // Replaced by useRequestBodyLimit below (MAX_REQUEST_BYTES): the same check without a stream per request.
     maxRequestBodySize: false,
     // No file uploads in the schema: a multipart body is refused like any other unknown body, not half-parsed.

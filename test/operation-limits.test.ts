@@ -1,7 +1,9 @@
 import { request as httpRequest, createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getIntrospectionQuery } from 'graphql';
+import { getIntrospectionQuery, type DocumentNode } from 'graphql';
 import { describe, expect, it } from 'vitest';
+import { boundedParserCaches } from '../src/protection/document-cache.js';
+import { countComments } from '../src/protection/query-limits.js';
 import { gatewayOnFakeUpstream } from './gateway.js';
 
 const setUp = (vars: Record<string, string> = {}) => gatewayOnFakeUpstream(vars);
@@ -68,6 +70,47 @@ describe('query limits, refused before execution with a coded error', () => {
       { message: 'Token limit of 40 exceeded.', extensions: { code: 'QUERY_TOO_MANY_TOKENS', retryable: false, limit: 40 } },
     ]);
     expect(upstream.calls()).toBe(0);
+  });
+
+  it('MAX_QUERY_TOKENS counts comments too: a document keeps every one, so a body of empty comment lines is refused', async () => {
+    const { upstream, gateway } = await setUp({ MAX_QUERY_TOKENS: '40' });
+    const refused = { message: 'Token limit of 40 exceeded.', extensions: { code: 'QUERY_TOO_MANY_TOKENS', retryable: false, limit: 40 } };
+    // `{ creator(kolId: "1") { kolId } }` is 11 tokens.
+    const query = '{ creator(kolId: "1") { kolId } }';
+    const withComments = (count: number) => `${'#\n'.repeat(count)}${query}`;
+    expect((await gateway.query(withComments(29))).body.data).toEqual({ creator: { kolId: '1' } });
+    // Counted once parsed: 30 comments and 11 other tokens.
+    const over = await gateway.query(withComments(30));
+    expect(over.status).toBe(400);
+    expect(over.body.errors).toEqual([refused]);
+    // Counted before parsing, past the limit: fifteen thousand comments are never parsed.
+    const bomb = await gateway.query(withComments(15_000));
+    expect(bomb.status).toBe(400);
+    expect(bomb.body.errors).toEqual([refused]);
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('counts as comments only the `#`s outside strings and block strings', () => {
+    expect(countComments('{ a(b: "x # y") } # one', 10)).toBe(1);
+    expect(countComments('{ a(b: """x # \\""" # y""") } # one\n# two', 10)).toBe(2);
+    expect(countComments('{ a(b: "x \\" # y") } # one', 10)).toBe(1);
+    // An unterminated string ends at its line: a comment on the next line still counts.
+    expect(countComments('{ a(b: "x # \n# one', 10)).toBe(1);
+    // Counting stops once past the limit.
+    expect(countComments('#\n'.repeat(1_000), 5)).toBe(6);
+  });
+
+  it('keeps parsed documents up to an estimated 64 MB, whatever their number', () => {
+    const { documentCache } = boundedParserCaches();
+    const document = { kind: 'Document', definitions: [] } as unknown as DocumentNode;
+    // 2,000 distinct 20 KB documents: about 1.3 MB each by the estimate, 2.6 GB in all.
+    for (let index = 0; index < 2_000; index += 1) documentCache.set(`${index}${' '.repeat(20_000)}`, document);
+    expect(documentCache.calculatedSize).toBeLessThanOrEqual(64 * 1024 * 1024);
+    expect(documentCache.size).toBeLessThan(60);
+    // Small ones are kept up to Yoga's count.
+    const small = boundedParserCaches().documentCache;
+    for (let index = 0; index < 2_000; index += 1) small.set(`{ creator(kolId: "${index}") { kolId } }`, document);
+    expect(small.size).toBe(1_024);
   });
 
   it('MAX_REQUEST_BYTES → HTTP 413 REQUEST_ENTITY_TOO_LARGE, with or without a Content-Length', async () => {

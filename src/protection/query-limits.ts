@@ -1,7 +1,7 @@
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, type ASTVisitor, type ValidationContext } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, TokenKind, type ASTVisitor, type DocumentNode, type ValidationContext } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { codedError, type ErrorCode } from '../errors.js';
 
@@ -33,6 +33,7 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
         },
       ],
     }) as Plugin,
+    useCommentsCounted(limits.maxTokens),
     maxDepthPlugin({
       n: limits.maxDepth,
       flattenFragments: true,
@@ -47,6 +48,70 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
       onReject: [report('QUERY_TOO_MANY_ALIASES', limits.maxAliases)],
     }) as Plugin,
   ];
+}
+
+/**
+ * Comments are tokens too, and a parsed document keeps every one of them (graphql-js links them into its token list),
+ * but graphql-armor counts only the others: 49,000 empty comment lines in one ~100 KB request parsed to 4 MB kept in
+ * Yoga's document cache, and a few hundred such requests exhausted the heap. Comments are counted before parsing (a
+ * scan that stops past the limit), and every token, comments included, after it.
+ */
+function useCommentsCounted(maxTokens: number): Plugin {
+  const tooMany = () => codedError('QUERY_TOO_MANY_TOKENS', { message: `Token limit of ${maxTokens} exceeded.`, limit: maxTokens });
+  return {
+    onParse({ parseFn, setParseFn }) {
+      setParseFn((source, options) => {
+        if (countComments(typeof source === 'string' ? source : source.body, maxTokens) > maxTokens) throw tooMany();
+        const document = parseFn(source, options);
+        if (tokenCount(document) > maxTokens) throw tooMany();
+        return document;
+      });
+    },
+  };
+}
+
+/** The comments in a GraphQL source (a `#` outside a string, to the end of its line), counted until past `stopAfter`. */
+export function countComments(source: string, stopAfter: number): number {
+  let count = 0;
+  const length = source.length;
+  for (let index = 0; index < length; index += 1) {
+    const code = source.charCodeAt(index);
+    if (code === 0x23) {
+      count += 1;
+      if (count > stopAfter) return count;
+      while (index + 1 < length && !isLineEnd(source.charCodeAt(index + 1))) index += 1;
+    } else if (code === 0x22) {
+      index = source.startsWith('"""', index) ? blockStringEnd(source, index + 3) : stringEnd(source, index + 1);
+    }
+  }
+  return count;
+}
+
+const isLineEnd = (code: number) => code === 0x0a || code === 0x0d;
+
+/** Where a `"…"` string whose text starts at `from` ends (its closing quote, or the line's end where it is unterminated). */
+function stringEnd(source: string, from: number): number {
+  for (let index = from; index < source.length; index += 1) {
+    const code = source.charCodeAt(index);
+    if (code === 0x5c) index += 1;
+    else if (code === 0x22 || isLineEnd(code)) return index;
+  }
+  return source.length;
+}
+
+/** Where a block string whose text starts at `from` ends (the last quote of its closing `"""`; `\"""` does not close it). */
+function blockStringEnd(source: string, from: number): number {
+  for (let index = source.indexOf('"""', from); index !== -1; index = source.indexOf('"""', index + 1)) {
+    if (source.charCodeAt(index - 1) !== 0x5c) return index + 2;
+  }
+  return source.length;
+}
+
+/** Every lexical token the document keeps, comments included. */
+function tokenCount(document: DocumentNode): number {
+  let count = 0;
+  for (let token = document.loc?.startToken.next; token && token.kind !== TokenKind.EOF; token = token.next) count += 1;
+  return count;
 }
 
 /**
