@@ -1,9 +1,9 @@
 import { request as httpRequest, createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getIntrospectionQuery, type DocumentNode } from 'graphql';
-import { describe, expect, it } from 'vitest';
+import { getIntrospectionQuery, parse, type DocumentNode, type Source } from 'graphql';
+import { describe, expect, it, vi } from 'vitest';
 import { boundedParserCaches } from '../src/protection/document-cache.js';
-import { countComments } from '../src/protection/query-limits.js';
+import { countComments, useCommentsCounted } from '../src/protection/query-limits.js';
 import { gatewayOnFakeUpstream } from './gateway.js';
 
 const setUp = (vars: Record<string, string> = {}) => gatewayOnFakeUpstream(vars);
@@ -83,11 +83,22 @@ describe('query limits, refused before execution with a coded error', () => {
     const over = await gateway.query(withComments(30));
     expect(over.status).toBe(400);
     expect(over.body.errors).toEqual([refused]);
-    // Counted before parsing, past the limit: fifteen thousand comments are never parsed.
+    // Past the limit in comments alone: refused before parsing (below).
     const bomb = await gateway.query(withComments(15_000));
     expect(bomb.status).toBe(400);
     expect(bomb.body.errors).toEqual([refused]);
     expect(upstream.calls()).toBe(0);
+  });
+
+  it('refuses a document with more comments than the limit without parsing it', () => {
+    const parseFn = vi.fn((source: string | Source) => parse(source));
+    let wrapped: ((source: string | Source) => DocumentNode) | undefined;
+    const hooks = useCommentsCounted(5) as { onParse: (payload: unknown) => void };
+    hooks.onParse({ parseFn, setParseFn: (fn: typeof wrapped) => (wrapped = fn) });
+    expect(() => wrapped!(`${'#\n'.repeat(6)}{ a }`)).toThrow('Token limit of 5 exceeded.');
+    expect(parseFn).not.toHaveBeenCalled();
+    expect(wrapped!('#\n{ a }').kind).toBe('Document');
+    expect(parseFn).toHaveBeenCalledOnce();
   });
 
   it('counts as comments only the `#`s outside strings and block strings', () => {

@@ -56,7 +56,7 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
  * Yoga's document cache, and a few hundred such requests exhausted the heap. Comments are counted before parsing (a
  * scan that stops past the limit), and every token, comments included, after it.
  */
-function useCommentsCounted(maxTokens: number): Plugin {
+export function useCommentsCounted(maxTokens: number): Plugin {
   const tooMany = () => codedError('QUERY_TOO_MANY_TOKENS', { message: `Token limit of ${maxTokens} exceeded.`, limit: maxTokens });
   return {
     onParse({ parseFn, setParseFn }) {
