@@ -9,6 +9,11 @@ export interface Logger {
   warn(message: string, fields?: LogFields): void;
   error(message: string, fields?: LogFields): void;
   child(fields: LogFields): Logger;
+  /**
+   * `text` with the secrets replaced, as every line is: for text cut short before it is logged, since a secret cut in
+   * two is no longer found whole in the line.
+   */
+  redact(text: string): string;
 }
 
 export interface LoggerOptions {
@@ -66,6 +71,7 @@ export function createLogger(options: LoggerOptions, bound: LogFields = {}): Log
     warn: (message, fields) => log('warn', message, fields),
     error: (message, fields) => log('error', message, fields),
     child: (fields) => createLogger(options, { ...bound, ...fields }),
+    redact,
   };
 }
 

@@ -362,13 +362,18 @@ describe('many calls waiting at once', () => {
 });
 
 describe('the upstream message in the log', () => {
-  it('is cut to 500 characters, saying how long it was', async () => {
-    const upstream = await startFakeUpstream(() => reply.business(303, 'q'.repeat(20_000)));
+  it('is cut to 500 characters, saying how long it was, after the token is redacted: no part of it survives the cut', async () => {
+    const prefix = 'upstream business code 303: ';
+    // The token quoted back across the 500th character, whole and URL-encoded.
+    const message = `${'q'.repeat(500 - prefix.length - 5)}${testToken} ${encodeURIComponent(testToken)} ${'q'.repeat(20_000)}`;
+    const upstream = await startFakeUpstream(() => reply.business(303, message));
     const gateway = createTestGateway(upstream.url, { BREAKER_COOLDOWN_SECONDS: '0' });
     try {
       await gateway.query(query, { kolId: '903' });
       const failed = gateway.logs.find((line) => line.msg === 'upstream call failed')!;
-      expect(failed['detail']).toBe(`upstream business code 303: ${'q'.repeat(500)}… (20000 characters)`);
+      const redacted = `${prefix}${'q'.repeat(500 - prefix.length - 5)}[REDACTED] [REDACTED] ${'q'.repeat(20_000)}`;
+      expect(failed['detail']).toBe(`${redacted.slice(0, 500)}… (${redacted.length} characters)`);
+      for (let length = 4; length <= testToken.length; length += 1) expect(gateway.rawLogs.join('\n')).not.toContain(testToken.slice(0, length));
     } finally {
       await gateway.close();
       await upstream.close();

@@ -306,7 +306,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         attempt,
         code: failure.code,
         upstreamCode: failure.upstreamCode,
-        detail: failure.message,
+        detail: logDetail(logger, failure.message),
         willRetry,
       });
       if (!willRetry) throw failure;
@@ -351,6 +351,15 @@ function sharedController(): AbortController {
   const controller = new AbortController();
   setMaxListeners(0, controller.signal);
   return controller;
+}
+
+/** Longest failure detail logged (it may quote the upstream's message): log pipelines split or drop lines of tens of KB. */
+const maxDetailLength = 500;
+
+/** A failure's detail for the log: redacted first, then cut, so no part of a secret survives the cut. */
+function logDetail(logger: Logger, detail: string): string {
+  const redacted = logger.redact(detail);
+  return redacted.length > maxDetailLength ? `${redacted.slice(0, maxDetailLength)}… (${redacted.length} characters)` : redacted;
 }
 
 /** Largest upstream answer read: a real one is under a kilobyte. */

@@ -92,12 +92,8 @@ export function upstreamCodeToError(upstreamCode: number, upstreamMessage: unkno
   });
 }
 
-/** Longest piece of an upstream message kept for the log: log pipelines split or drop lines of tens of kilobytes. */
-const maxUpstreamMessageLength = 500;
-
-/** The upstream's own message (logged, never returned), whatever its type, cut to a length a log line can carry. */
+/** The upstream's own message (logged, never returned), whatever its JSON type. */
 export function upstreamMessageText(message: unknown): string {
   if (message === undefined || message === null || message === '') return '(no message)';
-  const text = typeof message === 'string' ? message : (JSON.stringify(message) ?? String(message));
-  return text.length > maxUpstreamMessageLength ? `${text.slice(0, maxUpstreamMessageLength)}… (${text.length} characters)` : text;
+  return typeof message === 'string' ? message : (JSON.stringify(message) ?? String(message));
 }
