@@ -441,6 +441,40 @@ describe('REDIS_URL: replicas share one cache', () => {
     }
   });
 
+  it('checks what a fill message announces as it checks a stored entry: a future-dated one is not served, a stale flag is dropped', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '126', acceptCache: false, platform: 'SHORT_VIDEO' };
+    const lockKey = `${prefix}lock:126:fresh:SHORT_VIDEO`;
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const ownFetch = vi.fn<LinkStructureFetch>(async (asked) => ({ ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, authorLinkType: 'own', fetchedAt: new Date() }));
+    const { tier } = await startTier(redis.url, ownFetch, 5_000);
+    try {
+      await waitFor(async () => (await fillListeners(control)) === 1);
+      const announce = async (entry: unknown) => {
+        await control.set(lockKey, 'another-replica', 'PX', 5_000);
+        const waiting = tier.fetch(request);
+        await sleep(100);
+        await control.publish(`${prefix}filled`, JSON.stringify({ key: linkKey('126'), ok: true, entry }));
+        await sleep(50);
+        await control.del(lockKey);
+        return waiting;
+      };
+      // An answer a year ahead of this replica's clock (a replica whose clock runs fast): not taken; this one calls.
+      const ahead = storedEntry('126', -365 * 86_400_000);
+      expect((await announce(ahead)).authorLinkType).toBe('own');
+      expect(ownFetch).toHaveBeenCalledOnce();
+      // A sound answer that says it is stale: taken, without the flag.
+      await control.del(linkKey('126'));
+      const flagged = { ...storedEntry('126'), value: { ...storedEntry('126').value, stale: true } };
+      const served = await announce(flagged);
+      expect(served.authorLinkType).toBe('stored');
+      expect(served.stale).toBeUndefined();
+      expect(ownFetch).toHaveBeenCalledOnce();
+    } finally {
+      await tier.close();
+    }
+  });
+
   it('a waiter whose requests have all gone stops waiting and pays for nothing; one still wanted passes its interest on', async () => {
     const { redis, control } = await setUp(0);
     const request: LinkStructureRequest = { kolId: '125', acceptCache: false, platform: 'SHORT_VIDEO' };
@@ -574,6 +608,12 @@ describe('REDIS_URL: replicas share one cache', () => {
       ],
       // Stored a year from now: it would be fresh for a year past its TTL.
       ['208', () => control.set(linkKey('208'), JSON.stringify(storedEntry('208', -365 * 86_400_000))), 'stored in the future'],
+      // Stored now, but fetched a year from now: the in-process cache would keep it fresh for a year.
+      [
+        '210',
+        () => control.set(linkKey('210'), JSON.stringify({ ...storedEntry('210'), value: { ...storedEntry('210', -365 * 86_400_000).value } })),
+        'fetched in the future',
+      ],
     ];
     for (const [kolId, write, reason] of bad) {
       await write();

@@ -280,13 +280,21 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     if (version.data.v !== entryVersion) return unreadable(key, `format version ${version.data.v}, not ${entryVersion}`);
     const entry = entrySchema.safeParse(json);
     if (!entry.success) return unreadable(key, `not a link-structure entry: invalid ${entry.error.issues[0]?.path.join('.')}`);
-    if (entry.data.value.kolId !== request.kolId) return unreadable(key, 'another creator’s entry');
-    if (entry.data.value.platform !== request.platform) return unreadable(key, 'another platform’s entry');
-    // Stored "later" than now by more than any replica's clock could be off: it would stay fresh past its TTL.
-    if (entry.data.storedAt > Date.now() + maxClockSkewMs) return unreadable(key, 'stored in the future');
+    return usableEntry(key, entry.data, request);
+  }
+
+  /** An entry, from Redis or from a fill message, if it can answer `request` (else why not is logged). */
+  function usableEntry(key: string, entry: Entry, request: LinkStructureRequest): Entry | undefined {
+    if (entry.value.kolId !== request.kolId) return unreadable(key, 'another creator’s entry');
+    if (entry.value.platform !== request.platform) return unreadable(key, 'another platform’s entry');
+    // Stored or fetched "later" than now by more than any replica's clock could be off: it would stay fresh past its
+    // TTL, here (from storedAt) or in the in-process cache (from fetchedAt).
+    const latest = Date.now() + maxClockSkewMs;
+    if (entry.storedAt > latest) return unreadable(key, 'stored in the future');
+    if (entry.value.fetchedAt.getTime() > latest) return unreadable(key, 'fetched in the future');
     // Only this replica decides whether what it serves is stale; the flag is never stored by a replica.
-    const { stale: _stale, ...value } = entry.data.value;
-    return { ...entry.data, value };
+    const { stale: _stale, ...value } = entry.value;
+    return { ...entry, value };
   }
 
   function unreadable(key: string, reason: string): undefined {
@@ -443,7 +451,10 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       for (;;) {
         // Every request here that wanted the answer has gone: nothing to wait for, nor a reason to take over an expired
         // lock or to pay for a call of this replica's own (a holder's call goes on for the replicas waiting on it).
-        if (interest?.lost.aborted) throw new CallAbandoned();
+        if (interest?.lost.aborted) {
+          logger.debug('stopped waiting for another replica’s upstream call: every request that wanted it has gone', { kolId: request.kolId });
+          throw new CallAbandoned();
+        }
         const token = randomUUID();
         let acquired: string | null;
         try {
@@ -476,8 +487,13 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           continue;
         }
         if (message?.ok) {
-          via('replica');
-          return message.entry.value;
+          // Checked as a stored entry is: what another replica announces may not be what this one can serve.
+          const entry = usableEntry(key, message.entry, request);
+          if (entry) {
+            via('replica');
+            return entry.value;
+          }
+          continue;
         }
         if (message && !message.ok) {
           const error = new UpstreamError(message.code, 'the upstream call another replica made for this creator failed', {
