@@ -1,6 +1,6 @@
 import { request as httpRequest, createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getIntrospectionQuery, parse, type DocumentNode, type Source } from 'graphql';
+import { getIntrospectionQuery, Lexer, parse, Source, TokenKind, type DocumentNode } from 'graphql';
 import { describe, expect, it, vi } from 'vitest';
 import { boundedParserCaches } from '../src/protection/document-cache.js';
 import { countComments, useCommentsCounted } from '../src/protection/query-limits.js';
@@ -105,10 +105,35 @@ describe('query limits, refused before execution with a coded error', () => {
     expect(countComments('{ a(b: "x # y") } # one', 10)).toBe(1);
     expect(countComments('{ a(b: """x # \\""" # y""") } # one\n# two', 10)).toBe(2);
     expect(countComments('{ a(b: "x \\" # y") } # one', 10)).toBe(1);
+    // An escaped triple quote followed by a quote: the block string goes on.
+    expect(countComments('{ a(b: """X\\""""\n#\n#\n""") } # one', 10)).toBe(1);
     // An unterminated string ends at its line: a comment on the next line still counts.
     expect(countComments('{ a(b: "x # \n# one', 10)).toBe(1);
     // Counting stops once past the limit.
     expect(countComments('#\n'.repeat(1_000), 5)).toBe(6);
+  });
+
+  it('counts comments as graphql-js’s lexer finds them, over 20,000 random sources it can read', () => {
+    let seed = 42;
+    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    // Quotes and backslashes often, so block strings, escaped triple quotes and an escaped one followed by a quote come up.
+    const alphabet = ['"""', '"', '"', '\\', '\\"""', '#', '\n', '\r', '{', 'a', ' ', '}'];
+    let compared = 0;
+    for (let sample = 0; sample < 20_000; sample += 1) {
+      const source = Array.from({ length: 4 + Math.floor(random() * 16) }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+      let lexed = 0;
+      try {
+        const lexer = new Lexer(new Source(source));
+        let token = lexer.advance();
+        while (token.kind !== TokenKind.EOF) token = lexer.advance();
+        for (let each = lexer.token.prev; each; each = each.prev) if (each.kind === TokenKind.COMMENT) lexed += 1;
+      } catch {
+        continue; // not a source graphql-js can read: parsing refuses it anyway
+      }
+      compared += 1;
+      expect(countComments(source, 1_000), JSON.stringify(source)).toBe(lexed);
+    }
+    expect(compared).toBeGreaterThan(2_000);
   });
 
   it('keeps parsed documents up to an estimated 64 MB, whatever their number', () => {

@@ -99,10 +99,13 @@ function stringEnd(source: string, from: number): number {
   return source.length;
 }
 
-/** Where a block string whose text starts at `from` ends (the last quote of its closing `"""`; `\"""` does not close it). */
+/** Where a block string whose text starts at `from` ends (the last quote of its closing `"""`), read as graphql-js reads it. */
 function blockStringEnd(source: string, from: number): number {
-  for (let index = source.indexOf('"""', from); index !== -1; index = source.indexOf('"""', index + 1)) {
-    if (source.charCodeAt(index - 1) !== 0x5c) return index + 2;
+  for (let index = from; index < source.length; index += 1) {
+    const code = source.charCodeAt(index);
+    if (code === 0x22 && source.startsWith('"""', index)) return index + 2;
+    // An escaped triple quote is four characters of text.
+    if (code === 0x5c && source.startsWith('"""', index + 1)) index += 3;
   }
   return source.length;
 }
