@@ -62,6 +62,15 @@ describe('FEDERATION_TRACING', () => {
     expect(upstream!.calls()).toBe(0);
   });
 
+  it('on: an explicit null for a defaulted variable in a non-null argument is BAD_USER_INPUT with a trace, not a 500', async () => {
+    const gateway = await setUp({ FEDERATION_TRACING: 'true' });
+    const { status, body } = await gateway.query('query ($id: ID = "1") { a: creator(kolId: $id) { kolId } }', { id: null }, askForTrace);
+    expect(status).toBe(200);
+    expect(body.errors).toEqual([expect.objectContaining({ path: ['a'], extensions: expect.objectContaining({ code: 'BAD_USER_INPUT' }) })]);
+    expect(typeof (body as { extensions?: { ftv1?: string } }).extensions?.ftv1).toBe('string');
+    expect(gateway.logs.filter((line) => line['level'] === 'error')).toEqual([]);
+  });
+
   it('on: an operation refused whole (over its budget) keeps its error in the trace without the HTTP details', async () => {
     const gateway = await setUp({ FEDERATION_TRACING: 'true', MAX_UPSTREAM_CALLS_PER_OPERATION: '1' });
     const { body } = await gateway.query('{ a: creator(kolId: "41") { linkStructure { fetchedAt } } b: creator(kolId: "42") { linkStructure { fetchedAt } } }', undefined, askForTrace);

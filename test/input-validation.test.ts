@@ -62,6 +62,44 @@ describe('bad input is refused before any upstream call', () => {
     expect(upstream.calls()).toBe(0);
   });
 
+  it('an explicit null for a defaulted variable in a non-null kolId position is refused before anything is called', async () => {
+    // Validation lets `$id: ID = "1"` stand where `ID!` is wanted, and an explicit null replaces the default: execution
+    // would refuse it only on reaching the field, after its siblings had loaded (and paid for) their creators.
+    upstream.reset();
+    const cases: Array<[query: string, variables: Record<string, unknown>, path: string[]]> = [
+      ['query ($id: ID = "1") { b: creators(kolIds: ["61", "62"]) { linkStructure { source } } a: creator(kolId: $id) { kolId } }', { id: null }, ['a']],
+      ['query ($x: ID = "2") { c: creator(kolId: "63") { linkStructure { source } } d: creators(kolIds: ["64", $x]) { kolId } }', { x: null }, ['d']],
+    ];
+    for (const [query, variables, path] of cases) {
+      const { status, body } = await gateway.query(query, variables);
+      expect(status).toBe(200);
+      expect(body.data).toBeNull();
+      expect(body.errors).toEqual([
+        expect.objectContaining({ path, locations: [expect.any(Object)], extensions: { code: 'BAD_USER_INPUT', retryable: false } }),
+      ]);
+    }
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('an explicit null for a defaulted @skip/@include condition is refused before execution like a bad kolId: data null, coded', async () => {
+    upstream.reset();
+    const response = await gateway.app.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+      body: JSON.stringify({
+        query: 'query ($s: Boolean = true) { x: creator(kolId: "65") { linkStructure { source } } creator(kolId: "1") { linkStructure @skip(if: $s) { source } } }',
+        variables: { s: null },
+      }),
+    });
+    // A response with `data` (null here: the refused root field is non-null) is 200 under graphql-response+json too;
+    // one without it (what this was: the error escaped the cost check) must not be.
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { data?: unknown; errors: Array<{ extensions: { code: string } }> };
+    expect(body.data).toBeNull();
+    expect(body.errors.map((error) => error.extensions.code)).toEqual(['BAD_USER_INPUT']);
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('accepts 32 digits', async () => {
     const { body } = await gateway.query(`{ creator(kolId: "${'9'.repeat(32)}") { kolId } }`);
     expect(body.data.creator.kolId).toBe('9'.repeat(32));

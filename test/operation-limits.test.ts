@@ -280,6 +280,8 @@ describe('MAX_UPSTREAM_CALLS_PER_OPERATION', () => {
       errors: [
         {
           message: 'kolIds must be 1 to 32 ASCII digits.',
+          // Where in the document, as execution's errors say.
+          locations: [{ line: 5, column: 9 }],
           path: ['bad'],
           extensions: { code: 'BAD_USER_INPUT', retryable: false, argument: 'kolIds' },
         },

@@ -14,6 +14,8 @@ import {
   type GraphQLSchema,
   type OperationDefinitionNode,
   type SelectionSetNode,
+  type SelectionNode,
+  type ASTNode,
 } from 'graphql';
 import { badUserInput } from '../errors.js';
 import { isKolId, parseKolId, parseKolIds } from '../link-structure/kol-id.js';
@@ -84,9 +86,20 @@ export function planUpstreamCalls(
   const root = schema.getRootType(operation.operation);
   if (!root) return { requests: [], errors };
 
-  const included = (node: { directives?: readonly unknown[] | undefined }) => {
-    const n = node as Parameters<typeof getDirectiveValues>[1];
-    return getDirectiveValues(GraphQLSkipDirective, n, variables)?.if !== true && getDirectiveValues(GraphQLIncludeDirective, n, variables)?.if !== false;
+  // An argument or directive that fails coercion here fails it at execution too, but only once execution reaches it:
+  // sibling fields before it would already have loaded (and paid for) their creators. So it is refused now, as
+  // BAD_USER_INPUT. What gets here passed validation: a variable with a default, sent as an explicit null, in a
+  // non-null position (`$id: ID = "1"` for `kolId: ID!`, `{"id": null}`).
+  const refuse = (error: unknown, selection: SelectionNode, path: readonly string[]) =>
+    errors.push(atPath(badUserInput(error instanceof Error ? error.message : String(error)), path, selection));
+  const included = (selection: SelectionNode, path: readonly string[]) => {
+    const n = selection as Parameters<typeof getDirectiveValues>[1];
+    try {
+      return getDirectiveValues(GraphQLSkipDirective, n, variables)?.if !== true && getDirectiveValues(GraphQLIncludeDirective, n, variables)?.if !== false;
+    } catch (error) {
+      refuse(error, selection, path);
+      return false;
+    }
   };
 
   // `visited`: the named fragments already spread into this level's selection, as graphql-js keeps them when it
@@ -100,7 +113,7 @@ export function planUpstreamCalls(
     visited: Set<string>,
   ) => {
     for (const selection of selectionSet.selections) {
-      if (!included(selection)) continue;
+      if (!included(selection, selection.kind === Kind.FIELD ? [...path, selection.alias?.value ?? selection.name.value] : path)) continue;
       if (selection.kind === Kind.FIELD) {
         if (!isObjectType(parentType) && !isInterfaceType(parentType)) continue;
         const field = parentType.getFields()[selection.name.value];
@@ -110,8 +123,9 @@ export function planUpstreamCalls(
         let args: Args;
         try {
           args = getArgumentValues(field, selection, variables);
-        } catch {
-          continue; // execution reports it, before any resolver runs
+        } catch (error) {
+          refuse(error, selection, responsePath);
+          continue;
         }
         const source = creatorSources[coordinate];
         let children: readonly string[] = [];
@@ -119,7 +133,7 @@ export function planUpstreamCalls(
           try {
             children = source(args, maxKolIds);
           } catch (error) {
-            errors.push(atPath(error, responsePath));
+            errors.push(atPath(error, responsePath, selection));
             continue;
           }
         }
@@ -149,9 +163,9 @@ export function planUpstreamCalls(
   return { requests: [...requests.values()], errors };
 }
 
-function atPath(error: unknown, path: readonly string[]): GraphQLError {
+function atPath(error: unknown, path: readonly string[], node?: ASTNode): GraphQLError {
   const coded = error instanceof GraphQLError ? error : badUserInput(String(error));
-  const located = new GraphQLError(coded.message, { path, extensions: coded.extensions });
+  const located = new GraphQLError(coded.message, { path, extensions: coded.extensions, ...(node ? { nodes: node } : {}) });
   Object.assign(located, { [refusedBeforeExecution]: true });
   return located;
 }
