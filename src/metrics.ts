@@ -5,6 +5,8 @@ import { redisHealth, type ReadinessSources } from './readiness.js';
 import type { BreakerState } from './upstream/circuit-breaker.js';
 import type { UpstreamAttempt } from './upstream/link-struct-client.js';
 import { upstreamEndpoints } from './upstream/link-struct-endpoints.js';
+import { businessCodes } from './upstream/upstream-error.js';
+import { errorCatalog, type ErrorCode } from './errors.js';
 
 /**
  * Live values read at scrape time. Callbacks rather than objects, so the metrics can exist before
@@ -33,7 +35,10 @@ const operationSteps = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
  * `histogram_quantile` placed a 60 s timeout anywhere up to 120 s), then twice the deadline for what overruns it.
  */
 export function bucketsUpTo(steps: readonly number[], deadlineSeconds: number): number[] {
-  return [...steps.filter((bound) => bound < deadlineSeconds), deadlineSeconds, Math.round(deadlineSeconds * 1.02 * 1000) / 1000, deadlineSeconds * 2];
+  // At least a millisecond past the deadline: rounded to the millisecond, 2% of a 20 ms deadline was the deadline itself.
+  const justPast = Math.ceil(deadlineSeconds * 1.02 * 1000) / 1000;
+  const bounds = [...steps.filter((bound) => bound < deadlineSeconds), deadlineSeconds, Math.max(justPast, deadlineSeconds + 0.001), deadlineSeconds * 2];
+  return bounds.filter((bound, index) => index === 0 || bound > bounds[index - 1]!);
 }
 
 /** Just One API's business codes, the values `upstream_code` takes (others, such as Xingtu's own statuses, are `other`). */
@@ -56,7 +61,7 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
   // Node process metrics under their conventional names (process_*, nodejs_*), as dashboards expect them.
   collectDefaultMetrics({ register: registry });
 
-  return {
+  const metrics = {
     registry,
     upstreamRequests: new Counter({
       name: 'xingtu_upstream_requests_total',
@@ -78,13 +83,13 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
     }),
     upstreamRetries: new Counter({
       name: 'xingtu_upstream_retries_total',
-      help: 'Upstream attempts that failed and were retried, by the failure that caused the retry.',
+      help: 'Upstream attempts sent because the same call\'s previous attempt failed (a retry, or the re-send to gw once v1 is gone), by that failure. A retry given up unsent is not counted.',
       labelNames: ['reason'] as const,
       registers,
     }),
     upstreamInFlight: new Gauge({
       name: 'xingtu_upstream_in_flight_requests',
-      help: 'Upstream requests in flight now (at most UPSTREAM_CONCURRENCY).',
+      help: 'Upstream requests sent and not yet answered now (at most UPSTREAM_CONCURRENCY; a call sitting out a 302 pause has sent nothing).',
       registers,
       collect() {
         this.set(sources.upstreamInFlight());
@@ -135,7 +140,7 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
     }),
     cacheSharedHits: new Counter({
       name: 'xingtu_cache_shared_hits_total',
-      help: 'Link-structure lookups the in-memory cache missed that Redis answered with a fresh entry (no upstream call). Part of xingtu_cache_misses_total.',
+      help: 'Link-structure lookups the in-memory cache missed that Redis answered, with a fresh entry or with another replica\'s call this one waited for (no upstream call). Part of xingtu_cache_misses_total.',
       registers,
     }),
     cacheJoins: new Counter({
@@ -176,6 +181,37 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
       registers,
     }),
   };
+  startKnownSeriesAtZero(metrics);
+  return metrics;
+}
+
+/** What one attempt can end in, with the `upstream_code` that comes with it. */
+const attemptOutcomes: ReadonlyArray<readonly [outcome: string, upstreamCode: string]> = [
+  ['ok', '0'],
+  ...Object.entries(businessCodes).map(([code, outcome]) => [outcome, code] as const),
+  ['UPSTREAM_ERROR', 'other'],
+  ['UPSTREAM_TIMEOUT', 'none'],
+  ['UPSTREAM_UNAVAILABLE', 'none'],
+  ['UPSTREAM_BAD_RESPONSE', 'none'],
+];
+
+/**
+ * A labelled counter has no series until its first increment, and Prometheus' `increase()` reads a series that
+ * appears at 1 as no increase: the one 303 that opened the breaker, or the first call after a restart, went unseen.
+ * The series the gateway knows it can produce start at 0.
+ */
+function startKnownSeriesAtZero(metrics: Omit<Metrics, never>): void {
+  for (const endpoint of upstreamEndpoints) {
+    for (const [outcome, upstreamCode] of attemptOutcomes) metrics.upstreamRequests.inc({ endpoint, outcome, upstream_code: upstreamCode }, 0);
+  }
+  const codes = Object.keys(errorCatalog) as ErrorCode[];
+  for (const code of codes) {
+    metrics.graphqlErrors.inc({ code }, 0);
+    if (errorCatalog[code].retryable && code.startsWith('UPSTREAM_')) metrics.upstreamRetries.inc({ reason: code }, 0);
+  }
+  // Masked unexpected errors; the re-send to gw once v1 is gone (its failure: v1's 300, or a 404/410).
+  metrics.graphqlErrors.inc({ code: 'INTERNAL_SERVER_ERROR' }, 0);
+  metrics.upstreamRetries.inc({ reason: 'UPSTREAM_API_INVALID' }, 0);
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -187,7 +223,7 @@ export function recordUpstreamAttempt(metrics: Metrics, attempt: UpstreamAttempt
   const upstreamCode = code === undefined ? 'none' : knownUpstreamCodes.has(code) ? String(code) : 'other';
   metrics.upstreamRequests.inc({ endpoint: attempt.endpoint, outcome: attempt.outcome, upstream_code: upstreamCode });
   metrics.upstreamDuration.observe({ outcome: attempt.outcome }, attempt.durationMs / 1000);
-  if (attempt.willRetry) metrics.upstreamRetries.inc({ reason: attempt.outcome });
+  if (attempt.retryOf !== undefined) metrics.upstreamRetries.inc({ reason: attempt.retryOf });
 }
 
 /** The cache's `onLookup` hook. */
@@ -203,6 +239,7 @@ export function recordCacheLookup(metrics: Metrics, outcome: CacheOutcome): void
       metrics.cacheJoins.inc();
       break;
     case 'redis':
+    case 'replica':
       metrics.cacheSharedHits.inc();
       break;
     case 'stale':

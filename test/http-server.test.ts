@@ -133,7 +133,7 @@ describe('upstream calls nobody waits for any more', () => {
     const metrics = await (await gateway.app.fetch('http://gateway.test/metrics')).text();
     expect(metrics).toMatch(/^xingtu_upstream_calls_abandoned_total 1$/m);
     // Given up for clients that had gone: not an upstream outage, in the log line or the error counter.
-    expect(metrics).not.toMatch(/^xingtu_graphql_errors_total\{/m);
+    expect(metrics).not.toMatch(/^xingtu_graphql_errors_total\{.*\} [1-9]/m);
     const goneLines = gateway.logs.filter((line) => line['msg'] === 'request' && line['clientGone'] === true);
     expect(goneLines).toHaveLength(2);
     for (const line of goneLines) {
@@ -141,6 +141,19 @@ describe('upstream calls nobody waits for any more', () => {
       // Their requests had arrived whole: a client that hung up is not one Node cut off with a 408.
       expect(line['status']).not.toBe(408);
     }
+  });
+
+  it('a retry given up unsent, its client gone during the backoff, is not counted as a retry', async () => {
+    const { port, upstream, gateway } = await serve({}, { UPSTREAM_RETRY_BASE_MS: '1000' }, () => reply.business(500));
+    const asked = ask(port, '8');
+    while (upstream.calls('8') < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    asked.leave();
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    expect(upstream.calls('8')).toBe(1);
+    const metrics = await (await gateway.app.fetch('http://gateway.test/metrics')).text();
+    expect(metrics).toMatch(/^xingtu_upstream_calls_abandoned_total 1$/m);
+    expect(metrics).not.toMatch(/^xingtu_upstream_retries_total\{reason="UPSTREAM_INTERNAL_ERROR"\} [1-9]/m);
   });
 
   const creator = (kolId: string) => ({ kolId, acceptCache: false, platform: 'SHORT_VIDEO' as const });

@@ -379,6 +379,18 @@ describe('REDIS_URL: replicas share one cache', () => {
       [0, 1],
       [1, 0],
     ]);
+    // The metrics agree: the two that waited count a miss answered through Redis, like a Redis hit.
+    const counts = await Promise.all(
+      gateways.map(async (gateway) => {
+        const text = await gateway.metrics!.registry.metrics();
+        return [sample(text, 'xingtu_cache_misses_total'), sample(text, 'xingtu_cache_shared_hits_total')];
+      }),
+    );
+    expect(counts.sort()).toEqual([
+      [1, 0],
+      [1, 1],
+      [1, 1],
+    ]);
   });
 
   it('a replica that read an answer from Redis keeps it in memory only until the first fetch’s TTL', async () => {

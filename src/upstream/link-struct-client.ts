@@ -49,6 +49,8 @@ export interface UpstreamAttempt {
   upstreamCode: number | undefined;
   /** True also when the request is re-sent to gw because v1 is gone. */
   willRetry: boolean;
+  /** Set when this attempt was sent because the call's previous one failed (a retry, or the re-send to gw): that failure. */
+  retryOf?: string | undefined;
 }
 
 export interface EndpointSwitch {
@@ -128,6 +130,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const shutDown = () => new UpstreamError('UPSTREAM_UNAVAILABLE', 'the gateway is shutting down: upstream calls were cut off');
   // Calls running (between attempts included), so close() can wait for all of them, not only for requests undici holds.
   let calls = 0;
+  let sending = 0;
   const drained: Array<() => void> = [];
   const backoff = new RateLimitBackoff({ baseMs: options.retryBaseMs, maxMs: options.backoffMaxMs ?? 30_000 });
 
@@ -205,6 +208,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     attempt: number,
     sent: SentObserver | undefined,
     interest: CallInterest | undefined,
+    retryOf: string | undefined,
   ): Promise<AttemptResult> {
     const release = await slots.acquire(interest?.lost);
     if (!release) throw abandoned(request);
@@ -225,7 +229,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     const sentAt = backoff.now();
     const started = performance.now();
     const observe = (outcome: string, upstreamCode: number | undefined, willRetry: boolean) =>
-      options.onAttempt?.({ kolId: request.kolId, endpoint, attempt, durationMs: performance.now() - started, outcome, upstreamCode, willRetry });
+      options.onAttempt?.({ kolId: request.kolId, endpoint, attempt, durationMs: performance.now() - started, outcome, upstreamCode, willRetry, retryOf });
+    // Requests on the wire: not a call holding its slot through a 302 pause, which has sent nothing.
+    sending += 1;
     try {
       const value = await attemptOnce(request, endpoint, pool);
       breaker.succeeded(admission);
@@ -257,6 +263,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       observe(failure.code, failure.upstreamCode, willRetry);
       return { ok: false, endpoint, failure, goneReason, willRetry };
     } finally {
+      sending -= 1;
       release();
     }
   }
@@ -288,12 +295,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         },
       });
     }
+    let retryOf: string | undefined;
     for (let attempt = 1; ; attempt += 1) {
       // Fail fast while the breaker is open, before queueing for a slot.
       breaker.check();
-      const result = await attemptWithSlot(request, attempt, sent, interest);
+      const result = await attemptWithSlot(request, attempt, sent, interest, retryOf);
       if (result.ok) return result.value;
       const { failure, goneReason, willRetry } = result;
+      retryOf = failure.code;
       if (goneReason) {
         // Not a failure the client should see: the same request goes to gw at once, with gw's own retry budget.
         logger.debug('upstream v1 endpoint is gone, re-sending to gw', { kolId: request.kolId, reason: goneReason });
@@ -326,7 +335,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       return active;
     },
     get inFlight() {
-      return slots.inUse;
+      return sending;
     },
     get breakerState() {
       return breaker.state;

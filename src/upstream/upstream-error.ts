@@ -65,7 +65,7 @@ export class CallAbandoned extends UpstreamError {
 }
 
 /** Just One API business codes (the `code` field of an HTTP 200 body) and what each means for the gateway. */
-const businessCodes: Record<number, ErrorCode> = {
+export const businessCodes: Readonly<Record<number, ErrorCode>> = {
   100: 'UPSTREAM_AUTH_FAILED',
   300: 'UPSTREAM_API_INVALID',
   301: 'UPSTREAM_COLLECTION_FAILED',
