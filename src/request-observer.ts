@@ -184,6 +184,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       operation: operation !== null && operation.length > maxOperationNameLength ? `${operation.slice(0, maxOperationNameLength)}…` : operation,
       outcome,
       upstreamCalls: cost?.upstreamCalls ?? 0,
+      upstreamAttempts: cost?.upstreamAttempts ?? 0,
       cacheHits: cost?.cacheHits ?? 0,
       cacheJoins: cost?.cacheJoins ?? 0,
       redisHits: cost?.redisHits ?? 0,

@@ -345,6 +345,7 @@ describe('request log', () => {
       operation: 'Batch',
       outcome: 'partial',
       upstreamCalls: 3,
+      upstreamAttempts: 3,
       cacheHits: 0,
       cacheJoins: 0,
       redisHits: 0,
@@ -354,6 +355,19 @@ describe('request log', () => {
     // "1" and "2" come from the cache; the failure was not cached, so "3" costs a call again.
     expect(lines[1]).toMatchObject({ requestId: 'second-request', upstreamCalls: 1, cacheHits: 2, cacheJoins: 0 });
     expect(lines[0]!['durationMs']).toBeGreaterThan(0);
+  });
+
+  it('counts the requests its calls sent, retries and the re-send to gw included: what the upstream may bill', async () => {
+    const { upstream, gateway } = await setUp((request) => {
+      if (request.kolId === '102' && request.nth <= 2) return reply.business(request.nth === 1 ? 500 : 301);
+      if (request.kolId === '103' && request.endpoint === 'v1') return reply.business(300);
+      return reply.ok();
+    }, { UPSTREAM_RETRY_BASE_MS: '1' });
+    await gateway.query('{ creators(kolIds: ["101", "102", "103"]) { linkStructure { fetchedAt } } }');
+    await logsWritten();
+    // 101 once; 102 three times (500, 301, ok); 103 on v1 (300: gone), then on gw.
+    expect(upstream.calls()).toBe(6);
+    expect(requestLines(gateway)[0]).toMatchObject({ upstreamCalls: 3, upstreamAttempts: 6 });
   });
 
   it('accounts a shared in-flight call to the request that joined it', async () => {

@@ -50,7 +50,8 @@ export interface LinkStructureCacheOptions {
  * only when an upstream request was really sent), and `stale` when the call it made or joined failed and an expired
  * answer was served instead (once per load served it).
  */
-export type CacheOutcome = 'hit' | 'join' | 'miss' | 'stale' | FetchSource;
+/** `attempt`: one request sent to the upstream for the load's call (its first, each retry, a re-send to gw). */
+export type CacheOutcome = 'hit' | 'join' | 'miss' | 'stale' | 'attempt' | FetchSource;
 
 /** What a load would do right now, without doing it: only `stale` and `absent` make an upstream call. */
 export type CachePeek = 'fresh' | 'in-flight' | 'stale' | 'absent';
@@ -193,6 +194,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       report('miss');
       let sourced = false;
       const via = (source: FetchSource) => {
+        // Each request sent is the asking request's to account for (not the metrics': they count attempts themselves).
+        if (source === 'upstream') observe?.('attempt');
         // Once per call, however many attempts or steps it took.
         if (sourced) return;
         sourced = true;
