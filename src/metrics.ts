@@ -163,7 +163,7 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
     }),
     graphqlOperations: new Counter({
       name: 'xingtu_graphql_operations_total',
-      help: 'GraphQL operations by operation name and outcome (`success`; `partial`: data with errors; `error`: no data).',
+      help: 'GraphQL operations by operation name and outcome (`success`; `partial`: data with errors; `error`: no data; `cancelled`: the client closed the connection before its answer).',
       labelNames: ['operation', 'outcome'] as const,
       registers,
     }),

@@ -26,7 +26,8 @@ const maxOperationLabels = 100;
  */
 const maxOperationNameLength = 128;
 
-export type OperationOutcome = 'success' | 'partial' | 'error';
+/** `cancelled`: the client closed the connection before its answer, which reached nobody (not a failure to count). */
+export type OperationOutcome = 'success' | 'partial' | 'error' | 'cancelled';
 
 interface RequestRecord {
   id: string;
@@ -171,7 +172,8 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     durationMs: number,
     clientGone: boolean,
   ) {
-    const outcome = record.outcome ?? (status < 400 ? 'success' : 'error');
+    // A client that hung up is not a failure of the gateway's: error-rate SLOs over `partial`/`error` must not count it.
+    const outcome: OperationOutcome = clientGone ? 'cancelled' : (record.outcome ?? (status < 400 ? 'success' : 'error'));
     // A 406 answer has no body, and one whose client has gone is sent to nobody: their errors reached no client (and a
     // call given up because its clients had gone must not read as an upstream outage).
     const errorCodes = status === 406 || clientGone ? [] : record.errorCodes;

@@ -94,7 +94,7 @@ describe('the HTTP server (src/http-server.ts)', () => {
     // Its log line: the client was cut off (no error reached it), named by the address it came from.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(gateway.logs.filter((line) => line['msg'] === 'request')).toEqual([
-      expect.objectContaining({ status: 408, clientGone: true, errorCodes: [], client: 'ip:127.0.0.1' }),
+      expect.objectContaining({ status: 408, clientGone: true, outcome: 'cancelled', errorCodes: [], client: 'ip:127.0.0.1' }),
     ]);
   });
 });
@@ -136,8 +136,10 @@ describe('upstream calls nobody waits for any more', () => {
     expect(metrics).not.toMatch(/^xingtu_graphql_errors_total\{.*\} [1-9]/m);
     const goneLines = gateway.logs.filter((line) => line['msg'] === 'request' && line['clientGone'] === true);
     expect(goneLines).toHaveLength(2);
+    // Not failures of the gateway's: an error-rate SLO must not count them.
+    expect(metrics).toMatch(/^xingtu_graphql_operations_total\{operation="\(anonymous\)",outcome="cancelled"\} 2$/m);
     for (const line of goneLines) {
-      expect(line).toMatchObject({ errorCodes: [], client: 'ip:127.0.0.1' });
+      expect(line).toMatchObject({ errorCodes: [], client: 'ip:127.0.0.1', outcome: 'cancelled' });
       // Their requests had arrived whole: a client that hung up is not one Node cut off with a 408.
       expect(line['status']).not.toBe(408);
     }
