@@ -15,6 +15,8 @@ import { errorCatalog, type ErrorCode } from './errors.js';
 export interface MetricSources extends ReadinessSources {
   upstreamInFlight: () => number;
   cacheEntries: () => number;
+  /** `demo` when answering from the built-in simulator: its made-up answers are counted like billed ones. */
+  mode?: 'live' | 'demo';
 }
 
 const breakerStates: readonly BreakerState[] = ['closed', 'open', 'half-open'];
@@ -63,6 +65,12 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
 
   const metrics = {
     registry,
+    gatewayInfo: new Gauge({
+      name: 'xingtu_gateway_info',
+      help: 'Always 1; `mode` is `demo` when the gateway answers from its built-in simulator of the upstream (no token: made-up data, no bill), else `live`.',
+      labelNames: ['mode'] as const,
+      registers,
+    }),
     upstreamRequests: new Counter({
       name: 'xingtu_upstream_requests_total',
       help: 'Upstream HTTP attempts (each one may be billed), by endpoint (`v1` or `gw`), outcome (`ok` or the gateway error code) and the upstream business code (`none` when the answer had none, `other` for a code Just One API does not document).',
@@ -181,6 +189,7 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
       registers,
     }),
   };
+  metrics.gatewayInfo.set({ mode: sources.mode ?? 'live' }, 1);
   startKnownSeriesAtZero(metrics);
   return metrics;
 }

@@ -154,6 +154,7 @@ describe('GET /metrics', () => {
     expect(sample(text, 'xingtu_graphql_errors_total', { code: 'INTERNAL_SERVER_ERROR' })).toBe(0);
     expect(sample(text, 'xingtu_upstream_retries_total', { reason: 'UPSTREAM_TIMEOUT' })).toBe(0);
     expect(sample(text, 'xingtu_upstream_retries_total', { reason: 'UPSTREAM_QUOTA_EXCEEDED' })).toBeUndefined();
+    expect(sample(text, 'xingtu_gateway_info', { mode: 'live' })).toBe(1);
   });
 
   it('names every metric by Prometheus conventions, each with help text', async () => {
@@ -168,6 +169,7 @@ describe('GET /metrics', () => {
         'xingtu_cache_shared_hits_total counter',
         'xingtu_cache_singleflight_joins_total counter',
         'xingtu_cache_stale_served_total counter',
+        'xingtu_gateway_info gauge',
         'xingtu_graphql_errors_total counter',
         'xingtu_graphql_operation_duration_seconds histogram',
         'xingtu_graphql_operations_total counter',
