@@ -2,8 +2,8 @@ import { GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
 const contentLengthPattern = /^\d+$/;
-/** `identity`, alone or repeated: the only content coding a body the gateway reads may declare. */
-const identityCoding = /^\s*identity\s*(?:,\s*identity\s*)*$/i;
+/** `identity`, alone or repeated, or no coding at all (an empty header): what a body the gateway reads may declare. */
+const identityCoding = /^\s*(?:identity\s*(?:,\s*identity\s*)*)?$/i;
 
 /**
  * Yoga's own body limit (`maxRequestBodySize`), minus its cost on every request: Yoga pipes every

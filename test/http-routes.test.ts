@@ -91,7 +91,7 @@ describe('HTTP routes', () => {
       expect(response.headers.get('accept-encoding')).toBe('identity');
       expect(await response.text()).toBe('');
     }
-    for (const encoding of ['identity', 'Identity', 'identity, identity']) {
+    for (const encoding of ['identity', 'Identity', 'identity, identity', '', ' ']) {
       const response = await post(encoding, body);
       expect(response.status, encoding).toBe(200);
       expect((await response.json()).data.creator.linkStructure.summary.value).toBeTypeOf('number');

@@ -371,6 +371,7 @@ describe('the upstream message in the log', () => {
     try {
       await gateway.query(query, { kolId: '903' });
       const failed = gateway.logs.find((line) => line.msg === 'upstream call failed')!;
+      expect(failed).toMatchObject({ kolId: '903', platform: 'SHORT_VIDEO', endpoint: 'v1', attempt: 1, code: 'UPSTREAM_QUOTA_EXCEEDED', willRetry: false });
       const redacted = `${prefix}${'q'.repeat(500 - prefix.length - 5)}[REDACTED] [REDACTED] ${'q'.repeat(20_000)}`;
       expect(failed['detail']).toBe(`${redacted.slice(0, 500)}… (${redacted.length} characters)`);
       for (let length = 4; length <= testToken.length; length += 1) expect(gateway.rawLogs.join('\n')).not.toContain(testToken.slice(0, length));

@@ -344,19 +344,21 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     set.add(listener);
     waiters.set(key, set);
     return {
-      wait: (ms: number) =>
+      /** Also ends, with nothing, as soon as `until` aborts. */
+      wait: (ms: number, until?: AbortSignal) =>
         new Promise<ChannelMessage | undefined>((resolve) => {
           const next = received.shift();
           if (next) return resolve(next);
-          const timer = setTimeout(() => {
-            deliver = undefined;
-            resolve(undefined);
-          }, ms);
-          deliver = (message) => {
+          const end = (message: ChannelMessage | undefined) => {
             deliver = undefined;
             clearTimeout(timer);
+            until?.removeEventListener('abort', stop);
             resolve(message);
           };
+          const stop = () => end(undefined);
+          const timer = setTimeout(stop, ms);
+          deliver = end;
+          until?.addEventListener('abort', stop, { once: true });
         }),
       stop: () => {
         set.delete(listener);
@@ -480,7 +482,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           warnLimited('gave up waiting for another replica’s upstream call', { kolId: request.kolId });
           return await direct(request, stale, via, interest);
         }
-        const message = await fillMessage.wait(Math.min(pollMs, remaining));
+        const message = await fillMessage.wait(Math.min(pollMs, remaining), interest?.lost);
         if (message && 'sending' in message) {
           // Its call has only now gone out: it may have queued behind others, which is no reason to pay twice.
           deadline = Math.max(deadline, Date.now() + options.waitTimeoutMs);

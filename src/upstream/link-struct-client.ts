@@ -311,6 +311,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       }
       logger.warn('upstream call failed', {
         kolId: request.kolId,
+        platform: request.platform,
         endpoint: result.endpoint,
         attempt,
         code: failure.code,
