@@ -283,7 +283,7 @@ describe('MAX_UPSTREAM_CALLS_PER_OPERATION', () => {
           // Where in the document, as execution's errors say.
           locations: [{ line: 5, column: 9 }],
           path: ['bad'],
-          extensions: { code: 'BAD_USER_INPUT', retryable: false, argument: 'kolIds' },
+          extensions: { code: 'BAD_USER_INPUT', retryable: false, argument: 'kolIds', index: 1, kolId: 'x' },
         },
       ],
     });

@@ -110,7 +110,7 @@ describe('the operation guard with a remembered plan', () => {
           message: 'kolIds must be 1 to 32 ASCII digits.',
           locations: [{ line: 1, column: 29 }],
           path: ['creators'],
-          extensions: { code: 'BAD_USER_INPUT', retryable: false, argument: 'kolIds' },
+          extensions: { code: 'BAD_USER_INPUT', retryable: false, argument: 'kolIds', index: 1, kolId: 'x' },
         },
       ],
     });

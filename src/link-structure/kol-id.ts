@@ -24,5 +24,9 @@ export function parseKolIds(raw: readonly string[], maxKolIds: number): string[]
       maxKolIds,
     });
   }
-  return raw.map((kolId) => parseKolId(kolId, 'kolIds'));
+  return raw.map((kolId, index) => {
+    if (isKolId(kolId)) return kolId;
+    // Which one, as `_entities` says for a representation: the list may be long. The value is cut to what a kolId can be.
+    throw badUserInput('kolIds must be 1 to 32 ASCII digits.', { argument: 'kolIds', index, kolId: String(kolId).slice(0, 32) });
+  });
 }
