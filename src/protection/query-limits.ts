@@ -58,14 +58,20 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
  */
 export function useCommentsCounted(maxTokens: number): Plugin {
   const tooMany = () => codedError('QUERY_TOO_MANY_TOKENS', { message: `Token limit of ${maxTokens} exceeded.`, limit: maxTokens });
+  type ParseFn = Parameters<NonNullable<Plugin['onParse']>>[0]['parseFn'];
+  // This hook runs on every request, parse-cache hit or not: the wrapper is made once per parse function, not per request.
+  const wrappers = new WeakMap<ParseFn, ParseFn>();
+  const wrap = (parseFn: ParseFn): ParseFn => (source, options) => {
+    if (countComments(typeof source === 'string' ? source : source.body, maxTokens) > maxTokens) throw tooMany();
+    const document = parseFn(source, options);
+    if (tokenCount(document) > maxTokens) throw tooMany();
+    return document;
+  };
   return {
     onParse({ parseFn, setParseFn }) {
-      setParseFn((source, options) => {
-        if (countComments(typeof source === 'string' ? source : source.body, maxTokens) > maxTokens) throw tooMany();
-        const document = parseFn(source, options);
-        if (tokenCount(document) > maxTokens) throw tooMany();
-        return document;
-      });
+      let wrapped = wrappers.get(parseFn);
+      if (!wrapped) wrappers.set(parseFn, (wrapped = wrap(parseFn)));
+      setParseFn(wrapped);
     },
   };
 }
