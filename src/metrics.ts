@@ -38,7 +38,8 @@ const operationSteps = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
  */
 export function bucketsUpTo(steps: readonly number[], deadlineSeconds: number): number[] {
   // At least a millisecond past the deadline: rounded to the millisecond, 2% of a 20 ms deadline was the deadline itself.
-  const justPast = Math.ceil(deadlineSeconds * 1.02 * 1000) / 1000;
+  // Rounded to the µs first: 0.1 × 1.02 is 0.10200000000000001 in floating point, which would round up to 0.103.
+  const justPast = Math.ceil(Math.round(deadlineSeconds * 1.02 * 1e6) / 1e3) / 1000;
   const bounds = [...steps.filter((bound) => bound < deadlineSeconds), deadlineSeconds, Math.max(justPast, deadlineSeconds + 0.001), deadlineSeconds * 2];
   return bounds.filter((bound, index) => index === 0 || bound > bounds[index - 1]!);
 }
@@ -228,8 +229,10 @@ export type Metrics = ReturnType<typeof createMetrics>;
 /** The upstream client's `onAttempt` hook. */
 export function recordUpstreamAttempt(metrics: Metrics, attempt: UpstreamAttempt): void {
   // Bounded: an upstream-chosen number (Xingtu's `base_resp` status) would make a series per value.
-  const code = attempt.upstreamCode;
-  const upstreamCode = code === undefined ? 'none' : knownUpstreamCodes.has(code) ? String(code) : 'other';
+  // A Xingtu `base_resp` status is another numbering (its 400 is not Just One API's): `other`, as any undocumented code.
+  const code = attempt.businessCode;
+  const upstreamCode =
+    code !== undefined ? (knownUpstreamCodes.has(code) ? String(code) : 'other') : attempt.upstreamCode !== undefined ? 'other' : 'none';
   metrics.upstreamRequests.inc({ endpoint: attempt.endpoint, outcome: attempt.outcome, upstream_code: upstreamCode });
   metrics.upstreamDuration.observe({ outcome: attempt.outcome }, attempt.durationMs / 1000);
   if (attempt.retryOf !== undefined) metrics.upstreamRetries.inc({ reason: attempt.retryOf });

@@ -100,6 +100,28 @@ describe('bad input is refused before any upstream call', () => {
     expect(upstream.calls()).toBe(0);
   });
 
+  it('refuses nothing execution would answer: a null condition below an empty list or no Creator representation', async () => {
+    upstream.reset();
+    const cases: Array<[query: string, data: unknown]> = [
+      ['query ($c: Boolean = true) { creators(kolIds: []) { kolId @include(if: $c) } }', { creators: [] }],
+      ['query ($c: Boolean = true) { _entities(representations: []) { ... on Creator { kolId @include(if: $c) } } }', { _entities: [] }],
+    ];
+    for (const [query, data] of cases) {
+      const { body } = await gateway.query(query, { c: null });
+      expect(body, query).toEqual({ data });
+    }
+    // Where execution does reach it, it is refused as before: also on a fragment already spread, whose directives the
+    // executor Yoga runs (@graphql-tools/executor) reads first, so a sibling's creators would be paid for before it failed.
+    for (const query of [
+      'query ($c: Boolean = true) { creators(kolIds: ["6"]) { kolId @include(if: $c) } }',
+      'query ($c: Boolean = true) { b: creators(kolIds: ["7"]) { linkStructure { source } } ...F ...F @include(if: $c) } fragment F on Query { creator(kolId: "5") { kolId } }',
+    ]) {
+      const reached = await gateway.query(query, { c: null });
+      expect(reached.body.errors?.[0]?.extensions?.['code'], query).toBe('BAD_USER_INPUT');
+    }
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('accepts 32 digits', async () => {
     const { body } = await gateway.query(`{ creator(kolId: "${'9'.repeat(32)}") { kolId } }`);
     expect(body.data.creator.kolId).toBe('9'.repeat(32));

@@ -285,16 +285,18 @@ describe('GET /metrics', () => {
     const metrics = createMetrics(sources, { upstreamTimeoutSeconds: 60, upstreamAttempts: 3 });
     const attempt = { kolId: '1', endpoint: 'v1' as const, attempt: 1, willRetry: false };
     // An attempt that ran into the 60 s timeout takes a few ms more: it belongs just past 60, not anywhere up to 120.
-    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 60_003, outcome: 'UPSTREAM_TIMEOUT', upstreamCode: undefined });
-    // Xingtu's own status, a number the upstream chooses: no series of its own.
-    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 200, outcome: 'UPSTREAM_ERROR', upstreamCode: 4001 });
-    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 200, outcome: 'UPSTREAM_QUOTA_EXCEEDED', upstreamCode: 303 });
+    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 60_003, outcome: 'UPSTREAM_TIMEOUT', upstreamCode: undefined, businessCode: undefined });
+    // Xingtu's own status, a number the upstream chooses: no series of its own, even where it looks like a business code.
+    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 200, outcome: 'UPSTREAM_ERROR', upstreamCode: 4001, businessCode: undefined });
+    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 200, outcome: 'UPSTREAM_ERROR', upstreamCode: 400, businessCode: undefined });
+    recordUpstreamAttempt(metrics, { ...attempt, durationMs: 200, outcome: 'UPSTREAM_QUOTA_EXCEEDED', upstreamCode: 303, businessCode: 303 });
     metrics.graphqlDuration.observe({ operation: 'Slow', outcome: 'error' }, 181.2);
     const text = await metrics.registry.metrics();
     const bucket = (name: string, labels: Record<string, string>) => sample(text, name, labels);
     expect(bucket('xingtu_upstream_request_duration_seconds_bucket', { outcome: 'UPSTREAM_TIMEOUT', le: '60' })).toBe(0);
     expect(bucket('xingtu_upstream_request_duration_seconds_bucket', { outcome: 'UPSTREAM_TIMEOUT', le: '61.2' })).toBe(1);
-    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_ERROR', upstream_code: 'other' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_ERROR', upstream_code: 'other' })).toBe(2);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_ERROR', upstream_code: '400' })).toBeUndefined();
     expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_QUOTA_EXCEEDED', upstream_code: '303' })).toBe(1);
     // An operation may take all three attempts to their timeout (180 s) and the backoffs between them.
     expect(bucket('xingtu_graphql_operation_duration_seconds_bucket', { operation: 'Slow', outcome: 'error', le: '180' })).toBe(0);
@@ -302,6 +304,9 @@ describe('GET /metrics', () => {
     expect(bucketsUpTo([1, 5, 10, 30], 5)).toEqual([1, 5, 5.1, 10]);
     // A deadline of a few ms still gets a bound just past it, never the same bound twice (invalid exposition).
     expect(bucketsUpTo([0.025, 0.05], 0.02)).toEqual([0.02, 0.021, 0.04]);
+    // And no floating-point error rounded up: 0.1 × 1.02 is 0.102, not 0.103.
+    expect(bucketsUpTo([0.05], 0.1)).toEqual([0.05, 0.1, 0.102, 0.2]);
+    expect(bucketsUpTo([1], 7)).toEqual([1, 7, 7.14, 14]);
     expect(bucketsUpTo([0.025, 0.05], 0.001)).toEqual([0.001, 0.002]);
   });
 

@@ -515,6 +515,20 @@ describe('REDIS_URL: replicas share one cache', () => {
       expect(Date.now() - started).toBeLessThan(250);
       expect(waiterFetch).not.toHaveBeenCalled();
 
+      // Gone while its lock attempt was out: an aborted signal fires no more, so the wait must look before it listens.
+      const controller = new AbortController();
+      let reads = 0;
+      const goneDuringLock = {
+        get lost() {
+          reads += 1;
+          if (reads === 2) controller.abort(); // the read the wait makes, just after the lock was refused
+          return controller.signal;
+        },
+      };
+      const lockStarted = Date.now();
+      await expect(gone.tier.fetch(request, undefined, goneDuringLock)).rejects.toBeInstanceOf(CallAbandoned);
+      expect(Date.now() - lockStarted).toBeLessThan(150);
+
       // Still wanted at its deadline: it calls, and the call carries the interest, so a client leaving later still counts.
       const wanted = { lost: new AbortController().signal };
       await gone.tier.fetch(request, undefined, wanted);

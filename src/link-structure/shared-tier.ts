@@ -349,6 +349,8 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         new Promise<ChannelMessage | undefined>((resolve) => {
           const next = received.shift();
           if (next) return resolve(next);
+          // Aborted already (while the lock was being tried): an aborted signal fires no more.
+          if (until?.aborted) return resolve(undefined);
           const end = (message: ChannelMessage | undefined) => {
             deliver = undefined;
             clearTimeout(timer);

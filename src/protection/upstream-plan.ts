@@ -113,6 +113,8 @@ export function planUpstreamCalls(
     visited: Set<string>,
   ) => {
     for (const selection of selectionSet.selections) {
+      // Directives first, then whether a fragment was already spread here: the order of the executor Yoga runs
+      // (@graphql-tools/executor), which refuses a null `if` even on a repeated spread (graphql-js looks the other way).
       if (!included(selection, selection.kind === Kind.FIELD ? [...path, selection.alias?.value ?? selection.name.value] : path)) continue;
       if (selection.kind === Kind.FIELD) {
         if (!isObjectType(parentType) && !isInterfaceType(parentType)) continue;
@@ -144,6 +146,9 @@ export function planUpstreamCalls(
             requests.set(linkStructureRequestKey(request), request);
           }
         }
+        // No creators (an empty `kolIds`, no Creator among the representations): execution runs nothing below, so
+        // nothing below costs a call or can fail.
+        if (source && children.length === 0) continue;
         const fieldType = getNamedType(field.type);
         if (selection.selectionSet) walk(selection.selectionSet, fieldType as GraphQLCompositeType, children, responsePath, new Set());
       } else {
@@ -165,7 +170,8 @@ export function planUpstreamCalls(
 
 function atPath(error: unknown, path: readonly string[], node?: ASTNode): GraphQLError {
   const coded = error instanceof GraphQLError ? error : badUserInput(String(error));
-  const located = new GraphQLError(coded.message, { path, extensions: coded.extensions, ...(node ? { nodes: node } : {}) });
+  // A directive on a fragment spread at the root fails no field: no path, as for any request error.
+  const located = new GraphQLError(coded.message, { ...(path.length > 0 ? { path } : {}), extensions: coded.extensions, ...(node ? { nodes: node } : {}) });
   Object.assign(located, { [refusedBeforeExecution]: true });
   return located;
 }

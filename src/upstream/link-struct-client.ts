@@ -46,7 +46,10 @@ export interface UpstreamAttempt {
   durationMs: number;
   /** `ok`, or the gateway error code of the failure. */
   outcome: string;
+  /** What the client is told in `upstreamCode`: Just One API's business code, or Xingtu's `base_resp` status. */
   upstreamCode: number | undefined;
+  /** Just One API's own business code (0 for an answer served), when the answer had one; never a `base_resp` status. */
+  businessCode: number | undefined;
   /** True also when the request is re-sent to gw because v1 is gone. */
   willRetry: boolean;
   /** Set when this attempt was sent because the call's previous one failed (a retry, or the re-send to gw): that failure. */
@@ -228,15 +231,15 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     sent?.('upstream');
     const sentAt = backoff.now();
     const started = performance.now();
-    const observe = (outcome: string, upstreamCode: number | undefined, willRetry: boolean) =>
-      options.onAttempt?.({ kolId: request.kolId, endpoint, attempt, durationMs: performance.now() - started, outcome, upstreamCode, willRetry, retryOf });
+    const observe = (outcome: string, codes: { upstreamCode: number | undefined; businessCode: number | undefined }, willRetry: boolean) =>
+      options.onAttempt?.({ kolId: request.kolId, endpoint, attempt, durationMs: performance.now() - started, outcome, ...codes, willRetry, retryOf });
     // Requests on the wire: not a call holding its slot through a 302 pause, which has sent nothing.
     sending += 1;
     try {
       const value = await attemptOnce(request, endpoint, pool);
       breaker.succeeded(admission);
       backoff.succeeded();
-      observe('ok', 0, false);
+      observe('ok', { upstreamCode: 0, businessCode: 0 }, false);
       return { ok: true, value };
     } catch (error) {
       const failure =
@@ -260,7 +263,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         if (failure.code === 'UPSTREAM_RATE_LIMITED' || failure.httpStatus === 429) backoff.rateLimited(sentAt, failure.retryAfterMs);
       }
       const willRetry = !cutOff.signal.aborted && (goneReason !== undefined || (failure.retryable && attempt <= options.retries));
-      observe(failure.code, failure.upstreamCode, willRetry);
+      observe(failure.code, failure, willRetry);
       return { ok: false, endpoint, failure, goneReason, willRetry };
     } finally {
       sending -= 1;
