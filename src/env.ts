@@ -36,7 +36,8 @@ const upstream = z.object({
   ),
   // undici's own socket timeouts are set 1 s past it.
   UPSTREAM_TIMEOUT_MS: timerMs(1, 60_000, 1_000),
-  UPSTREAM_RETRIES: int(0, 2),
+  // Each is a request that may be billed: ten is already more than a paid API deserves.
+  UPSTREAM_RETRIES: int(0, 2, 10),
   UPSTREAM_RETRY_BASE_MS: timerMs(0, 500),
   UPSTREAM_CONCURRENCY: int(1, 8),
 });
@@ -47,10 +48,11 @@ const linkEndpoint = z.object({
 });
 
 const cache = z.object({
-  CACHE_TTL_SECONDS: int(0, 900),
+  // A year at most, each: Redis refuses expiries past what a millisecond count in 64 bits holds, and the sum is one.
+  CACHE_TTL_SECONDS: int(0, 900, 31_536_000),
   // The LRU sets aside room for this many entries when it is made, before any is cached.
   CACHE_MAX_ENTRIES: int(1, 10_000, 1_000_000),
-  CACHE_STALE_SECONDS: int(0, 86_400),
+  CACHE_STALE_SECONDS: int(0, 86_400, 31_536_000),
 });
 
 /** Whether a URL is an origin and a path only: what the upstream client keeps of JUSTONEAPI_BASE_URL. */
@@ -94,7 +96,7 @@ const sharedCache = z.object({
 
 const server = z.object({
   PORT: int(0, 4000, 65_535),
-  HOST: z.preprocess(unsetIfEmpty, z.string().default('0.0.0.0')),
+  HOST: z.preprocess(unsetIfEmpty, z.string().trim().default('0.0.0.0')),
   MAX_KOL_IDS: int(1, 100),
   LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(logLevels).default('info')),
 });

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { keepAliveDrain } from './keep-alive-drain.js';
 import type { Logger } from './logger.js';
 import { codedError } from './errors.js';
@@ -20,7 +21,10 @@ export interface HttpServerOptions {
  *   gets a coded 400 and a log line; the fetch-API layer under Yoga answered it 500 with a stack trace naming paths;
  * - shutdown drains keep-alive connections (`drain()`, see keep-alive-drain.ts).
  */
-export function createHttpServer(app: RequestListener, options: HttpServerOptions): { server: Server; drain(): void } {
+export function createHttpServer(
+  app: RequestListener,
+  options: HttpServerOptions,
+): { server: Server; drain(): void; closeConnectionsWithoutRequest(): void } {
   const keepAlive = keepAliveDrain();
   const headersTimeout = options.headersTimeoutMs ?? 15_000;
   const server = createServer(
@@ -36,7 +40,25 @@ export function createHttpServer(app: RequestListener, options: HttpServerOption
       refuseBadTarget(req, res, options.logger);
     },
   );
-  return { server, drain: keepAlive.drain };
+  // Per connection, not per request: keep-alive reuses them.
+  const open = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
+  return {
+    server,
+    drain: keepAlive.drain,
+    /**
+     * For shutdown: closes every connection with no request being answered on it: idle keep-alive ones, and ones whose
+     * client is still sending headers. `server.close()` stops the checks that cut those off after `headersTimeout`, so a
+     * client trickling its headers held every shutdown to SHUTDOWN_TIMEOUT_MS. (A response in progress is the socket's
+     * `_httpMessage`, set when Node hands the request over and cleared when the response is done.)
+     */
+    closeConnectionsWithoutRequest() {
+      for (const socket of open) if (!(socket as Socket & { _httpMessage?: unknown })._httpMessage) socket.destroy();
+    },
+  };
 }
 
 /** Whether the URL the fetch-API layer will build for a request (@whatwg-node/server's buildFullUrl) is one. */

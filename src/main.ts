@@ -8,7 +8,18 @@ const env = loadEnv();
 const token = env.JUSTONEAPI_TOKEN;
 // A password in REDIS_URL is a secret like the token: redacted from every log line, whatever quotes it.
 const redisPassword = env.REDIS_URL ? decodeURIComponent(new URL(env.REDIS_URL).password) : '';
-const logger = createLogger({ level: env.LOG_LEVEL, secrets: [token ?? '', redisPassword] });
+// A log pipe that closes (a collector that died, `| head`) must not take the gateway and its requests down: an unhandled
+// EPIPE on stdout did. Lines are dropped from then on.
+let logPipeBroken = false;
+process.stdout.on('error', () => (logPipeBroken = true));
+process.stderr.on('error', () => undefined);
+const logger = createLogger({
+  level: env.LOG_LEVEL,
+  secrets: [token ?? '', redisPassword],
+  write: (line) => {
+    if (!logPipeBroken) process.stdout.write(`${line}\n`);
+  },
+});
 
 // No token: answer from the built-in simulator so a fresh clone works offline, and say so loudly.
 const simulator = token ? undefined : await startSimulator();
@@ -25,7 +36,7 @@ const gateway = createGateway(env, {
   upstream: simulator ? { baseUrl: simulator.url, token: 'demo' } : { baseUrl: env.JUSTONEAPI_BASE_URL, token: token ?? '' },
 });
 
-const { server, drain } = createHttpServer(gateway.app, { logger });
+const { server, drain, closeConnectionsWithoutRequest } = createHttpServer(gateway.app, { logger });
 // A HOST that does not resolve, a PORT already taken or not ours to bind: said in one line, exit 1 (not a stack trace).
 server.on('error', (error: NodeJS.ErrnoException) => {
   logger.error('cannot listen', { host: env.HOST, port: env.PORT, code: error.code, error: error.message });
@@ -37,7 +48,7 @@ server.listen(env.PORT, env.HOST, () => {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : env.PORT;
   logger.info('gateway listening', {
-    url: `http://${env.HOST === '0.0.0.0' ? 'localhost' : env.HOST}:${port}/graphql`,
+    url: `http://${env.HOST === '0.0.0.0' ? 'localhost' : env.HOST.includes(':') ? `[${env.HOST}]` : env.HOST}:${port}/graphql`,
     mode,
     upstream: simulator ? 'simulator' : new URL(env.JUSTONEAPI_BASE_URL).origin,
   });
@@ -47,16 +58,24 @@ server.listen(env.PORT, env.HOST, () => {
 const teardownGraceMs = 1_000;
 
 let stopping = false;
+// A second signal during the drain (Ctrl-C twice): stop waiting, cut everything off now.
+let forceNow: () => void = () => undefined;
+const forced = new Promise<void>((resolve) => (forceNow = resolve));
 async function shutdown(signal: string) {
-  if (stopping) return;
+  if (stopping) {
+    logger.warn('second signal while shutting down: cutting off what is still running', { signal });
+    forceNow();
+    return;
+  }
   stopping = true;
   const deadline = Date.now() + env.SHUTDOWN_TIMEOUT_MS;
   logger.info('shutting down: no new connections, finishing requests in flight', { signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
   drain();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  // A keep-alive connection is closed as soon as its request is answered, not when the client gives up on it.
-  const reaper = setInterval(() => server.closeIdleConnections(), 50);
-  server.closeIdleConnections();
+  // A keep-alive connection is closed as soon as its request is answered, not when the client gives up on it; and one
+  // whose client is still sending a request's headers is closed too (nothing has run for it).
+  const reaper = setInterval(closeConnectionsWithoutRequest, 50);
+  closeConnectionsWithoutRequest();
   const drained = await settlesBy(closed, deadline);
   clearInterval(reaper);
   if (!drained) {
@@ -73,9 +92,11 @@ async function shutdown(signal: string) {
     logger.warn('shutdown timeout: cutting off upstream calls still in flight', { upstreamCallsInFlight: gateway.upstream.inFlight });
   }
   if (!released) {
-    // Each upstream call in flight fails at once. Redis only has close(): bounded like the rest, and exiting drops what is left.
-    const teardown = Promise.allSettled([gateway.upstream.destroy(), gateway.sharedTier?.close()]);
-    await settlesBy(teardown, Date.now() + teardownGraceMs);
+    // Each upstream call in flight fails at once; then Redis closes, once the fills those calls held have announced their
+    // failure and released their locks (other replicas would otherwise wait the locks out). Bounded; exiting drops the rest.
+    const teardownDeadline = Date.now() + teardownGraceMs;
+    await settlesBy(gateway.upstream.destroy(), teardownDeadline);
+    await settlesBy(gateway.sharedTier?.close() ?? Promise.resolve(), teardownDeadline);
   }
   await settlesBy(simulator?.close() ?? Promise.resolve(), Date.now() + teardownGraceMs);
   logger.info('stopped', { forced: !released });
@@ -94,7 +115,7 @@ async function settlesBy(work: Promise<unknown>, deadline: number): Promise<bool
     },
   );
   try {
-    return await Promise.race([done, late]);
+    return await Promise.race([done, late, forced.then(() => false)]);
   } finally {
     clearTimeout(timer);
   }

@@ -79,6 +79,14 @@ describe('configuration', () => {
     }
   });
 
+  it('caps what would break Redis or bill without end: cache TTLs at a year, UPSTREAM_RETRIES at 10; trims HOST', () => {
+    expect(problemsOf({ CACHE_TTL_SECONDS: '31536001' })).toEqual([expect.stringMatching(/^CACHE_TTL_SECONDS: must be at most 31536000/)]);
+    expect(problemsOf({ CACHE_STALE_SECONDS: '5000000000000000' })).toEqual([expect.stringMatching(/^CACHE_STALE_SECONDS: must be at most/)]);
+    expect(problemsOf({ UPSTREAM_RETRIES: '11' })).toEqual([expect.stringMatching(/^UPSTREAM_RETRIES: must be at most 10/)]);
+    const fine = parseEnv({ CACHE_TTL_SECONDS: '31536000', UPSTREAM_RETRIES: '10', HOST: ' 127.0.0.1 ' });
+    expect(fine.ok && [fine.env.CACHE_TTL_SECONDS, fine.env.UPSTREAM_RETRIES, fine.env.HOST]).toEqual([31_536_000, 10, '127.0.0.1']);
+  });
+
   it('accepts REDIS_URL only in full (redis://host…), since a malformed one hides its password from redaction', () => {
     for (const value of ['redis:/:s3cr3t-password@cache', 'redis:s3cr3t-password@cache:6379', 'redis://']) {
       const problems = problemsOf({ REDIS_URL: value });

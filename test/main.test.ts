@@ -55,6 +55,22 @@ describe('npm start with an address it cannot listen on', () => {
   });
 });
 
+describe('the log pipe', () => {
+  it('closing (a collector that died, `| head`) does not take the gateway down: it goes on answering', async () => {
+    const gateway = await startMain({ JUSTONEAPI_TOKEN: '', CACHE_TTL_SECONDS: '0' });
+    try {
+      gateway.child.stdout!.destroy();
+      for (let index = 0; index < 3; index += 1) {
+        const { status } = await post(gateway.url, query);
+        expect(status).toBe(200);
+      }
+      expect(gateway.child.exitCode).toBeNull();
+    } finally {
+      await gateway.stop('SIGKILL');
+    }
+  });
+});
+
 describe('npm start', () => {
   it('with no token runs in demo mode on the built-in simulator and says so', async () => {
     // No cache, so the second answer comes from the simulator again rather than from memory.

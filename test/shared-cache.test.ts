@@ -4,7 +4,7 @@ import { parseEnv } from '../src/env.js';
 import type { FetchSource, LinkStructureFetch } from '../src/link-structure/link-structure-cache.js';
 import type { LinkStructureRequest } from '../src/link-structure/model.js';
 import { createSharedTier } from '../src/link-structure/shared-tier.js';
-import { CallAbandoned } from '../src/upstream/upstream-error.js';
+import { CallAbandoned, UpstreamError } from '../src/upstream/upstream-error.js';
 import { createLogger } from '../src/logger.js';
 import { RequestCost } from '../src/request-cost.js';
 import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
@@ -485,6 +485,25 @@ describe('REDIS_URL: replicas share one cache', () => {
     } finally {
       await tier.close();
     }
+  });
+
+  it('close() lets a fill still running announce its failure and release its lock before Redis goes (a forced shutdown)', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '127', acceptCache: false, platform: 'SHORT_VIDEO' };
+    let fail!: (error: Error) => void;
+    const { tier } = await startTier(redis.url, async (_asked, via) => {
+      via?.('upstream');
+      return new Promise((_resolve, reject) => (fail = reject));
+    }, 5_000);
+    const lockKey = `${prefix}lock:127:fresh:SHORT_VIDEO`;
+    const filling = tier.fetch(request).catch(() => 'failed');
+    await waitFor(async () => (await control.exists(lockKey)) === 1);
+    const closing = tier.close();
+    // The upstream pool is destroyed: the call fails while close() is under way.
+    setTimeout(() => fail(new UpstreamError('UPSTREAM_UNAVAILABLE', 'cut off')), 50);
+    await closing;
+    expect(await filling).toBe('failed');
+    expect(await control.exists(lockKey)).toBe(0);
   });
 
   it('a waiter whose requests have all gone stops waiting and pays for nothing; one still wanted passes its interest on', async () => {

@@ -1,4 +1,5 @@
 import { Agent, request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
 import { createUpstreamClient } from '../src/upstream/link-struct-client.js';
@@ -62,6 +63,51 @@ describe('SIGTERM', () => {
       expect(await inFlight).toBe('cut off');
       expect(gateway.stdout()).toContain('"msg":"shutdown timeout: cutting off the requests still running"');
       expect(gateway.stdout()).toContain('"upstreamCallsInFlight":1');
+      expect(gateway.stdout()).toContain('"msg":"stopped","forced":true');
+    } finally {
+      await gateway.stop('SIGKILL');
+      await upstream.close();
+    }
+  });
+
+  it('a client still sending its headers does not hold the exit: its connection is closed, nothing having run for it', async () => {
+    const upstream = await startFakeUpstream();
+    const gateway = await startMain({ JUSTONEAPI_TOKEN: 'tok_shutdown_test', JUSTONEAPI_BASE_URL: upstream.url, SHUTDOWN_TIMEOUT_MS: '10000' });
+    const { port, hostname } = new URL(gateway.url);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => {});
+    try {
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write('POST /graphql HTTP/1.1\r\nHost: x\r\n');
+      // Trickling: one header line now and then, never the end of the headers.
+      const trickle = setInterval(() => socket.write('x-slow: 1\r\n'), 200);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      expect(await gateway.stop('SIGTERM')).toBe(0);
+      clearInterval(trickle);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(gateway.stdout()).toContain('"msg":"stopped","forced":false');
+    } finally {
+      socket.destroy();
+      await gateway.stop('SIGKILL');
+      await upstream.close();
+    }
+  });
+
+  it('a second signal during the drain cuts off at once, and says so', async () => {
+    const upstream = await startFakeUpstream(() => reply.hang());
+    const gateway = await startMain({ JUSTONEAPI_TOKEN: 'tok_shutdown_test', JUSTONEAPI_BASE_URL: upstream.url, UPSTREAM_RETRIES: '0', SHUTDOWN_TIMEOUT_MS: '20000' });
+    try {
+      const inFlight = fetch(`${gateway.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: query }).catch(() => 'cut off');
+      await waitFor(() => upstream.calls() === 1);
+      const started = Date.now();
+      gateway.child.kill('SIGTERM');
+      await waitFor(() => gateway.stdout().includes('shutting down'));
+      gateway.child.kill('SIGINT');
+      expect(await gateway.stop()).toBe(0);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(await inFlight).toBe('cut off');
+      expect(gateway.stdout()).toContain('"msg":"second signal while shutting down: cutting off what is still running","signal":"SIGINT"');
       expect(gateway.stdout()).toContain('"msg":"stopped","forced":true');
     } finally {
       await gateway.stop('SIGKILL');

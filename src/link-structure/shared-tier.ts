@@ -115,6 +115,8 @@ class RedisUnavailable extends Error {
 }
 
 const logIntervalMs = 10_000;
+/** Longest close() waits for fills still running to announce their outcome and release their locks. */
+const closeWaitForFillsMs = 1_000;
 /** How far ahead of this replica's clock another replica's may run before the entries it stores are refused. */
 const maxClockSkewMs = 60_000;
 
@@ -157,6 +159,9 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
 
   let failing = false;
   let skipUntil = 0;
+  // Fills running now (this replica holds their locks), for close().
+  let filling = 0;
+  const fillsEnded: Array<() => void> = [];
   let closed = false;
   // A timed-out command leaves the connection up, so no 'ready' event will clear `failing`; without this
   // probe, /ready and /metrics would say "down" until some request happened to try Redis again.
@@ -386,6 +391,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     stale: LinkStructure | undefined,
     via: Via,
   ): Promise<SharedLinkStructure> {
+    filling += 1;
     const renew = setInterval(
       () => void attempt(() => redis.eval(renewLockScript, 1, lockKey, token, String(options.lockTtlMs))),
       Math.max(1, Math.floor(options.lockTtlMs / 3)),
@@ -435,6 +441,8 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       return value;
     } finally {
       clearInterval(renew);
+      filling -= 1;
+      if (filling === 0) for (const resolve of fillsEnded.splice(0)) resolve();
     }
   }
 
@@ -571,6 +579,17 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     },
     counters,
     async close() {
+      // Fills still running (their calls cut off by a forced shutdown) announce their failure and release their locks
+      // first: otherwise other replicas wait those locks out before calling themselves.
+      // A second at most: a fill whose call never ends must not hold close() forever.
+      if (filling > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => fillsEnded.push(resolve)),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, closeWaitForFillsMs))),
+        ]);
+        clearTimeout(timer);
+      }
       closed = true;
       stopProbe();
       await Promise.all(
