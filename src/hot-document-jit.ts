@@ -53,7 +53,7 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
       if (!entry) {
         const operation = onlyOperation(args.document);
         entry = {
-          compilable: operation !== undefined && !hasVariableInsideLiteral(args.document),
+          compilable: operation !== undefined && !hasVariableInsideLiteral(args.document) && !hasSkipOrInclude(args.document),
           operation,
           operationName: operation?.name?.value,
           runs: 0,
@@ -144,6 +144,23 @@ function hasVariableInsideLiteral(document: DocumentNode): boolean {
     ObjectValue: nest,
     Variable() {
       if (depth === 0) return undefined;
+      found = true;
+      return BREAK;
+    },
+  });
+  return found;
+}
+
+/**
+ * graphql-jit 0.8 marks a fragment visited before it reads the spread's `@skip`/`@include`, and joins the conditions
+ * of a field reached along several paths: `...F @include(if: false) ...F` lost F's fields once compiled (and the call
+ * the cost check had charged for them was never made). Documents with either directive stay with Yoga's executor.
+ */
+function hasSkipOrInclude(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    Directive(node) {
+      if (node.name.value !== 'skip' && node.name.value !== 'include') return undefined;
       found = true;
       return BREAK;
     },

@@ -66,6 +66,21 @@ describe('hot documents run compiled (graphql-jit)', () => {
     await fresh.close();
   });
 
+  it('leaves a document with @skip or @include to Yoga’s executor: a fragment spread twice, once skipped, keeps its fields when hot', async () => {
+    const query = /* GraphQL */ `
+      query Conditional($id: ID!, $no: Boolean!) {
+        creator(kolId: $id) { kolId ...F @include(if: $no) ...F }
+      }
+      fragment F on Creator { linkStructure { summary { value } } }
+    `;
+    upstream.reset();
+    const answers: string[] = [];
+    for (let run = 1; run <= compileAfterRuns + 3; run += 1) answers.push((await gateway.query(query, { id: '11', no: false })).text);
+    expect(new Set(answers).size).toBe(1);
+    expect(JSON.parse(answers.at(-1)!)).toEqual({ data: { creator: { kolId: '11', linkStructure: { summary: { value: 9875885 } } } } });
+    expect(compiledOperations()).not.toContain('Conditional');
+  });
+
   it('runs the operation operationName names, in a document holding several', async () => {
     const document = 'query A { creator(kolId: "1") { kolId } } query B { creators(kolIds: ["2", "3"]) { kolId } }';
     const send = async (operationName: string) => {
