@@ -1,6 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
-import { reply, type FakeBehaviour } from './fake-upstream.js';
+import { reply, startFakeUpstream, type FakeBehaviour } from './fake-upstream.js';
+import { createLogger } from '../src/logger.js';
+import { createUpstreamClient } from '../src/upstream/link-struct-client.js';
 import { sample, scrapeMetrics } from './metrics-text.js';
 
 const setUp = (behaviour: FakeBehaviour, vars: Record<string, string> = {}) =>
@@ -15,6 +17,40 @@ async function ready(gateway: TestGateway) {
 }
 
 describe('account-level circuit breaker', () => {
+  it('half-open: calls queued behind the probe fail fast even once it closes the breaker, not all sent', async () => {
+    // An operation let through free while the breaker was open whose loads run once the cool-down has ended: with one
+    // slot, all its calls queue behind the probe, and all went out (uncharged, unbudgeted) the moment it succeeded.
+    const upstream = await startFakeUpstream((request) => (request.kolId === '900' ? reply.business(303) : reply.ok(undefined, 100)));
+    const client = createUpstreamClient({
+      baseUrl: upstream.url,
+      token: 'test-token',
+      timeoutMs: 5_000,
+      retries: 0,
+      retryBaseMs: 1,
+      concurrency: 1,
+      endpoint: 'v1',
+      breakerCooldownMs: 200,
+      logger: createLogger({ level: 'silent' }),
+    });
+    const ask = (kolId: string) => client.fetchLinkStructure({ kolId, acceptCache: false, platform: 'SHORT_VIDEO' });
+    try {
+      await expect(ask('900')).rejects.toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED' });
+      expect(client.breakerState).toBe('open');
+      await sleep(250);
+      expect(client.breakerState).toBe('half-open');
+      const outcomes = await Promise.allSettled(Array.from({ length: 10 }, (_, index) => ask(String(910 + index))));
+      expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
+      for (const outcome of outcomes.filter((outcome) => outcome.status === 'rejected')) {
+        expect((outcome as PromiseRejectedResult).reason).toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED', upstreamCode: 303 });
+      }
+      expect(upstream.calls()).toBe(2);
+      expect(client.breakerState).toBe('closed');
+    } finally {
+      await client.destroy();
+      await upstream.close();
+    }
+  });
+
   it.each([
     [100, 'UPSTREAM_AUTH_FAILED'],
     [300, 'UPSTREAM_API_INVALID'],

@@ -65,6 +65,11 @@ export class CircuitBreaker {
     if (this.state === 'open') throw this.#fastFailure();
   }
 
+  /** The error a call failing fast gets now: undefined while closed. */
+  failure(): UpstreamError | undefined {
+    return this.state === 'closed' || !this.#cause ? undefined : this.#fastFailure();
+  }
+
   /** Admits one call, as the probe when half-open; throws the breaker's error when no call may go out. */
   admit(): Admission {
     const state = this.state;

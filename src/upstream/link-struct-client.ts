@@ -213,6 +213,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     interest: CallInterest | undefined,
     retryOf: string | undefined,
   ): Promise<AttemptResult> {
+    // A call that found the breaker half-open is the probe or fails fast, even if the probe has closed the breaker by the
+    // time it gets a slot: calls queued behind the probe (an operation let through free while the breaker was open)
+    // otherwise all went out, uncharged, the moment it succeeded.
+    const foundHalfOpen = breaker.state === 'half-open' ? breaker.failure() : undefined;
     const release = await slots.acquire(interest?.lost);
     if (!release) throw abandoned(request);
     let admission: Admission;
@@ -223,6 +227,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       // Nobody may want it any more after a 302 pause either: no reason to send it to the upstream that paused us.
       if (interest?.lost.aborted) throw abandoned(request);
       admission = breaker.admit();
+      if (foundHalfOpen && !admission.probe) throw foundHalfOpen;
     } catch (error) {
       release();
       throw error;
