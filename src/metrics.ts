@@ -45,7 +45,7 @@ export function bucketsUpTo(steps: readonly number[], deadlineSeconds: number): 
 }
 
 /** Just One API's business codes, the values `upstream_code` takes (others, such as Xingtu's own statuses, are `other`). */
-const knownUpstreamCodes: ReadonlySet<number> = new Set([0, 100, 300, 301, 302, 303, 400, 500, 600, 601]);
+const knownUpstreamCodes: ReadonlySet<number> = new Set([0, ...Object.keys(businessCodes).map(Number)]);
 
 export interface MetricLimits {
   /** UPSTREAM_TIMEOUT_MS in seconds: where upstream attempts end at the latest. */
@@ -210,7 +210,7 @@ const attemptOutcomes: ReadonlyArray<readonly [outcome: string, upstreamCode: st
  * appears at 1 as no increase: the one 303 that opened the breaker, or the first call after a restart, went unseen.
  * The series the gateway knows it can produce start at 0.
  */
-function startKnownSeriesAtZero(metrics: Omit<Metrics, never>): void {
+function startKnownSeriesAtZero(metrics: Metrics): void {
   for (const endpoint of upstreamEndpoints) {
     for (const [outcome, upstreamCode] of attemptOutcomes) metrics.upstreamRequests.inc({ endpoint, outcome, upstream_code: upstreamCode }, 0);
   }

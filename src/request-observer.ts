@@ -4,7 +4,7 @@ import type { Plugin } from 'graphql-yoga';
 import type { Context } from './context.js';
 import { afterIo, type Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { clientOf, peerAddress, type ApiKeys } from './protection/api-keys.js';
+import { clientOf, peerAddress, requestSocket, type ApiKeys } from './protection/api-keys.js';
 import type { RequestCost } from './request-cost.js';
 
 export const requestIdHeader = 'x-request-id';
@@ -209,9 +209,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
 
 /** Whether Node cut the connection off because the request did not arrive within `requestTimeout` (it answered 408). */
 function cutOffByRequestDeadline(context: unknown): boolean {
-  const socket = (context as { req?: { socket?: { errored?: unknown } } } | undefined)?.req?.socket;
-  const errored = socket?.errored as { code?: unknown } | null | undefined;
-  return errored?.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  return (requestSocket(context)?.errored as NodeJS.ErrnoException | null | undefined)?.code === 'ERR_HTTP_REQUEST_TIMEOUT';
 }
 
 /**

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { Plugin } from 'graphql-yoga';
 import { codedError } from '../errors.js';
 
@@ -21,9 +22,14 @@ export function clientOf(apiKeys: ApiKeys, headers: Headers, remoteAddress: stri
   return apiKeys.identify(headers) ?? `ip:${remoteAddress ?? 'unknown'}`;
 }
 
-/** The TCP peer's address of a request, from Yoga's server context (or a GraphQL context, which extends it). */
+/** The socket a request came on, from Yoga's server context under `node:http` (or a GraphQL context, which extends it). */
+export function requestSocket(context: unknown): Socket | undefined {
+  return (context as { req?: { socket?: Socket } } | undefined)?.req?.socket;
+}
+
+/** The TCP peer's address of a request. */
 export function peerAddress(context: unknown): string | undefined {
-  return (context as { req?: { socket?: { remoteAddress?: string } } } | undefined)?.req?.socket?.remoteAddress;
+  return requestSocket(context)?.remoteAddress;
 }
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
