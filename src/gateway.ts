@@ -44,7 +44,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
   };
   const metrics = env.METRICS_ENABLED
     ? createMetrics(
-        { ...readiness, upstreamInFlight: () => upstream.inFlight, cacheEntries: () => linkStructures.size, mode: options.mode },
+        { ...readiness, upstreamInFlight: () => upstream.inFlight, upstreamRateLimitPauseMs: () => upstream.rateLimitPauseMs, cacheEntries: () => linkStructures.size, mode: options.mode },
         { upstreamTimeoutSeconds: env.UPSTREAM_TIMEOUT_MS / 1000, upstreamAttempts: 1 + env.UPSTREAM_RETRIES },
       )
     : undefined;

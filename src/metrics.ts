@@ -14,6 +14,8 @@ import { errorCatalog, type ErrorCode } from './errors.js';
  */
 export interface MetricSources extends ReadinessSources {
   upstreamInFlight: () => number;
+  /** Milliseconds left of the account-wide pause after a rate-limit answer. */
+  upstreamRateLimitPauseMs: () => number;
   cacheEntries: () => number;
   /** `demo` when answering from the built-in simulator: its made-up answers are counted like billed ones. */
   mode?: 'live' | 'demo';
@@ -102,6 +104,14 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
       registers,
       collect() {
         this.set(sources.upstreamInFlight());
+      },
+    }),
+    upstreamRateLimitPause: new Gauge({
+      name: 'xingtu_upstream_rate_limit_pause_seconds',
+      help: 'Seconds left of the account-wide pause a rate-limit answer (business code 302, or HTTP 429) started: every upstream call waits it out. 0 when calls may go out.',
+      registers,
+      collect() {
+        this.set(sources.upstreamRateLimitPauseMs() / 1000);
       },
     }),
     upstreamEndpoint: new Gauge({

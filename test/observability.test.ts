@@ -125,6 +125,22 @@ describe('GET /metrics', () => {
     expect(upstream.calls()).toBe(1);
   });
 
+  it('shows the seconds left of a 302 pause, and 0 once it is over', async () => {
+    const { upstream, gateway } = await setUp((request) => (request.kolId === '601' && request.nth === 1 ? reply.business(302) : reply.ok()), {
+      UPSTREAM_RETRY_BASE_MS: '1500',
+    });
+    expect(sample(await scrape(gateway), 'xingtu_upstream_rate_limit_pause_seconds')).toBe(0);
+    const paused = gateway.query('{ creator(kolId: "601") { linkStructure { fetchedAt } } }');
+    await untilCalls(upstream, 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The first 302 pauses every call for the base pause, 1.5 s; some of it has gone by.
+    const left = sample(await scrape(gateway), 'xingtu_upstream_rate_limit_pause_seconds');
+    expect(left).toBeGreaterThan(0.5);
+    expect(left).toBeLessThanOrEqual(1.5);
+    await paused;
+    expect(sample(await scrape(gateway), 'xingtu_upstream_rate_limit_pause_seconds')).toBe(0);
+  });
+
   it('counts as in flight only requests on the wire: not calls holding a slot through a 302 pause', async () => {
     const { upstream, gateway } = await setUp((request) => (request.kolId === '601' && request.nth === 1 ? reply.business(302) : reply.ok()), {
       UPSTREAM_RETRY_BASE_MS: '1500',
@@ -174,6 +190,7 @@ describe('GET /metrics', () => {
         'xingtu_graphql_operation_duration_seconds histogram',
         'xingtu_graphql_operations_total counter',
         'xingtu_upstream_in_flight_requests gauge',
+        'xingtu_upstream_rate_limit_pause_seconds gauge',
         'xingtu_upstream_endpoint gauge',
         'xingtu_upstream_breaker_state gauge',
         'xingtu_upstream_calls_abandoned_total counter',
@@ -255,6 +272,7 @@ describe('GET /metrics', () => {
   it('counts stale serves when the cache reports them', () => {
     const metrics = createMetrics({
       upstreamInFlight: () => 0,
+      upstreamRateLimitPauseMs: () => 0,
       cacheEntries: () => 0,
       breakerState: () => 'closed',
       upstreamEndpoint: () => 'v1',
@@ -277,6 +295,7 @@ describe('GET /metrics', () => {
   it('ends the latency buckets at the configured timeout and just past it, and bounds upstream_code', async () => {
     const sources = {
       upstreamInFlight: () => 0,
+      upstreamRateLimitPauseMs: () => 0,
       cacheEntries: () => 0,
       breakerState: () => 'closed' as const,
       upstreamEndpoint: () => 'v1',

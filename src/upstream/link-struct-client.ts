@@ -83,6 +83,8 @@ export interface UpstreamClient {
   /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
   readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
+  /** Milliseconds left of the account-wide pause a rate-limit answer (302, or HTTP 429) started: 0 when calls may go out. */
+  readonly rateLimitPauseMs: number;
   /** The account-level circuit breaker's state: `open` while calls fail fast. */
   readonly breakerState: BreakerState;
   /** Waits for the calls running to finish (those between attempts too), then closes the connection pool. */
@@ -345,6 +347,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     },
     get inFlight() {
       return sending;
+    },
+    get rateLimitPauseMs() {
+      return backoff.remainingMs;
     },
     get breakerState() {
       return breaker.state;
