@@ -25,6 +25,8 @@ const maxOperationLabels = 100;
  * repeated in twenty series made every scrape ~200 MB. Longer ones are `(other)` in metrics, cut short in logs.
  */
 const maxOperationNameLength = 128;
+/** Most failed creators named in one line: a 100-creator query failing whole says enough in 20, and the line stays short. */
+const maxFailedKolIds = 20;
 
 /** `cancelled`: the client closed the connection before its answer, which reached nobody (not a failure to count). */
 export type OperationOutcome = 'success' | 'partial' | 'error' | 'cancelled';
@@ -43,6 +45,8 @@ interface RequestRecord {
   params: { query?: string | undefined; operationName?: string | undefined } | undefined;
   outcome: OperationOutcome | undefined;
   errorCodes: string[];
+  /** Each creator an error in the response names (`extensions.kolId`) with the error's code, once per pair. */
+  failedKolIds: Map<string, { kolId: string; code: string }>;
   cost: RequestCost | undefined;
   /** The TCP peer, for the line's `client` (GraphQL requests only). */
   remoteAddress?: string | undefined;
@@ -95,6 +99,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
           params: undefined,
           outcome: undefined,
           errorCodes: [],
+          failedKolIds: new Map(),
           cost: undefined,
         });
         return wrapped();
@@ -129,8 +134,12 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
         if (single.errors?.length) {
           record.outcome = single.data == null ? 'error' : 'partial';
           for (const error of single.errors) {
-            const code = error.extensions?.['code'];
-            record.errorCodes.push(typeof code === 'string' ? code : 'UNKNOWN');
+            const given = error.extensions?.['code'];
+            const code = typeof given === 'string' ? given : 'UNKNOWN';
+            record.errorCodes.push(code);
+            // Which creators failed, and how: on-call's first question, which `errorCodes` alone cannot answer.
+            const kolId = error.extensions?.['kolId'];
+            if (typeof kolId === 'string') record.failedKolIds.set(`${code}\n${kolId}`, { kolId, code });
           }
         } else {
           record.outcome ??= 'success';
@@ -177,6 +186,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     // A 406 answer has no body, and one whose client has gone is sent to nobody: their errors reached no client (and a
     // call given up because its clients had gone must not read as an upstream outage).
     const errorCodes = status === 406 || clientGone ? [] : record.errorCodes;
+    const failed = status === 406 || clientGone ? [] : [...record.failedKolIds.values()];
     // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
     const operation = record.operation !== undefined ? record.operation : claimedOperationName(record.params ?? paramsInUrl(request));
     const cost = record.cost;
@@ -192,6 +202,8 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       redisHits: cost?.redisHits ?? 0,
       staleServed: cost?.staleServed ?? 0,
       errorCodes: [...new Set(errorCodes)],
+      failedKolIds: failed.slice(0, maxFailedKolIds),
+      ...(failed.length > maxFailedKolIds ? { failedKolIdsOmitted: failed.length - maxFailedKolIds } : {}),
       ...(clientGone ? { clientGone: true } : {}),
     });
     if (metrics) {

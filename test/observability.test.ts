@@ -377,10 +377,35 @@ describe('request log', () => {
       redisHits: 0,
       staleServed: 0,
       errorCodes: ['UPSTREAM_PERMISSION_DENIED'],
+      failedKolIds: [{ kolId: '3', code: 'UPSTREAM_PERMISSION_DENIED' }],
     });
     // "1" and "2" come from the cache; the failure was not cached, so "3" costs a call again.
     expect(lines[1]).toMatchObject({ requestId: 'second-request', upstreamCalls: 1, cacheHits: 2, cacheJoins: 0 });
     expect(lines[0]!['durationMs']).toBeGreaterThan(0);
+  });
+
+  it('names the creators that failed with their codes, at most 20, and how many more', async () => {
+    const { gateway } = await setUp((request) => (Number(request.kolId) % 2 === 0 ? reply.business(600) : reply.ok()));
+    // 42 creators, the 21 even ones denied (one of them asked for twice).
+    const kolIds = Array.from({ length: 42 }, (_, index) => String(index + 1));
+    await gateway.query(`{ creators(kolIds: ${JSON.stringify([...kolIds, '2'])}) { linkStructure { fetchedAt } } }`);
+    // Refused before any call: the id is named as the client sent it.
+    await gateway.query('{ creators(kolIds: ["7", "x 1"]) { kolId } }');
+    await gateway.query('{ creators(kolIds: ["1", "3"]) { linkStructure { fetchedAt } } }');
+    await logsWritten();
+    const [failing, refused, clean] = requestLines(gateway);
+    expect(failing!['errorCodes']).toEqual(['UPSTREAM_PERMISSION_DENIED']);
+    const named = failing!['failedKolIds'] as Array<{ kolId: string; code: string }>;
+    expect(named).toHaveLength(20);
+    expect(new Set(named.map((entry) => entry.kolId)).size).toBe(20);
+    for (const { kolId, code } of named) {
+      expect(Number(kolId) % 2).toBe(0);
+      expect(code).toBe('UPSTREAM_PERMISSION_DENIED');
+    }
+    expect(failing!['failedKolIdsOmitted']).toBe(1);
+    expect(refused).toMatchObject({ outcome: 'error', failedKolIds: [{ kolId: 'x 1', code: 'BAD_USER_INPUT' }] });
+    expect(clean).toMatchObject({ outcome: 'success', failedKolIds: [] });
+    expect(clean!['failedKolIdsOmitted']).toBeUndefined();
   });
 
   it('counts the requests its calls sent, retries and the re-send to gw included: what the upstream may bill', async () => {
