@@ -1,6 +1,7 @@
 # Production image of the gateway: `docker build -t xingtu-link-gateway .`, then
 # `docker run -p 4000:4000 --stop-timeout 30 -e JUSTONEAPI_TOKEN=... xingtu-link-gateway` (without a token it starts in
-# demo mode; --stop-timeout: Docker's default 10 s would kill a drain that SHUTDOWN_TIMEOUT_MS allows 25 s).
+# demo mode; --stop-timeout: Docker's default 10 s would kill a drain that SHUTDOWN_TIMEOUT_MS allows 25 s; raise it by
+# SHUTDOWN_DELAY_MS if that is set).
 
 # Node 22 LTS in both stages; one argument so they are bumped together. Slim: Debian without compilers or docs.
 ARG NODE_IMAGE=node:22-bookworm-slim

@@ -160,6 +160,9 @@ const hardening = z.object({
   BREAKER_COOLDOWN_SECONDS: seconds(60),
   UPSTREAM_BACKOFF_MAX_MS: timerMs(0, 30_000),
   SHUTDOWN_TIMEOUT_MS: timerMs(0, 25_000),
+  // Load balancers take seconds to stop sending a stopping replica traffic; minutes would be a unit mistake holding
+  // every rollout (and the orchestrator's grace period must cover it as well as SHUTDOWN_TIMEOUT_MS).
+  SHUTDOWN_DELAY_MS: int(0, 0, 120_000, 'must be at most 120000 ms (two minutes)'),
 });
 
 const observability = z.object({

@@ -25,6 +25,8 @@ export interface Gateway {
   redisStatus(): RedisStatus;
   /** Absent when METRICS_ENABLED is off. */
   metrics: Metrics | undefined;
+  /** Shutdown has begun (SHUTDOWN_DELAY_MS): /ready answers 503 `shutting-down` from now on; everything else still serves. */
+  announceShutdown(): void;
   /** Releases long-lived resources (the upstream connection pool, Redis connections) once the server has stopped. */
   close(): Promise<void>;
 }
@@ -36,11 +38,13 @@ export interface Gateway {
  */
 export function createGateway(env: Env, options: GatewayOptions): Gateway {
   const { logger } = options;
+  let shuttingDown = false;
   // Read at request or scrape time only, after everything below exists.
   const readiness: ReadinessSources = {
     breakerState: () => upstream.breakerState,
     upstreamEndpoint: () => upstream.activeEndpoint,
     redisStatus: () => sharedTier?.status ?? 'disabled',
+    shuttingDown: () => shuttingDown,
   };
   const metrics = env.METRICS_ENABLED
     ? createMetrics(
@@ -98,6 +102,9 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     sharedTier,
     redisStatus: readiness.redisStatus,
     metrics,
+    announceShutdown() {
+      shuttingDown = true;
+    },
     async close() {
       // Upstream calls still running store their answer, announce it and release their lock through Redis:
       // they finish first, or other replicas would wait out the lock and pay for the same creators again.

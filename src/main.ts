@@ -68,6 +68,19 @@ async function shutdown(signal: string) {
     return;
   }
   stopping = true;
+  if (env.SHUTDOWN_DELAY_MS > 0) {
+    // Load balancers learn of a stopping replica after it does (Kubernetes removes endpoints asynchronously) and send
+    // new connections meanwhile: they are still served. /ready says to stop choosing this replica, and every response
+    // closes its connection, so a client's pool reconnects through the balancer instead of staying pinned here.
+    gateway.announceShutdown();
+    drain();
+    logger.info('shutdown delayed: /ready answers 503, still serving until load balancers stop sending traffic', {
+      signal,
+      delayMs: env.SHUTDOWN_DELAY_MS,
+    });
+    await waitUnlessForced(env.SHUTDOWN_DELAY_MS);
+  }
+  // Counted from here, not from the signal: the drain gets all of it, whatever the delay.
   const deadline = Date.now() + env.SHUTDOWN_TIMEOUT_MS;
   logger.info('shutting down: no new connections, finishing requests in flight', { signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS });
   drain();
@@ -101,6 +114,16 @@ async function shutdown(signal: string) {
   await settlesBy(simulator?.close() ?? Promise.resolve(), Date.now() + teardownGraceMs);
   logger.info('stopped', { forced: !released });
   process.exit(0);
+}
+
+/** Resolves after `ms`, or at a second signal. */
+async function waitUnlessForced(ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, ms))), forced]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Whether `work` finishes before `deadline` (epoch ms). A failure counts as not finished: what follows forces. */

@@ -10,6 +10,8 @@ export interface ReadinessSources {
   upstreamEndpoint: () => string;
   /** The shared Redis cache; `disabled` without REDIS_URL. */
   redisStatus: () => RedisStatus;
+  /** Whether shutdown has begun (SHUTDOWN_DELAY_MS): still serving, but new traffic belongs elsewhere. Absent: never. */
+  shuttingDown?: () => boolean;
 }
 
 export const redisHealth = { ready: 'up', down: 'down', disabled: 'disabled' } as const satisfies Record<RedisStatus, string>;
@@ -18,7 +20,8 @@ export const redisHealth = { ready: 'up', down: 'down', disabled: 'disabled' } a
  * GET /ready: whether sending traffic here is useful. 503 while the upstream circuit breaker is
  * open (every creator would fail fast, or come from the stale cache); `half-open` answers 200 so
  * traffic can reach the probe that closes it. Redis being down does not make a replica unready:
- * it serves without Redis, and restarting it would not fix Redis.
+ * it serves without Redis, and restarting it would not fix Redis. 503 `shutting-down` during
+ * SHUTDOWN_DELAY_MS, so load balancers that check it stop choosing a replica about to close.
  */
 export function useReadiness(sources: ReadinessSources): Plugin {
   return {
@@ -26,15 +29,16 @@ export function useReadiness(sources: ReadinessSources): Plugin {
       if (url.pathname !== '/ready') return;
       if (refusedUnlessGetOrHead(request, endResponse, fetchAPI)) return;
       const breaker = sources.breakerState();
+      const status = sources.shuttingDown?.() ? 'shutting-down' : breaker === 'open' ? 'unavailable' : 'ready';
       endResponse(
         fetchAPI.Response.json(
           {
-            status: breaker === 'open' ? 'unavailable' : 'ready',
+            status,
             breaker,
             upstreamEndpoint: sources.upstreamEndpoint(),
             redis: redisHealth[sources.redisStatus()],
           },
-          { status: breaker === 'open' ? 503 : 200, headers: { 'cache-control': 'no-store' } },
+          { status: status === 'ready' ? 200 : 503, headers: { 'cache-control': 'no-store' } },
         ),
       );
     },

@@ -87,6 +87,16 @@ describe('configuration', () => {
     expect(fine.ok && [fine.env.CACHE_TTL_SECONDS, fine.env.UPSTREAM_RETRIES, fine.env.HOST]).toEqual([31_536_000, 10, '127.0.0.1']);
   });
 
+  it('SHUTDOWN_DELAY_MS is off unless set, and at most two minutes (more would be a unit mistake holding every rollout)', () => {
+    const unset = parseEnv({});
+    expect(unset.ok && unset.env.SHUTDOWN_DELAY_MS).toBe(0);
+    const fine = parseEnv({ SHUTDOWN_DELAY_MS: '120000' });
+    expect(fine.ok && fine.env.SHUTDOWN_DELAY_MS).toBe(120_000);
+    expect(problemsOf({ SHUTDOWN_DELAY_MS: '120001' })).toEqual(['SHUTDOWN_DELAY_MS: must be at most 120000 ms (two minutes)']);
+    expect(problemsOf({ SHUTDOWN_DELAY_MS: '-1' })).toEqual(['SHUTDOWN_DELAY_MS: must be at least 0']);
+    expect(problemsOf({ SHUTDOWN_DELAY_MS: '5s' })).toEqual(['SHUTDOWN_DELAY_MS: must be a whole number (decimal digits)']);
+  });
+
   it('accepts REDIS_URL only in full (redis://host…), since a malformed one hides its password from redaction', () => {
     for (const value of ['redis:/:s3cr3t-password@cache', 'redis:s3cr3t-password@cache:6379', 'redis://']) {
       const problems = problemsOf({ REDIS_URL: value });

@@ -24,6 +24,8 @@ export interface TestGateway {
   logs: Array<Record<string, unknown>>;
   /** The raw lines, for grepping for secrets. */
   rawLogs: string[];
+  /** What src/main.ts calls at a signal with SHUTDOWN_DELAY_MS set. */
+  announceShutdown(): void;
   query<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GraphQLResponse<T>>;
   close(): Promise<void>;
 }
@@ -75,6 +77,7 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
     metrics: gateway.metrics,
     logs,
     rawLogs,
+    announceShutdown: () => gateway.announceShutdown(),
     async query(query, variables, headers = {}) {
       const response = await app.fetch('http://gateway.test/graphql', {
         method: 'POST',

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error -- a module inside the package, which has no typings mapped for it
 import { getMediaTypesForRequestInOrder, isMatchingMediaType } from '../node_modules/graphql-yoga/esm/plugins/result-processor/accept.js';
 import { acceptsAnAnswer } from '../src/request-params.js';
-import { createTestGateway, type TestGateway } from './gateway.js';
+import { createTestGateway, gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 
 describe('HTTP routes', () => {
@@ -34,6 +34,18 @@ describe('HTTP routes', () => {
       expect(response.headers.get('allow')).toBe('GET, HEAD');
     }
     expect((await gateway.app.fetch(`http://gateway.test${path}`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it('once shutdown is announced (SHUTDOWN_DELAY_MS), /ready answers 503 shutting-down while /health and GraphQL still serve', async () => {
+    const { gateway: stopping } = await gatewayOnFakeUpstream();
+    stopping.announceShutdown();
+    const ready = await stopping.app.fetch('http://gateway.test/ready');
+    expect(ready.status).toBe(503);
+    expect(ready.headers.get('cache-control')).toBe('no-store');
+    expect(await ready.json()).toEqual({ status: 'shutting-down', breaker: 'closed', upstreamEndpoint: 'v1', redis: 'disabled' });
+    expect((await stopping.app.fetch('http://gateway.test/health')).status).toBe(200);
+    const answer = await stopping.query('{ creator(kolId: "5") { linkStructure { summary { value } } } }');
+    expect(answer.body).toEqual({ data: { creator: { linkStructure: { summary: { value: 9875885 } } } } });
   });
 
   it('GET /graphql runs a query from the URL', async () => {

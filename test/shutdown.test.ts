@@ -201,6 +201,77 @@ describe('SIGTERM with a busy keep-alive client', () => {
   });
 });
 
+/** One request over a connection of its own that asks to be kept alive, as a router's pool opens them. */
+function overNewConnection(url: string, path: string, body?: string) {
+  const agent = new Agent({ keepAlive: true });
+  return new Promise<{ status: number | undefined; connection: string | undefined; body: unknown }>((resolve, reject) => {
+    const sent = httpRequest(`${url}${path}`, { method: body ? 'POST' : 'GET', agent, headers: { 'content-type': 'application/json' } }, (response) => {
+      let text = '';
+      response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      response.on('end', () => resolve({ status: response.statusCode, connection: response.headers.connection, body: JSON.parse(text) }));
+    });
+    sent.on('error', reject);
+    sent.end(body);
+  }).finally(() => agent.destroy());
+}
+
+describe('SIGTERM with SHUTDOWN_DELAY_MS', () => {
+  it('keeps serving new connections for the delay, /ready at 503 and each connection told to close, then drains and exits 0', async () => {
+    const upstream = await startFakeUpstream();
+    const gateway = await startMain({ JUSTONEAPI_TOKEN: 'tok_shutdown_delay', JUSTONEAPI_BASE_URL: upstream.url, SHUTDOWN_DELAY_MS: '1000' });
+    try {
+      // Warmed up, so what is measured below is the delay and not a first request's start-up.
+      expect(await overNewConnection(gateway.url, '/graphql', query)).toMatchObject({ status: 200, connection: 'keep-alive' });
+      const started = Date.now();
+      gateway.child.kill('SIGTERM');
+      await waitFor(() => gateway.stdout().includes('"msg":"shutdown delayed'));
+      const [ready, health, answer] = await Promise.all([
+        overNewConnection(gateway.url, '/ready'),
+        overNewConnection(gateway.url, '/health'),
+        overNewConnection(gateway.url, '/graphql', query),
+      ]);
+      expect(ready).toEqual({
+        status: 503,
+        connection: 'close',
+        body: { status: 'shutting-down', breaker: 'closed', upstreamEndpoint: 'v1', redis: 'disabled' },
+      });
+      expect(health).toMatchObject({ status: 200, connection: 'close', body: { status: 'ok' } });
+      expect(answer).toEqual({ status: 200, connection: 'close', body: { data: { creator: { linkStructure: { summary: { value: 9875885 } } } } } });
+      // Exits on its own once the delay is over (stop() would send a second signal).
+      await waitFor(() => gateway.child.exitCode !== null, 10_000);
+      expect(gateway.child.exitCode).toBe(0);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+      const stdout = gateway.stdout();
+      expect(stdout).toContain('"msg":"shutdown delayed: /ready answers 503, still serving until load balancers stop sending traffic","signal":"SIGTERM","delayMs":1000');
+      expect(stdout.indexOf('"msg":"shutting down: no new connections')).toBeGreaterThan(stdout.indexOf('"msg":"shutdown delayed'));
+      expect(stdout).toContain('"msg":"stopped","forced":false');
+    } finally {
+      await gateway.stop('SIGKILL');
+      await upstream.close();
+    }
+  });
+
+  it('a second signal during the delay cuts it short and off at once, as during the drain', async () => {
+    const upstream = await startFakeUpstream();
+    const gateway = await startMain({ JUSTONEAPI_TOKEN: 'tok_shutdown_delay', JUSTONEAPI_BASE_URL: upstream.url, SHUTDOWN_DELAY_MS: '60000' });
+    try {
+      const started = Date.now();
+      gateway.child.kill('SIGTERM');
+      await waitFor(() => gateway.stdout().includes('"msg":"shutdown delayed'));
+      gateway.child.kill('SIGINT');
+      await waitFor(() => gateway.child.exitCode !== null, 5_000);
+      expect(gateway.child.exitCode).toBe(0);
+      // Not the 60 s delay: at once, then at most the second the teardown may take.
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(gateway.stdout()).toContain('"msg":"second signal while shutting down: cutting off what is still running","signal":"SIGINT"');
+      expect(gateway.stdout()).toContain('"msg":"stopped","forced":true');
+    } finally {
+      await gateway.stop('SIGKILL');
+      await upstream.close();
+    }
+  });
+});
+
 describe('UpstreamClient close() and destroy()', () => {
   const shortVideo = (kolId: string) => ({ kolId, acceptCache: false, platform: 'SHORT_VIDEO' as const });
   // A retry waits 1–2 s: long enough that the test acts inside it, and that sleeping it out would show.
