@@ -2,6 +2,7 @@ import { loadEnv } from './env.js';
 import { createGateway } from './gateway.js';
 import { createHttpServer } from './http-server.js';
 import { createLogger } from './logger.js';
+import { redisConnectTimeoutMs } from './redis-client.js';
 import { startSimulator } from './upstream/simulator.js';
 
 const env = loadEnv();
@@ -44,20 +45,13 @@ server.on('error', (error: NodeJS.ErrnoException) => {
   if (env.LOG_LEVEL === 'silent') process.stderr.write(`cannot listen on ${env.HOST}:${env.PORT}: ${error.code ?? error.message}\n`);
   process.exit(1);
 });
-server.listen(env.PORT, env.HOST, () => {
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : env.PORT;
-  logger.info('gateway listening', {
-    url: `http://${env.HOST === '0.0.0.0' ? 'localhost' : env.HOST.includes(':') ? `[${env.HOST}]` : env.HOST}:${port}/graphql`,
-    mode,
-    upstream: simulator ? 'simulator' : new URL(env.JUSTONEAPI_BASE_URL).origin,
-  });
-});
 
 // After SHUTDOWN_TIMEOUT_MS, how long tearing down what is left (pool, Redis, simulator) may take before exiting anyway.
 const teardownGraceMs = 1_000;
 
 let stopping = false;
+// A signal while waiting for Redis at start: stop waiting, and never listen.
+const startAborted = new AbortController();
 // A second signal during the drain (Ctrl-C twice): stop waiting, cut everything off now.
 let forceNow: () => void = () => undefined;
 const forced = new Promise<void>((resolve) => (forceNow = resolve));
@@ -68,7 +62,9 @@ async function shutdown(signal: string) {
     return;
   }
   stopping = true;
-  if (env.SHUTDOWN_DELAY_MS > 0) {
+  startAborted.abort();
+  // Only for a replica that listens: one stopped while it waited for Redis has had no traffic to hand over.
+  if (env.SHUTDOWN_DELAY_MS > 0 && server.listening) {
     // Load balancers learn of a stopping replica after it does (Kubernetes removes endpoints asynchronously) and send
     // new connections meanwhile: they are still served. /ready says to stop choosing this replica, and every response
     // closes its connection, so a client's pool reconnects through the balancer instead of staying pinned here.
@@ -147,3 +143,27 @@ async function settlesBy(work: Promise<unknown>, deadline: number): Promise<bool
 process.on('unhandledRejection', (reason) => logger.error('unhandled promise rejection', { error: reason }));
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
+
+// Traffic only once Redis can answer: a replica that listened first paid the upstream for creators Redis already held
+// (20 calls in the first few hundred ms of a cold replica under load). Bounded by the time one connection attempt may
+// take: a Redis outage must never keep the gateway from starting, and without Redis it serves as it does whenever
+// Redis is down. Without REDIS_URL, nothing to wait for.
+if (gateway.sharedTier) {
+  const timeoutMs = redisConnectTimeoutMs(env.REDIS_TIMEOUT_MS);
+  logger.info('waiting for redis before listening', { timeoutMs });
+  const ready = await gateway.sharedTier.whenReady(timeoutMs, startAborted.signal);
+  if (!ready && !stopping) {
+    logger.warn('redis not ready in time: listening anyway, answering from this process and the upstream until it is', { timeoutMs });
+  }
+}
+if (!stopping) {
+  server.listen(env.PORT, env.HOST, () => {
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : env.PORT;
+    logger.info('gateway listening', {
+      url: `http://${env.HOST === '0.0.0.0' ? 'localhost' : env.HOST.includes(':') ? `[${env.HOST}]` : env.HOST}:${port}/graphql`,
+      mode,
+      upstream: simulator ? 'simulator' : new URL(env.JUSTONEAPI_BASE_URL).origin,
+    });
+  });
+}

@@ -1,3 +1,4 @@
+import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseEnv } from '../src/env.js';
@@ -866,6 +867,201 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
     gateways.push(gateway);
     expect(gateway.sharedTier).toBeUndefined();
     expect(await health(gateway)).toMatchObject({ status: 'ok', redis: 'disabled' });
+  });
+});
+
+/** The gateway's JSON log lines, parsed. */
+const logLines = (stdout: string) => stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+const loggedAt = (lines: Array<Record<string, unknown>>, msg: string) => {
+  const line = lines.find((candidate) => candidate['msg'] === msg);
+  return line ? Date.parse(String(line['time'])) : undefined;
+};
+
+/**
+ * A TCP proxy to a Redis on `port` that accepts every connection but forwards nothing until `release()`: a Redis that
+ * is slow to answer a replica that has just started (its ready check waits). `connected` settles on the first connection.
+ */
+async function startHeldProxy(port: number) {
+  const sockets = new Set<Socket>();
+  const held: Array<() => void> = [];
+  let released = false;
+  let firstConnection = () => {};
+  const connected = new Promise<void>((resolve) => (firstConnection = resolve));
+  const server = createTcpServer((client) => {
+    sockets.add(client);
+    client.on('error', () => {});
+    // Until then the client's bytes wait in its socket, unread.
+    const forward = () => {
+      if (client.destroyed) return;
+      const redisSide = connect(port, '127.0.0.1');
+      sockets.add(redisSide);
+      redisSide.on('error', () => client.destroy());
+      client.on('close', () => redisSide.destroy());
+      client.pipe(redisSide).pipe(client);
+    };
+    if (released) forward();
+    else held.push(forward);
+    firstConnection();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return {
+    url: `redis://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
+    connected,
+    release() {
+      released = true;
+      for (const forward of held.splice(0)) forward();
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('REDIS_URL: a replica that starts waits for Redis before it listens, for a bounded time', () => {
+  it('answers its very first request from Redis, with no upstream call, though Redis was slow to take its connection', async () => {
+    upstream = await startFakeUpstream();
+    redis = await startRedisServer();
+    control = new Redis(redis.url);
+    // As another replica stored it, before this one started.
+    await control.set(linkKey('801'), JSON.stringify(storedEntry('801')), 'PX', 60_000);
+    const proxy = await startHeldProxy(redis.port);
+    // Let Redis answer a while after the replica has connected: the old gateway had long been listening by then.
+    void proxy.connected.then(() => setTimeout(proxy.release, 750));
+    try {
+      const gateway = await startMain({
+        JUSTONEAPI_TOKEN: 'tok',
+        JUSTONEAPI_BASE_URL: upstream.url,
+        REDIS_URL: proxy.url,
+        // A wait bound (10 × this) far past the hold: this test is about waiting, not about giving up.
+        REDIS_TIMEOUT_MS: '2000',
+      });
+      try {
+        const response = await fetch(`${gateway.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query: query('801') }),
+        });
+        expect((await response.json()).data.creator.linkStructure.summary.value).toBe(1);
+        expect(upstream.calls()).toBe(0);
+        const lines = logLines(gateway.stdout());
+        expect(loggedAt(lines, 'redis connected')).toBeLessThanOrEqual(loggedAt(lines, 'gateway listening')!);
+        expect(lines.some((line) => line['msg'] === 'redis not ready in time: listening anyway, answering from this process and the upstream until it is')).toBe(false);
+      } finally {
+        expect(await gateway.stop()).toBe(0);
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('with Redis unreachable, listens once the bound is over, says so, and serves from the upstream', async () => {
+    upstream = await startFakeUpstream();
+    // Bound: 10 × REDIS_TIMEOUT_MS, at least 1 s.
+    const gateway = await startMain({
+      JUSTONEAPI_TOKEN: 'tok',
+      JUSTONEAPI_BASE_URL: upstream.url,
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+      REDIS_TIMEOUT_MS: '100',
+    });
+    try {
+      const lines = logLines(gateway.stdout());
+      const waiting = lines.find((line) => line['msg'] === 'waiting for redis before listening');
+      expect(waiting).toMatchObject({ level: 'info', timeoutMs: 1_000 });
+      const gaveUp = lines.find((line) => line['msg'] === 'redis not ready in time: listening anyway, answering from this process and the upstream until it is');
+      expect(gaveUp).toMatchObject({ level: 'warn', timeoutMs: 1_000 });
+      const waitedMs = loggedAt(lines, 'gateway listening')! - Date.parse(String(waiting!['time']));
+      expect(waitedMs).toBeGreaterThanOrEqual(950);
+      // The bound, and room for a loaded machine; never the minutes a wait for Redis could otherwise take.
+      expect(waitedMs).toBeLessThan(4_000);
+
+      const response = await fetch(`${gateway.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: query('802') }),
+      });
+      expect((await response.json()).data.creator.linkStructure.summary.value).toBe(9875885);
+      expect(upstream.calls('802')).toBe(1);
+      const ready = await fetch(`${gateway.url}/ready`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({ status: 'ready', redis: 'down' });
+    } finally {
+      expect(await gateway.stop()).toBe(0);
+    }
+  });
+
+  it('a SIGTERM while it waits for Redis stops it at once: exit 0, never listening', async () => {
+    upstream = await startFakeUpstream();
+    // A 30 s bound: the exit must come from the signal, not from the wait running out.
+    const run = runMain({
+      JUSTONEAPI_TOKEN: 'tok',
+      JUSTONEAPI_BASE_URL: upstream.url,
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+      REDIS_TIMEOUT_MS: '3000',
+    });
+    try {
+      await waitFor(() => run.stdout().includes('"msg":"waiting for redis before listening"') || run.child.exitCode !== null, 15_000);
+      const signalled = Date.now();
+      run.child.kill('SIGTERM');
+      expect(await run.exited).toBe(0);
+      expect(Date.now() - signalled).toBeLessThan(3_000);
+      expect(run.stdout()).toContain('"msg":"stopped"');
+      expect(run.stdout()).not.toContain('gateway listening');
+    } finally {
+      run.child.kill('SIGKILL');
+    }
+  });
+
+  it('whenReady: true once the connection is ready; false at the bound, on abort or on close, leaving no listener behind', async () => {
+    redis = await startRedisServer();
+    const silent = createLogger({ level: 'silent' });
+    const tierOn = (url: string) => {
+      const connection = new Redis(url, { enableOfflineQueue: false, retryStrategy: () => 100 });
+      connection.on('error', () => {});
+      const tier = createSharedTier({
+        redis: connection,
+        prefix,
+        ttlMs: 60_000,
+        staleMs: 0,
+        lockTtlMs: 5_000,
+        waitTimeoutMs: 1_000,
+        logger: silent,
+        fetch: () => Promise.reject(new Error('no upstream here')),
+      });
+      return { tier, connection, listeners: connection.listenerCount('ready') };
+    };
+
+    const up = tierOn(redis.url);
+    expect(up.tier.status).toBe('down');
+    expect(await up.tier.whenReady(10_000)).toBe(true);
+    expect(up.tier.status).toBe('ready');
+    expect(await up.tier.whenReady(0)).toBe(true);
+    expect(up.connection.listenerCount('ready')).toBe(up.listeners);
+    await up.tier.close();
+
+    const down = tierOn(`redis://127.0.0.1:${await freePort()}`);
+    try {
+      const started = Date.now();
+      expect(await down.tier.whenReady(200)).toBe(false);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+      expect(down.connection.listenerCount('ready')).toBe(down.listeners);
+
+      const stop = new AbortController();
+      const aborted = down.tier.whenReady(60_000, stop.signal);
+      stop.abort();
+      expect(await aborted).toBe(false);
+      expect(await down.tier.whenReady(60_000, stop.signal)).toBe(false);
+      expect(down.connection.listenerCount('ready')).toBe(down.listeners);
+
+      const closing = down.tier.whenReady(60_000);
+      const closed = down.tier.close();
+      expect(await closing).toBe(false);
+      await closed;
+      expect(down.connection.listenerCount('ready')).toBe(down.listeners);
+    } finally {
+      await down.tier.close();
+    }
   });
 });
 

@@ -76,6 +76,11 @@ export interface SharedTier {
    */
   peekFresh(requests: readonly LinkStructureRequest[], minFreshMs: number): Promise<Array<LinkStructure | undefined>>;
   readonly status: Exclude<RedisStatus, 'disabled'>;
+  /**
+   * Resolves true once the connection is ready (at once if it is), false after `timeoutMs`, as soon as `until` aborts,
+   * or when the tier closes. Whatever ends it, it leaves no timer or listener behind.
+   */
+  whenReady(timeoutMs: number, until?: AbortSignal): Promise<boolean>;
   /** How often each event happened since start. */
   readonly counters: Readonly<Record<SharedTierEvent, number>>;
   close(): Promise<void>;
@@ -163,6 +168,8 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   let filling = 0;
   const fillsEnded: Array<() => void> = [];
   let closed = false;
+  // Aborted as close() begins (`closed` is set only once the fills have ended): nobody waits for a connection then.
+  const closing = new AbortController();
   // A timed-out command leaves the connection up, so no 'ready' event will clear `failing`; without this
   // probe, /ready and /metrics would say "down" until some request happened to try Redis again.
   let probe: NodeJS.Timeout | undefined;
@@ -571,14 +578,37 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     }
   }
 
+  function whenReady(timeoutMs: number, until?: AbortSignal): Promise<boolean> {
+    if (connectionUp()) return Promise.resolve(true);
+    if (until?.aborted || closing.signal.aborted) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const end = (ready: boolean) => {
+        clearTimeout(timer);
+        redis.off('ready', onReady);
+        until?.removeEventListener('abort', onStop);
+        closing.signal.removeEventListener('abort', onStop);
+        resolve(ready);
+      };
+      const onReady = () => end(true);
+      const onStop = () => end(false);
+      const timer = setTimeout(onStop, timeoutMs);
+      // Heard after the tier's own 'ready' listener, which has marked Redis healthy by then.
+      redis.once('ready', onReady);
+      until?.addEventListener('abort', onStop, { once: true });
+      closing.signal.addEventListener('abort', onStop, { once: true });
+    });
+  }
+
   return {
     fetch,
     peekFresh,
     get status() {
       return connectionUp() && !failing ? 'ready' : 'down';
     },
+    whenReady,
     counters,
     async close() {
+      closing.abort();
       // Fills still running (their calls cut off by a forced shutdown) announce their failure and release their locks
       // first: otherwise other replicas wait those locks out before calling themselves.
       // A second at most: a fill whose call never ends must not hold close() forever.
