@@ -1,6 +1,6 @@
 import { createApp, type App } from './app.js';
 import type { Env } from './env.js';
-import { createLinkStructureCache, type LinkStructureCache, type LinkStructureFetch } from './link-structure/link-structure-cache.js';
+import { createLinkStructureCache, type LinkStructureCache } from './link-structure/link-structure-cache.js';
 import { createSharedTier, type RedisStatus, type SharedTier, type SharedTierEvent } from './link-structure/shared-tier.js';
 import { afterIo, type Logger } from './logger.js';
 import { createMetrics, recordCacheLookup, recordSharedTierEvent, recordUpstreamAttempt, type Metrics } from './metrics.js';
@@ -68,7 +68,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     onAbandoned: metrics && (() => metrics.upstreamAbandoned.inc()),
   });
   const sharedTier = env.REDIS_URL
-    ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream.fetchLinkStructure, metrics && ((event) => recordSharedTierEvent(metrics, event)))
+    ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream, metrics && ((event) => recordSharedTierEvent(metrics, event)))
     : undefined;
   const linkStructures = createLinkStructureCache({
     fetch: sharedTier?.fetch ?? upstream.fetchLinkStructure,
@@ -118,7 +118,7 @@ function createGatewaySharedTier(
   env: Env,
   redisUrl: string,
   logger: Logger,
-  fetchFromUpstream: LinkStructureFetch,
+  upstream: UpstreamClient,
   onEvent: ((event: SharedTierEvent) => void) | undefined,
 ): SharedTier {
   // The longest a holder can take from one request it sends to the next (or to its answer): the attempt timing out,
@@ -135,7 +135,8 @@ function createGatewaySharedTier(
     lockTtlMs: 5_000,
     waitTimeoutMs: upstreamBudgetMs,
     logger: logger.child({ component: 'shared-cache' }),
-    fetch: fetchFromUpstream,
+    fetch: upstream.fetchLinkStructure,
+    canonical: upstream.canonicalRequest,
     onEvent,
   });
 }

@@ -32,6 +32,7 @@ export class RequestCost {
         this.redisHits += 1;
         break;
       case 'join':
+      case 'joined':
         this.cacheJoins += 1;
         break;
       case 'stale':

@@ -4,9 +4,11 @@ import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest 
 
 /**
  * Where a fetched answer came from: an upstream HTTP request this process sent (whatever its outcome), a fresh
- * entry in the shared Redis cache, or the upstream call another replica made while this one waited for it.
+ * entry in the shared Redis cache, the upstream call another replica made while this one waited for it, or
+ * (`joined`) the gw request another call of this process had in flight, which is the same request there (at the
+ * switch to gw, calls keyed apart by `acceptCache` while v1 answered).
  */
-export type FetchSource = 'upstream' | 'redis' | 'replica';
+export type FetchSource = 'upstream' | 'redis' | 'replica' | 'joined';
 
 /**
  * What a miss calls: the shared tier, or the upstream client. It reports through `via` where its answer came
@@ -213,8 +215,9 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
               return value;
             }
             // Fresh for what is left of the TTL since the upstream answered: a value another replica
-            // fetched (through Redis) is already part-way through it.
-            entries?.set(key, { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs });
+            // fetched (through Redis) is already part-way through it. Kept where requests look for it now: a call
+            // made while v1 answered may have been re-sent to gw, which keys without acceptCache.
+            entries?.set(linkStructureRequestKey(canonical(request)), { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs });
             return value;
           },
           (error: unknown) => staleOr(key, error),
