@@ -19,19 +19,31 @@ export function metricFamilies(text: string): MetricFamily[] {
   return [...families.values()];
 }
 
-/** The value of the sample with exactly these labels, or undefined when there is none. */
-export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Every sample line, in order. */
+export function samples(text: string): Sample[] {
+  const found: Sample[] = [];
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;
     const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const found = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((pair) => [pair[1], pair[2]]));
-    const wanted = Object.entries(labels);
-    if (wanted.length === Object.keys(found).length && wanted.every(([key, value]) => found[key] === value)) {
-      return Number(match[3]);
-    }
+    if (!match) continue;
+    const labels = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((pair) => [pair[1]!, pair[2]!]));
+    found.push({ name: match[1]!, labels, value: Number(match[3]) });
   }
-  return undefined;
+  return found;
+}
+
+/** The value of the sample with exactly these labels, or undefined when there is none. */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  const wanted = Object.entries(labels);
+  return samples(text).find(
+    (found) => found.name === name && wanted.length === Object.keys(found.labels).length && wanted.every(([key, value]) => found.labels[key] === value),
+  )?.value;
 }
 
 /** GET /metrics from an app, as a scraper would. */
