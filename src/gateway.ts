@@ -3,7 +3,7 @@ import type { Env } from './env.js';
 import { createLinkStructureCache, type LinkStructureCache } from './link-structure/link-structure-cache.js';
 import { createSharedTier, type RedisStatus, type SharedTier, type SharedTierEvent } from './link-structure/shared-tier.js';
 import { afterIo, type Logger } from './logger.js';
-import { createMetrics, recordCacheLookup, recordSharedTierEvent, recordUpstreamAttempt, type Metrics } from './metrics.js';
+import { createMetrics, recordBreakerOpening, recordCacheLookup, recordSharedTierEvent, recordUpstreamAttempt, type Metrics } from './metrics.js';
 import { createProtection } from './protection/protection.js';
 import type { ReadinessSources } from './readiness.js';
 import { createRedisClient } from './redis-client.js';
@@ -48,7 +48,11 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
   };
   const metrics = env.METRICS_ENABLED
     ? createMetrics(
-        { ...readiness, upstreamInFlight: () => upstream.inFlight, upstreamRateLimitPauseMs: () => upstream.rateLimitPauseMs, cacheEntries: () => linkStructures.size, mode: options.mode },
+        { ...readiness, upstreamInFlight: () => upstream.inFlight, upstreamQueued: () => upstream.queued, upstreamRateLimitPauseMs: () => upstream.rateLimitPauseMs, cacheEntries: () => linkStructures.size,
+          mode: options.mode,
+          linkEndpoint: env.JUSTONEAPI_LINK_ENDPOINT,
+          sharedCache: env.REDIS_URL !== undefined,
+        },
         { upstreamTimeoutSeconds: env.UPSTREAM_TIMEOUT_MS / 1000, upstreamAttempts: 1 + env.UPSTREAM_RETRIES },
       )
     : undefined;
@@ -66,6 +70,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     // Recorded once the answer has moved on: three series updated on a cache miss's path to its response otherwise.
     onAttempt: metrics && ((attempt) => afterIo(logger, 'upstream attempt metrics', () => recordUpstreamAttempt(metrics, attempt))),
     onAbandoned: metrics && (() => metrics.upstreamAbandoned.inc()),
+    onBreakerOpen: metrics && ((cause) => recordBreakerOpening(metrics, cause)),
   });
   const sharedTier = env.REDIS_URL
     ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream, metrics && ((event) => recordSharedTierEvent(metrics, event)))

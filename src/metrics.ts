@@ -1,11 +1,11 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CacheOutcome } from './link-structure/link-structure-cache.js';
-import type { SharedTierEvent } from './link-structure/shared-tier.js';
+import { sharedTierEvents, type SharedTierEvent } from './link-structure/shared-tier.js';
 import { redisHealth, type ReadinessSources } from './readiness.js';
-import type { BreakerState } from './upstream/circuit-breaker.js';
+import { accountFailureCodes, type BreakerState } from './upstream/circuit-breaker.js';
 import type { UpstreamAttempt } from './upstream/link-struct-client.js';
 import { upstreamEndpoints } from './upstream/link-struct-endpoints.js';
-import { businessCodes } from './upstream/upstream-error.js';
+import { businessCodes, type UpstreamError } from './upstream/upstream-error.js';
 import { errorCatalog, type ErrorCode } from './errors.js';
 
 /**
@@ -14,11 +14,17 @@ import { errorCatalog, type ErrorCode } from './errors.js';
  */
 export interface MetricSources extends ReadinessSources {
   upstreamInFlight: () => number;
+  /** Calls waiting for an upstream concurrency slot. */
+  upstreamQueued: () => number;
   /** Milliseconds left of the account-wide pause after a rate-limit answer. */
   upstreamRateLimitPauseMs: () => number;
   cacheEntries: () => number;
   /** `demo` when answering from the built-in simulator: its made-up answers are counted like billed ones. */
   mode?: 'live' | 'demo';
+  /** JUSTONEAPI_LINK_ENDPOINT as configured (`auto`, `v1`, `gw`), beside the endpoint in use. */
+  linkEndpoint?: string;
+  /** Whether REDIS_URL is set: the shared cache's event series then start at 0. */
+  sharedCache?: boolean;
 }
 
 const breakerStates: readonly BreakerState[] = ['closed', 'open', 'half-open'];
@@ -70,8 +76,8 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
     registry,
     gatewayInfo: new Gauge({
       name: 'xingtu_gateway_info',
-      help: 'Always 1; `mode` is `demo` when the gateway answers from its built-in simulator of the upstream (no token: made-up data, no bill), else `live`.',
-      labelNames: ['mode'] as const,
+      help: 'Always 1; `mode` is `demo` when the gateway answers from its built-in simulator of the upstream (no token: made-up data, no bill), else `live`; `link_endpoint` is JUSTONEAPI_LINK_ENDPOINT as configured (`auto`, `v1`, `gw`).',
+      labelNames: ['mode', 'link_endpoint'] as const,
       registers,
     }),
     upstreamRequests: new Counter({
@@ -114,6 +120,14 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
         this.set(sources.upstreamRateLimitPauseMs() / 1000);
       },
     }),
+    upstreamQueued: new Gauge({
+      name: 'xingtu_upstream_queued_calls',
+      help: 'Upstream calls waiting for one of the UPSTREAM_CONCURRENCY slots now: nothing sent for them yet.',
+      registers,
+      collect() {
+        this.set(sources.upstreamQueued());
+      },
+    }),
     upstreamEndpoint: new Gauge({
       name: 'xingtu_upstream_endpoint',
       help: 'The upstream endpoint in use: 1 for the active one (`v1`, or `gw` once JUSTONEAPI_LINK_ENDPOINT=auto found v1 gone), 0 for the other.',
@@ -122,6 +136,12 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
       collect() {
         setOneHot(this, 'endpoint', upstreamEndpoints, sources.upstreamEndpoint());
       },
+    }),
+    breakerOpenings: new Counter({
+      name: 'xingtu_upstream_breaker_openings_total',
+      help: 'Times the account-level circuit breaker opened (again after a failed probe, too), by the business code that opened it.',
+      labelNames: ['upstream_code'] as const,
+      registers,
     }),
     breakerState: new Gauge({
       name: 'xingtu_upstream_breaker_state',
@@ -200,8 +220,9 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
       registers,
     }),
   };
-  metrics.gatewayInfo.set({ mode: sources.mode ?? 'live' }, 1);
+  metrics.gatewayInfo.set({ mode: sources.mode ?? 'live', link_endpoint: sources.linkEndpoint ?? 'auto' }, 1);
   startKnownSeriesAtZero(metrics);
+  if (sources.sharedCache) for (const event of sharedTierEvents) metrics.redisEvents.inc({ event }, 0);
   return metrics;
 }
 
@@ -232,6 +253,13 @@ function startKnownSeriesAtZero(metrics: Metrics): void {
   // Masked unexpected errors; the re-send to gw once v1 is gone (its failure: v1's 300, or a 404/410).
   metrics.graphqlErrors.inc({ code: 'INTERNAL_SERVER_ERROR' }, 0);
   metrics.upstreamRetries.inc({ reason: 'UPSTREAM_API_INVALID' }, 0);
+  for (const code of accountFailureCodes) metrics.breakerOpenings.inc({ upstream_code: String(code) }, 0);
+}
+
+/** The upstream client's `onBreakerOpen` hook. */
+export function recordBreakerOpening(metrics: Metrics, cause: UpstreamError): void {
+  const code = cause.businessCode;
+  metrics.breakerOpenings.inc({ upstream_code: code !== undefined && accountFailureCodes.has(code) ? String(code) : 'other' });
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -81,7 +81,7 @@ describe('npm start', () => {
       expect(health.status).toBe(200);
       expect(await health.json()).toMatchObject({ status: 'ok', mode: 'demo', upstreamEndpoint: 'v1' });
       // And in the metrics: its upstream counters count made-up answers, not billed ones.
-      expect(await (await fetch(`${gateway.url}/metrics`)).text()).toMatch(/^xingtu_gateway_info\{mode="demo"\} 1$/m);
+      expect(await (await fetch(`${gateway.url}/metrics`)).text()).toMatch(/^xingtu_gateway_info\{mode="demo",link_endpoint="auto"\} 1$/m);
 
       const first = await post(gateway.url, query);
       const second = await post(gateway.url, query);

@@ -170,7 +170,36 @@ describe('GET /metrics', () => {
     expect(sample(text, 'xingtu_graphql_errors_total', { code: 'INTERNAL_SERVER_ERROR' })).toBe(0);
     expect(sample(text, 'xingtu_upstream_retries_total', { reason: 'UPSTREAM_TIMEOUT' })).toBe(0);
     expect(sample(text, 'xingtu_upstream_retries_total', { reason: 'UPSTREAM_QUOTA_EXCEEDED' })).toBeUndefined();
-    expect(sample(text, 'xingtu_gateway_info', { mode: 'live' })).toBe(1);
+    expect(sample(text, 'xingtu_gateway_info', { mode: 'live', link_endpoint: 'auto' })).toBe(1);
+    for (const code of ['100', '300', '303', '600', '601']) expect(sample(text, 'xingtu_upstream_breaker_openings_total', { upstream_code: code })).toBe(0);
+  });
+
+  it('counts the breaker opening by the code that opened it', async () => {
+    const { gateway } = await setUp(() => reply.business(303), { BREAKER_COOLDOWN_SECONDS: '60' });
+    await gateway.query('{ creators(kolIds: ["1", "2"]) { linkStructure { fetchedAt } } }');
+    const text = await scrape(gateway);
+    expect(sample(text, 'xingtu_upstream_breaker_openings_total', { upstream_code: '303' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_breaker_openings_total', { upstream_code: '601' })).toBe(0);
+  });
+
+  it('shows the calls waiting for an upstream slot', async () => {
+    const gate = deferred();
+    const { upstream, gateway } = await setUp(
+      async () => {
+        await gate.promise;
+        return reply.ok();
+      },
+      { UPSTREAM_CONCURRENCY: '1', JUSTONEAPI_LINK_ENDPOINT: 'gw' },
+    );
+    const answers = gateway.query('{ creators(kolIds: ["1", "2", "3"]) { linkStructure { fetchedAt } } }');
+    await untilCalls(upstream, 1);
+    const during = await scrape(gateway);
+    expect(sample(during, 'xingtu_upstream_in_flight_requests')).toBe(1);
+    expect(sample(during, 'xingtu_upstream_queued_calls')).toBe(2);
+    expect(sample(during, 'xingtu_gateway_info', { mode: 'live', link_endpoint: 'gw' })).toBe(1);
+    gate.release();
+    await answers;
+    expect(sample(await scrape(gateway), 'xingtu_upstream_queued_calls')).toBe(0);
   });
 
   it('names every metric by Prometheus conventions, each with help text', async () => {
@@ -190,6 +219,8 @@ describe('GET /metrics', () => {
         'xingtu_graphql_operation_duration_seconds histogram',
         'xingtu_graphql_operations_total counter',
         'xingtu_upstream_in_flight_requests gauge',
+        'xingtu_upstream_queued_calls gauge',
+        'xingtu_upstream_breaker_openings_total counter',
         'xingtu_upstream_rate_limit_pause_seconds gauge',
         'xingtu_upstream_endpoint gauge',
         'xingtu_upstream_breaker_state gauge',
@@ -272,6 +303,7 @@ describe('GET /metrics', () => {
   it('counts stale serves when the cache reports them', () => {
     const metrics = createMetrics({
       upstreamInFlight: () => 0,
+      upstreamQueued: () => 0,
       upstreamRateLimitPauseMs: () => 0,
       cacheEntries: () => 0,
       breakerState: () => 'closed',
@@ -295,6 +327,7 @@ describe('GET /metrics', () => {
   it('ends the latency buckets at the configured timeout and just past it, and bounds upstream_code', async () => {
     const sources = {
       upstreamInFlight: () => 0,
+      upstreamQueued: () => 0,
       upstreamRateLimitPauseMs: () => 0,
       cacheEntries: () => 0,
       breakerState: () => 'closed' as const,

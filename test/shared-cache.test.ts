@@ -153,6 +153,8 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(sample(metrics, 'xingtu_cache_shared_hits_total')).toBe(1);
     expect(sample(metrics, 'xingtu_cache_hits_total')).toBe(0);
     expect(sample(metrics, 'xingtu_redis_events_total', { event: 'redis_hit' })).toBe(1);
+    // With REDIS_URL, every event's series exists from the start: increase() sees the first of each.
+    expect(sample(metrics, 'xingtu_redis_events_total', { event: 'lock_takeover' })).toBe(0);
 
     // What the request's accounting sees, lookup by lookup.
     const cost = new RequestCost();

@@ -8,7 +8,7 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
  * valid (300), daily quota used up (303), permission denied (600), balance insufficient (601).
  * No retry and no other kolId can succeed while one holds, so every call until it is fixed is wasted.
  */
-const accountFailureCodes: ReadonlySet<number> = new Set([100, 300, 303, 600, 601]);
+export const accountFailureCodes: ReadonlySet<number> = new Set([100, 300, 303, 600, 601]);
 
 export function isAccountFailure(error: UpstreamError): boolean {
   return error.businessCode !== undefined && accountFailureCodes.has(error.businessCode);

@@ -29,6 +29,8 @@ export interface UpstreamClientOptions {
   onAttempt?: (event: UpstreamAttempt) => void;
   /** A call given up before it sent a request, every request that wanted it having gone (see `fetchLinkStructure`). */
   onAbandoned?: () => void;
+  /** The circuit breaker opened (again, after a failed probe, too) on this account failure. */
+  onBreakerOpen?: (cause: UpstreamError) => void;
   /** Called once, when `auto` finds v1 gone and moves the process to gw (metrics, readiness). */
   onEndpointSwitch?: (event: EndpointSwitch) => void;
   /** How long the account-level circuit breaker stays open; 0 turns it off. */
@@ -89,6 +91,8 @@ export interface UpstreamClient {
   /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
   readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
+  /** Calls waiting for one of the UPSTREAM_CONCURRENCY slots now (nothing sent for them yet). */
+  readonly queued: number;
   /** Milliseconds left of the account-wide pause a rate-limit answer (302, or HTTP 429) started: 0 when calls may go out. */
   readonly rateLimitPauseMs: number;
   /** The account-level circuit breaker's state: `open` while calls fail fast. */
@@ -139,6 +143,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     onStateChange(state, cause) {
       const fields = { state, code: cause?.code, upstreamCode: cause?.upstreamCode, cooldownMs: options.breakerCooldownMs };
       if (state === 'open') logger.warn('upstream circuit breaker open: calls fail fast until the cool-down ends', fields);
+      if (state === 'open' && cause) options.onBreakerOpen?.(cause);
       else logger.info(`upstream circuit breaker ${state}`, fields);
       if (state === 'open' && !cutOff.signal.aborted) {
         pauseInterrupt.abort();
@@ -450,6 +455,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     },
     get inFlight() {
       return sending;
+    },
+    get queued() {
+      return slots.waiting;
     },
     get rateLimitPauseMs() {
       return backoff.remainingMs;

@@ -11,6 +11,11 @@ export class Semaphore {
     return this.size - this.#available;
   }
 
+  /** Callers waiting for a slot now. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
   /**
    * A slot, as the function that hands it back; undefined if `signal` aborts first (the waiter leaves the queue, so
    * the slot goes to the next one).
