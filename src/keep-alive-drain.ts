@@ -14,7 +14,14 @@ export function keepAliveDrain(): { ServerResponse: typeof ServerResponse<Incomi
   class DrainingResponse extends ServerResponse<IncomingMessage> {}
   const writeHead = ServerResponse.prototype.writeHead as (this: ServerResponse, ...args: unknown[]) => ServerResponse;
   DrainingResponse.prototype.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    if (draining) this.shouldKeepAlive = false;
+    if (draining) {
+      this.shouldKeepAlive = false;
+      // A `Connection` header set by hand wins over shouldKeepAlive: Yoga's streaming answers (SSE, multipart) set
+      // `keep-alive`, and kept their connections open through the drain. (Removed instead, Node would send none.)
+      if (this.hasHeader('connection')) this.setHeader('connection', 'close');
+      const last = args.length - 1;
+      if (last > 0 && typeof args[last] === 'object' && args[last] !== null) args[last] = closingConnection(args[last] as object);
+    }
     return writeHead.apply(this, args);
   } as ServerResponse['writeHead'];
   return {
@@ -23,4 +30,12 @@ export function keepAliveDrain(): { ServerResponse: typeof ServerResponse<Incomi
       draining = true;
     },
   };
+}
+
+/** `writeHead`'s headers (an object, a flat list or a list of pairs) with any `Connection` saying `close`. */
+function closingConnection(headers: object): object {
+  const isConnection = (name: unknown) => typeof name === 'string' && name.toLowerCase() === 'connection';
+  if (!Array.isArray(headers)) return Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, isConnection(name) ? 'close' : value]));
+  if (headers.every((entry) => Array.isArray(entry))) return headers.map(([name, value]) => [name, isConnection(name) ? 'close' : value]);
+  return headers.map((item, index) => (index % 2 === 1 && isConnection(headers[index - 1]) ? 'close' : item));
 }

@@ -50,18 +50,29 @@ server.on('error', (error: NodeJS.ErrnoException) => {
 const teardownGraceMs = 1_000;
 
 let stopping = false;
+/** The longest a starting replica waits for Redis before it listens anyway. */
+const maxRedisWaitMs = 5_000;
 // A signal while waiting for Redis at start: stop waiting, and never listen.
 const startAborted = new AbortController();
 // A second signal during the drain (Ctrl-C twice): stop waiting, cut everything off now.
 let forceNow: () => void = () => undefined;
 const forced = new Promise<void>((resolve) => (forceNow = resolve));
+// A signal within this long of the first is the same stop told twice, not a second one: under `npm start` a terminal's
+// Ctrl-C reaches node from the terminal and again from npm, and a service manager signals every process of the group.
+const repeatWindowMs = 1_000;
+let firstSignalAt = 0;
 async function shutdown(signal: string) {
+  if (stopping && Date.now() - firstSignalAt < repeatWindowMs) {
+    logger.info('signal repeated within a second: the shutdown already under way goes on', { signal });
+    return;
+  }
   if (stopping) {
     logger.warn('second signal while shutting down: cutting off what is still running', { signal });
     forceNow();
     return;
   }
   stopping = true;
+  firstSignalAt = Date.now();
   startAborted.abort();
   // Only for a replica that listens: one stopped while it waited for Redis has had no traffic to hand over.
   if (env.SHUTDOWN_DELAY_MS > 0 && server.listening) {
@@ -149,7 +160,9 @@ process.on('SIGINT', () => void shutdown('SIGINT'));
 // take: a Redis outage must never keep the gateway from starting, and without Redis it serves as it does whenever
 // Redis is down. Without REDIS_URL, nothing to wait for.
 if (gateway.sharedTier) {
-  const timeoutMs = redisConnectTimeoutMs(env.REDIS_TIMEOUT_MS);
+  // Capped: a long REDIS_TIMEOUT_MS must not leave a replica unlistening through a Redis outage long enough for a
+  // liveness probe to restart it again and again.
+  const timeoutMs = Math.min(maxRedisWaitMs, redisConnectTimeoutMs(env.REDIS_TIMEOUT_MS));
   logger.info('waiting for redis before listening', { timeoutMs });
   const ready = await gateway.sharedTier.whenReady(timeoutMs, startAborted.signal);
   if (!ready && !stopping) {

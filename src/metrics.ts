@@ -14,9 +14,9 @@ import { errorCatalog, type ErrorCode } from './errors.js';
  */
 export interface MetricSources extends ReadinessSources {
   upstreamInFlight: () => number;
-  /** Calls waiting for an upstream concurrency slot. */
+  /** Calls waiting to send: for an upstream concurrency slot, a retry's backoff, or a 302 pause to end. */
   upstreamQueued: () => number;
-  /** Milliseconds left of the account-wide pause after a rate-limit answer. */
+  /** Milliseconds left of the process-wide pause after a rate-limit answer. */
   upstreamRateLimitPauseMs: () => number;
   cacheEntries: () => number;
   /** `demo` when answering from the built-in simulator: its made-up answers are counted like billed ones. */
@@ -114,7 +114,7 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
     }),
     upstreamRateLimitPause: new Gauge({
       name: 'xingtu_upstream_rate_limit_pause_seconds',
-      help: 'Seconds left of the account-wide pause a rate-limit answer (business code 302, or HTTP 429) started: every upstream call waits it out. 0 when calls may go out.',
+      help: 'Seconds left of the pause a rate-limit answer (business code 302, or HTTP 429) started in this process: every upstream call it makes waits it out. 0 when calls may go out.',
       registers,
       collect() {
         this.set(sources.upstreamRateLimitPauseMs() / 1000);
@@ -122,7 +122,7 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
     }),
     upstreamQueued: new Gauge({
       name: 'xingtu_upstream_queued_calls',
-      help: 'Upstream calls waiting for one of the UPSTREAM_CONCURRENCY slots now: nothing sent for them yet.',
+      help: 'Upstream calls waiting to send now: for one of the UPSTREAM_CONCURRENCY slots, for a retry\'s backoff, or, holding a slot, for a 302 pause to end. Nothing on the wire for them.',
       registers,
       collect() {
         this.set(sources.upstreamQueued());

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { getOperationAST, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from './context.js';
+import { isKolId } from './link-structure/kol-id.js';
 import { afterIo, type Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { clientOf, peerAddress, requestSocket, type ApiKeys } from './protection/api-keys.js';
@@ -138,8 +139,9 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
             const code = typeof given === 'string' ? given : 'UNKNOWN';
             record.errorCodes.push(code);
             // Which creators failed, and how: on-call's first question, which `errorCodes` alone cannot answer.
+            // Only well-formed ids: a refused one is whatever the client sent (a secret, cut short past redaction's reach).
             const kolId = error.extensions?.['kolId'];
-            if (typeof kolId === 'string') record.failedKolIds.set(`${code}\n${kolId}`, { kolId, code });
+            if (isKolId(kolId)) record.failedKolIds.set(`${code}\n${kolId}`, { kolId, code });
           }
         } else {
           record.outcome ??= 'success';

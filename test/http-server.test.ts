@@ -16,7 +16,7 @@ async function serve(
   const gateway = createTestGateway(upstream.url, vars);
   const lines: Array<Record<string, unknown>> = [];
   const logger = createLogger({ level: 'info', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
-  const { server } = createHttpServer(gateway.app, { logger, ...timeouts });
+  const { server, drain } = createHttpServer(gateway.app, { logger, ...timeouts });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   onTestFinished(async () => {
     server.closeAllConnections();
@@ -24,7 +24,7 @@ async function serve(
     await gateway.close();
     await upstream.close();
   });
-  return { port: (server.address() as AddressInfo).port, lines, upstream, gateway };
+  return { port: (server.address() as AddressInfo).port, lines, upstream, gateway, drain };
 }
 
 /** Writes raw bytes (what fetch would refuse to send) and collects what comes back until the server closes. */
@@ -202,5 +202,25 @@ describe('upstream calls nobody waits for any more', () => {
     expect(upstream.calls('3')).toBe(0);
     expect(upstream.calls('5')).toBe(0);
     expect(await abandoned(gateway)).toBe(2);
+  });
+});
+
+describe('draining', () => {
+  it('closes the connection of a streamed answer too, whose Connection: keep-alive Yoga sets itself', async () => {
+    const { port, drain } = await serve();
+    const body = JSON.stringify({ query: '{ creator(kolId: "1") { kolId } }' });
+    const request = (accept: string) =>
+      `POST /graphql HTTP/1.1\r\nHost: gateway.test\r\nContent-Type: application/json\r\nAccept: ${accept}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    // Before the drain the stream keeps its connection, as Yoga asks.
+    const before = await raw(port, [request('text/event-stream')], { endAfterMs: 300 });
+    expect(before.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(before.text.toLowerCase()).toContain('connection: keep-alive');
+    drain();
+    for (const accept of ['text/event-stream', 'application/json']) {
+      const { text } = await raw(port, [request(accept)], { endAfterMs: 5_000 });
+      expect(text).toMatch(/^HTTP\/1\.1 200 /);
+      expect(text.toLowerCase()).toContain('connection: close');
+      expect(text.toLowerCase()).not.toContain('keep-alive');
+    }
   });
 });

@@ -137,6 +137,10 @@ describe('GET /metrics', () => {
     const left = sample(await scrape(gateway), 'xingtu_upstream_rate_limit_pause_seconds');
     expect(left).toBeGreaterThan(0.5);
     expect(left).toBeLessThanOrEqual(1.5);
+    // Its retry waits (its backoff, then the pause): waiting to send, not on the wire.
+    const during = await scrape(gateway);
+    expect(sample(during, 'xingtu_upstream_queued_calls')).toBe(1);
+    expect(sample(during, 'xingtu_upstream_in_flight_requests')).toBe(0);
     await paused;
     expect(sample(await scrape(gateway), 'xingtu_upstream_rate_limit_pause_seconds')).toBe(0);
   });
@@ -422,7 +426,7 @@ describe('request log', () => {
     // 42 creators, the 21 even ones denied (one of them asked for twice).
     const kolIds = Array.from({ length: 42 }, (_, index) => String(index + 1));
     await gateway.query(`{ creators(kolIds: ${JSON.stringify([...kolIds, '2'])}) { linkStructure { fetchedAt } } }`);
-    // Refused before any call: the id is named as the client sent it.
+    // Refused before any call: not named, since a malformed id is whatever the client sent (a secret, even).
     await gateway.query('{ creators(kolIds: ["7", "x 1"]) { kolId } }');
     await gateway.query('{ creators(kolIds: ["1", "3"]) { linkStructure { fetchedAt } } }');
     await logsWritten();
@@ -436,7 +440,7 @@ describe('request log', () => {
       expect(code).toBe('UPSTREAM_PERMISSION_DENIED');
     }
     expect(failing!['failedKolIdsOmitted']).toBe(1);
-    expect(refused).toMatchObject({ outcome: 'error', failedKolIds: [{ kolId: 'x 1', code: 'BAD_USER_INPUT' }] });
+    expect(refused).toMatchObject({ outcome: 'error', errorCodes: ['BAD_USER_INPUT'], failedKolIds: [] });
     expect(clean).toMatchObject({ outcome: 'success', failedKolIds: [] });
     expect(clean!['failedKolIdsOmitted']).toBeUndefined();
   });

@@ -1055,7 +1055,7 @@ describe('REDIS_URL: a replica that starts waits for Redis before it listens, fo
 
   it('a SIGTERM while it waits for Redis stops it at once: exit 0, never listening', async () => {
     upstream = await startFakeUpstream();
-    // A 30 s bound: the exit must come from the signal, not from the wait running out.
+    // A 5 s bound (REDIS_TIMEOUT_MS 3000 would make it 30 s: capped): the exit must come from the signal, not the bound.
     const run = runMain({
       JUSTONEAPI_TOKEN: 'tok',
       JUSTONEAPI_BASE_URL: upstream.url,
@@ -1064,6 +1064,7 @@ describe('REDIS_URL: a replica that starts waits for Redis before it listens, fo
     });
     try {
       await waitFor(() => run.stdout().includes('"msg":"waiting for redis before listening"') || run.child.exitCode !== null, 15_000);
+      expect(logLines(run.stdout()).find((line) => line['msg'] === 'waiting for redis before listening')).toMatchObject({ timeoutMs: 5_000 });
       const signalled = Date.now();
       run.child.kill('SIGTERM');
       expect(await run.exited).toBe(0);

@@ -103,6 +103,8 @@ describe('SIGTERM', () => {
       const started = Date.now();
       gateway.child.kill('SIGTERM');
       await waitFor(() => gateway.stdout().includes('shutting down'));
+      // Past the second in which a repeat is taken for the same stop (npm forwards the terminal's Ctrl-C).
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
       gateway.child.kill('SIGINT');
       // Waiting for the exit without a signal of our own (stop() would send one more).
       await waitFor(() => gateway.child.exitCode !== null, 5_000);
@@ -251,6 +253,28 @@ describe('SIGTERM with SHUTDOWN_DELAY_MS', () => {
     }
   });
 
+  it('a signal repeated within a second (npm start forwarding a Ctrl-C the terminal also sent) is the same stop', async () => {
+    const upstream = await startFakeUpstream();
+    const gateway = await startMain({ JUSTONEAPI_TOKEN: 'tok_shutdown_delay', JUSTONEAPI_BASE_URL: upstream.url, SHUTDOWN_DELAY_MS: '1000' });
+    try {
+      const started = Date.now();
+      gateway.child.kill('SIGINT');
+      // Once the first is handled (two pending at once the kernel merges into one).
+      await waitFor(() => gateway.stdout().includes('"msg":"shutdown delayed'));
+      gateway.child.kill('SIGINT');
+      await waitFor(() => gateway.child.exitCode !== null, 10_000);
+      expect(gateway.child.exitCode).toBe(0);
+      // The delay ran its course, and nothing was cut off.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+      expect(gateway.stdout()).toContain('"msg":"signal repeated within a second: the shutdown already under way goes on"');
+      expect(gateway.stdout()).not.toContain('second signal while shutting down');
+      expect(gateway.stdout()).toContain('"msg":"stopped","forced":false');
+    } finally {
+      await gateway.stop('SIGKILL');
+      await upstream.close();
+    }
+  });
+
   it('a second signal during the delay cuts it short and off at once, as during the drain', async () => {
     const upstream = await startFakeUpstream();
     const gateway = await startMain({ JUSTONEAPI_TOKEN: 'tok_shutdown_delay', JUSTONEAPI_BASE_URL: upstream.url, SHUTDOWN_DELAY_MS: '60000' });
@@ -258,6 +282,7 @@ describe('SIGTERM with SHUTDOWN_DELAY_MS', () => {
       const started = Date.now();
       gateway.child.kill('SIGTERM');
       await waitFor(() => gateway.stdout().includes('"msg":"shutdown delayed'));
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
       gateway.child.kill('SIGINT');
       await waitFor(() => gateway.child.exitCode !== null, 5_000);
       expect(gateway.child.exitCode).toBe(0);

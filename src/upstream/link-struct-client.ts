@@ -91,9 +91,9 @@ export interface UpstreamClient {
   /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
   readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
-  /** Calls waiting for one of the UPSTREAM_CONCURRENCY slots now (nothing sent for them yet). */
+  /** Calls waiting to send now: for one of the UPSTREAM_CONCURRENCY slots, for a retry's backoff, or (holding a slot) for a 302 pause to end. */
   readonly queued: number;
-  /** Milliseconds left of the account-wide pause a rate-limit answer (302, or HTTP 429) started: 0 when calls may go out. */
+  /** Milliseconds left of this process's pause a rate-limit answer (302, or HTTP 429) started: 0 when calls may go out. */
   readonly rateLimitPauseMs: number;
   /** The account-level circuit breaker's state: `open` while calls fail fast. */
   readonly breakerState: BreakerState;
@@ -142,9 +142,12 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     cooldownMs: options.breakerCooldownMs ?? 0,
     onStateChange(state, cause) {
       const fields = { state, code: cause?.code, upstreamCode: cause?.upstreamCode, cooldownMs: options.breakerCooldownMs };
-      if (state === 'open') logger.warn('upstream circuit breaker open: calls fail fast until the cool-down ends', fields);
-      if (state === 'open' && cause) options.onBreakerOpen?.(cause);
-      else logger.info(`upstream circuit breaker ${state}`, fields);
+      if (state === 'open') {
+        logger.warn('upstream circuit breaker open: calls fail fast until the cool-down ends', fields);
+        if (cause) options.onBreakerOpen?.(cause);
+      } else {
+        logger.info(`upstream circuit breaker ${state}`, fields);
+      }
       if (state === 'open' && !cutOff.signal.aborted) {
         pauseInterrupt.abort();
         pauseInterrupt = sharedController();
@@ -156,6 +159,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   // Calls running (between attempts included), so close() can wait for all of them, not only for requests undici holds.
   let calls = 0;
   let sending = 0;
+  /** Calls sitting out a retry's backoff, or a 302 pause (holding a slot): waiting to send, like those waiting for a slot. */
+  let biding = 0;
   const drained: Array<() => void> = [];
   const backoff = new RateLimitBackoff({ baseMs: options.retryBaseMs, maxMs: options.backoffMaxMs ?? 30_000 });
   /**
@@ -303,7 +308,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     let endpoint: UpstreamEndpoint;
     try {
       // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused.
-      if (backoff.remainingMs > 0) await backoff.wait(pauseInterrupt.signal);
+      if (backoff.remainingMs > 0) {
+        biding += 1;
+        try {
+          await backoff.wait(pauseInterrupt.signal);
+        } finally {
+          biding -= 1;
+        }
+      }
       if (cutOff.signal.aborted) throw shutDown();
       // Nobody may want it any more after a 302 pause either: no reason to send it to the upstream that paused us.
       if (interest?.lost.aborted) throw abandoned(request);
@@ -440,9 +452,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       });
       if (!willRetry) throw failure;
       // Base × 2^(attempt − 1) can outgrow Node's longest timer, which would then fire at once.
-      await sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647), undefined, { signal: cutOff.signal }).catch(() => {
-        throw shutDown();
-      });
+      biding += 1;
+      try {
+        await sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647), undefined, { signal: cutOff.signal }).catch(() => {
+          throw shutDown();
+        });
+      } finally {
+        biding -= 1;
+      }
     }
   }
 
@@ -457,7 +474,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       return sending;
     },
     get queued() {
-      return slots.waiting;
+      return slots.waiting + biding;
     },
     get rateLimitPauseMs() {
       return backoff.remainingMs;
