@@ -83,6 +83,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     onLookup: metrics && ((outcome) => recordCacheLookup(metrics, outcome)),
     peekShared: sharedTier?.peekFresh,
     canonical: upstream.canonicalRequest,
+    answered: upstream.answeredRequest,
   });
   const protection = createProtection(env);
   if (!protection.apiKeys.enabled) {
@@ -141,7 +142,7 @@ function createGatewaySharedTier(
     waitTimeoutMs: upstreamBudgetMs,
     logger: logger.child({ component: 'shared-cache' }),
     fetch: upstream.fetchLinkStructure,
-    canonical: upstream.canonicalRequest,
+    answered: upstream.answeredRequest,
     onEvent,
   });
 }

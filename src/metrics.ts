@@ -292,7 +292,6 @@ export function recordCacheLookup(metrics: Metrics, outcome: CacheOutcome): void
     case 'replica':
       metrics.cacheSharedHits.inc();
       break;
-    // 'joined' (another call's gw request shared, at the switch to gw) stays a miss: the lookup was counted as one.
     case 'stale':
       metrics.cacheStaleServed.inc();
       break;

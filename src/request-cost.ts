@@ -32,7 +32,6 @@ export class RequestCost {
         this.redisHits += 1;
         break;
       case 'join':
-      case 'joined':
         this.cacheJoins += 1;
         break;
       case 'stale':

@@ -4,7 +4,6 @@ import { createLogger } from '../src/logger.js';
 import { creatorPlatforms } from '../src/link-structure/model.js';
 import { createUpstreamClient, type EndpointSwitch, type UpstreamAttempt } from '../src/upstream/link-struct-client.js';
 import { startSimulator } from '../src/upstream/simulator.js';
-import { CallAbandoned } from '../src/upstream/upstream-error.js';
 import {
   documentedPayload,
   endpointPaths,
@@ -354,122 +353,6 @@ describe('auto (the default): v1 until it is gone, then gw', () => {
     const later = await gateway.query('{ creators(kolIds: ["8001", "8002"]) { linkStructure { source } } }');
     expect(later.body.data.creators).toEqual([{ linkStructure: { source: 'gw' } }, { linkStructure: { source: 'gw' } }]);
     expect(upstream.callsTo('v1')).toBe(v1Successes + gotGone.size);
-  });
-});
-
-describe('auto: at the switch, one gw request for calls keyed apart only by acceptCache', () => {
-  const both = (kolId: string) =>
-    /* GraphQL */ `{ creator(kolId: "${kolId}") { a: linkStructure(acceptCache: true) { source } b: linkStructure(acceptCache: false) { source } } }`;
-  const requestLines = (gw: TestGateway) => gw.logs.filter((line) => line.msg === 'request' && line.level === 'info');
-  // v1 is gone for every creator; gw answers slowly, so the second call's re-send comes while the first's is in flight.
-  const goneThenSlowGw: FakeBehaviour = (request) =>
-    request.endpoint === 'v1' ? { ...reply.business(300, 'API Invalid'), delayMs: 20 } : reply.ok(undefined, 200);
-
-  it('calls in flight on v1 for one creator with acceptCache true and false are re-sent to gw as one request, answered to both', async () => {
-    const { upstream, gateway } = await setUp({ METRICS_ENABLED: 'true' }, goneThenSlowGw);
-    const { body } = await gateway.query(both('60'));
-    expect(body.errors).toBeUndefined();
-    expect(body.data.creator).toEqual({ a: { source: 'gw' }, b: { source: 'gw' } });
-    // v1 takes acceptCache, so it was asked twice (and was gone for both); gw does not, so it is asked once.
-    expect(upstream.callsTo('v1', '60')).toBe(2);
-    expect(upstream.callsTo('gw', '60')).toBe(1);
-    // Both calls were sent (to v1); only one re-send went out, and only it counts as a retry.
-    expect(requestLines(gateway).at(-1)).toMatchObject({ upstreamCalls: 2, upstreamAttempts: 3, cacheJoins: 0 });
-    const metrics = await scrapeMetrics(gateway.app);
-    expect(sample(metrics, 'xingtu_upstream_requests_total', { endpoint: 'gw', outcome: 'ok', upstream_code: '0' })).toBe(1);
-    expect(sample(metrics, 'xingtu_upstream_retries_total', { reason: 'UPSTREAM_API_INVALID' })).toBe(1);
-
-    // Cached where later requests look, with either value: no further call.
-    for (const acceptCache of [true, false]) {
-      const later = await gateway.query(query, { kolId: '60', acceptCache });
-      expect(later.body.data.creator.linkStructure.source).toBe('gw');
-      expect(requestLines(gateway).at(-1)).toMatchObject({ upstreamCalls: 0, cacheHits: 1 });
-    }
-    expect(upstream.calls('60')).toBe(3);
-  });
-
-  it('two concurrent requests, one per acceptCache value: one gw request', async () => {
-    const { upstream, gateway } = await setUp({}, goneThenSlowGw);
-    const [cached, fresh] = await Promise.all([
-      gateway.query(query, { kolId: '61', acceptCache: true }),
-      gateway.query(query, { kolId: '61', acceptCache: false }),
-    ]);
-    expect(cached.body.data.creator.linkStructure.source).toBe('gw');
-    expect(fresh.body.data.creator.linkStructure.source).toBe('gw');
-    expect(upstream.callsTo('gw', '61')).toBe(1);
-  });
-
-  it('an answer re-sent to gw for acceptCache true is cached under the key later requests use', async () => {
-    const { upstream, gateway } = await setUp({}, goneThenSlowGw);
-    await gateway.query(query, { kolId: '62', acceptCache: true });
-    expect(gateway.cache.peek({ kolId: '62', acceptCache: false, platform: 'SHORT_VIDEO' })).toBe('fresh');
-    for (const acceptCache of [true, false]) {
-      const later = await gateway.query(query, { kolId: '62', acceptCache });
-      expect(later.body.data.creator.linkStructure.source).toBe('gw');
-    }
-    expect(upstream.callsTo('gw', '62')).toBe(1);
-  });
-
-  it('calls queued for a slot at the switch go to gw as one request; the one that shared it is counted as a join', async () => {
-    const { upstream, gateway } = await setUp({ UPSTREAM_CONCURRENCY: '1' }, goneThenSlowGw);
-    // 63 holds the only slot and finds v1 gone; both of 64's calls queued behind it while v1 was in use.
-    const { body } = await gateway.query(/* GraphQL */ `
-      {
-        first: creator(kolId: "63") { linkStructure { source } }
-        second: creator(kolId: "64") { a: linkStructure(acceptCache: true) { source } b: linkStructure { source } }
-      }
-    `);
-    expect(body.errors).toBeUndefined();
-    expect(body.data).toEqual({ first: { linkStructure: { source: 'gw' } }, second: { a: { source: 'gw' }, b: { source: 'gw' } } });
-    expect(upstream.callsTo('v1', '64')).toBe(0);
-    expect(upstream.callsTo('gw', '64')).toBe(1);
-    expect(requestLines(gateway).at(-1)).toMatchObject({ upstreamCalls: 2, upstreamAttempts: 3, cacheJoins: 1 });
-  });
-
-  it('shares a failure too: both fields fail with gw’s error, after one gw request', async () => {
-    const { upstream, gateway } = await setUp({}, (request) =>
-      request.endpoint === 'v1'
-        ? { ...reply.business(300, 'API Invalid'), delayMs: 20 }
-        : { ...reply.ok({ ...documentedPayload, base_resp: { status_code: 4001, status_message: 'author not found' } }), delayMs: 200 },
-    );
-    const { body } = await gateway.query(both('65'));
-    expect(body.data.creator).toEqual({ a: null, b: null });
-    expect(body.errors!.map((error) => error.extensions)).toEqual([
-      { code: 'UPSTREAM_ERROR', retryable: false, kolId: '65', upstreamCode: 4001 },
-      { code: 'UPSTREAM_ERROR', retryable: false, kolId: '65', upstreamCode: 4001 },
-    ]);
-    expect(upstream.callsTo('gw', '65')).toBe(1);
-  });
-
-  it('a call sharing a gw request that is given up unsent (its requests gone) sends it itself: its own are still there', async () => {
-    const fake = await startFakeUpstream((request) => reply.ok(undefined, request.kolId === '66' ? 100 : 10));
-    const client = createUpstreamClient({
-      baseUrl: fake.url,
-      token: testToken,
-      timeoutMs: 2_000,
-      retries: 0,
-      retryBaseMs: 1,
-      concurrency: 1,
-      endpoint: 'gw',
-      logger: createLogger({ level: 'silent' }),
-    });
-    try {
-      // 66 holds the only slot; 67's first call queues for it, and its second shares that call's gw request.
-      const busy = client.fetchLinkStructure({ kolId: '66', acceptCache: false, platform: 'SHORT_VIDEO' });
-      const gone = new AbortController();
-      const first = client.fetchLinkStructure({ kolId: '67', acceptCache: true, platform: 'SHORT_VIDEO' }, undefined, { lost: gone.signal });
-      const sources: string[] = [];
-      const second = client.fetchLinkStructure({ kolId: '67', acceptCache: false, platform: 'SHORT_VIDEO' }, (source) => sources.push(source));
-      gone.abort();
-      await expect(first).rejects.toBeInstanceOf(CallAbandoned);
-      expect(await second).toMatchObject({ kolId: '67', source: 'gw' });
-      await busy;
-      expect(fake.callsTo('gw', '67')).toBe(1);
-      expect(sources).toEqual(['joined', 'upstream']);
-    } finally {
-      await client.close();
-      await fake.close();
-    }
   });
 });
 

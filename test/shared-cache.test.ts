@@ -330,66 +330,6 @@ describe('REDIS_URL: replicas share one cache', () => {
     }
   });
 
-  it('a waiter’s clock restarts too when the holder’s call shares another’s gw request (at the switch to gw) and it goes out again', async () => {
-    const { redis, control } = await setUp(0);
-    const request: LinkStructureRequest = { kolId: '124', acceptCache: true, platform: 'SHORT_VIDEO' };
-    const tiers: Array<ReturnType<typeof createSharedTier>> = [];
-    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-    try {
-      // Its own request to v1, then another call's gw request, which goes out twice: 1.2 s, never 800 ms without a send.
-      const { tier: holder } = await startTier(
-        redis.url,
-        async (asked, via) => {
-          for (const source of ['upstream', 'joined', 'joined'] as const) {
-            via?.(source);
-            await sleep(400);
-          }
-          return { ...storedEntry(asked.kolId).value, platform: 'SHORT_VIDEO' as const, fetchedAt: new Date() };
-        },
-        800,
-      );
-      tiers.push(holder);
-      const waiterFetch = vi.fn<LinkStructureFetch>(async () => {
-        throw new Error('the waiter must not call the upstream');
-      });
-      const { tier: waiter } = await startTier(redis.url, waiterFetch, 800);
-      tiers.push(waiter);
-      await waitFor(async () => (await fillListeners(control)) >= 2);
-      const held = holder.fetch(request);
-      await sleep(50);
-      expect(await waiter.fetch(request)).toMatchObject({ kolId: '124' });
-      expect(await held).toMatchObject({ kolId: '124' });
-      expect(waiterFetch).not.toHaveBeenCalled();
-    } finally {
-      await Promise.all(tiers.map((tier) => tier.close()));
-    }
-  });
-
-  it('at the switch to gw, calls keyed apart by acceptCache share one gw request; the answer is stored where replicas on gw look', async () => {
-    const { upstream, redis, control, gateways } = await setUp(2);
-    const [replica, another] = gateways;
-    upstream.setBehaviour((request) =>
-      request.endpoint === 'v1' ? { ...reply.business(300, 'API Invalid'), delayMs: 20 } : reply.ok(undefined, 200),
-    );
-    const both = await replica!.query(`{ creator(kolId: "132") { a: linkStructure(acceptCache: true) { source } b: linkStructure { source } } }`);
-    expect(both.body.data).toEqual({ creator: { a: { source: 'gw' }, b: { source: 'gw' } } });
-    expect(upstream.callsTo('v1', '132')).toBe(2);
-    expect(upstream.callsTo('gw', '132')).toBe(1);
-
-    // Asked with acceptCache true only, on a replica still on v1: kept under that key and under the one gw requests use.
-    const cachedKey = `${prefix}link:133:cached:SHORT_VIDEO`;
-    await another!.query(`{ creator(kolId: "133") { linkStructure(acceptCache: true) { source } } }`);
-    expect(await control.exists(cachedKey, linkKey('133'))).toBe(2);
-    const onGw = createTestGateway(upstream.url, { REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '500', JUSTONEAPI_LINK_ENDPOINT: 'gw' });
-    gateways.push(onGw);
-    await waitFor(() => onGw.sharedTier?.status === 'ready');
-    for (const acceptCache of [true, false]) {
-      const { body } = await onGw.query(`{ creator(kolId: "133") { linkStructure(acceptCache: ${acceptCache}) { source } } }`);
-      expect(body.data).toEqual({ creator: { linkStructure: { source: 'gw' } } });
-    }
-    expect(upstream.callsTo('gw', '133')).toBe(1);
-  });
-
   it('a replica waits for a holder sitting out a 302 pause (its budget covers the longest pause) and pays nothing', async () => {
     const { upstream, gateways } = await setUp(2, { UPSTREAM_TIMEOUT_MS: '100', UPSTREAM_RETRIES: '1', UPSTREAM_RETRY_BASE_MS: '500' });
     const [holder, waiter] = gateways as [TestGateway, TestGateway];

@@ -4,11 +4,9 @@ import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest 
 
 /**
  * Where a fetched answer came from: an upstream HTTP request this process sent (whatever its outcome), a fresh
- * entry in the shared Redis cache, the upstream call another replica made while this one waited for it, or
- * (`joined`) the gw request another call of this process had in flight, which is the same request there (at the
- * switch to gw, calls keyed apart by `acceptCache` while v1 answered).
+ * entry in the shared Redis cache, or the upstream call another replica made while this one waited for it.
  */
-export type FetchSource = 'upstream' | 'redis' | 'replica' | 'joined';
+export type FetchSource = 'upstream' | 'redis' | 'replica';
 
 /**
  * What a miss calls: the shared tier, or the upstream client. It reports through `via` where its answer came
@@ -39,6 +37,8 @@ export interface LinkStructureCacheOptions {
   onLookup?: (outcome: CacheOutcome) => void;
   /** Maps requests the upstream cannot tell apart onto one, so they share an entry and a call (the upstream's rule). */
   canonical?: (request: LinkStructureRequest) => LinkStructureRequest;
+  /** The request an answer answers, by the endpoint that gave it (the upstream's rule): where the answer is kept. */
+  answered?: (request: LinkStructureRequest, answer: LinkStructure) => LinkStructureRequest;
   /**
    * With a shared level (Redis): the answers it holds that stay fresh at least `minFreshMs` more. Planning takes
    * them into memory, so the loads that follow are answered there and planning need not count them as calls.
@@ -117,6 +117,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       ? new LRUCache<string, Entry>({ max: options.maxEntries, ttl: options.ttlMs + staleMs, ttlAutopurge: false })
       : undefined;
   const canonical = options.canonical ?? ((request: LinkStructureRequest) => request);
+  const answered = options.answered ?? ((request: LinkStructureRequest) => request);
   /** Each call in flight, with the requests that asked for it (which of them are still there). */
   const inFlight = new Map<string, { call: Promise<LinkStructure>; askers?: Askers }>();
 
@@ -215,9 +216,9 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
               return value;
             }
             // Fresh for what is left of the TTL since the upstream answered: a value another replica
-            // fetched (through Redis) is already part-way through it. Kept where requests look for it now: a call
-            // made while v1 answered may have been re-sent to gw, which keys without acceptCache.
-            entries?.set(linkStructureRequestKey(canonical(request)), { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs });
+            // fetched (through Redis) is already part-way through it. Kept under the request it answers: a call made
+            // with acceptCache while v1 answered, re-sent to gw once v1 was gone, answers the key requests use now.
+            entries?.set(linkStructureRequestKey(answered(request, value)), { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs });
             return value;
           },
           (error: unknown) => staleOr(key, error),

@@ -59,11 +59,8 @@ export interface SharedTierOptions {
   logger: Logger;
   /** The upstream call a miss makes; it reports `via('upstream')` when it really sent a request. */
   fetch: LinkStructureFetch;
-  /**
-   * The in-process cache's rule for requests the upstream cannot tell apart: an answer is stored also under the key
-   * of the request as it maps now, when that is another (a call made while v1 answered, re-sent to gw).
-   */
-  canonical?: (request: LinkStructureRequest) => LinkStructureRequest;
+  /** The request an answer answers, by the endpoint that gave it: the answer is stored under its key too. */
+  answered?: (request: LinkStructureRequest, answer: LinkStructure) => LinkStructureRequest;
   /** Observes what the tier did (metrics). */
   onEvent?: (event: SharedTierEvent) => void;
 }
@@ -140,7 +137,6 @@ type Via = (source: FetchSource) => void;
  */
 export function createSharedTier(options: SharedTierOptions): SharedTier {
   const { redis, prefix, logger } = options;
-  const canonical = options.canonical ?? ((request: LinkStructureRequest) => request);
   // Pub/sub ignores SELECT: deployments on one server kept apart by database number alone would hear each other's
   // fills (another account's answers, or a simulator's). Database 0 keeps the plain name, so replicas of an older
   // release in a rolling deploy still hear this one.
@@ -424,12 +420,9 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
 
       let value: LinkStructure;
       // Every request that goes out is announced, retries and the re-send to gw included: each may first have
-      // queued for a slot or waited out a 302 pause, and a waiter's clock restarts with each. So is each of the gw
-      // request this call shares with another (`joined`), which is its answer's.
+      // queued for a slot or waited out a 302 pause, and a waiter's clock restarts with each.
       const sent: Via = (source) => {
-        if (source === 'upstream' || source === 'joined') {
-          void attempt(() => redis.publish(channel, JSON.stringify({ key, sending: true } satisfies ChannelMessage)));
-        }
+        if (source === 'upstream') void attempt(() => redis.publish(channel, JSON.stringify({ key, sending: true } satisfies ChannelMessage)));
         via(source);
       };
       try {
@@ -446,10 +439,10 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       const entry: Entry = { v: 1, storedAt: Date.now(), value };
       // CACHE_TTL_SECONDS=0 keeps nothing, stale grace or not: waiters still get the answer through the message.
       const keepMs = options.ttlMs > 0 ? options.ttlMs + options.staleMs : 0;
-      // Under the key it was asked by (this lock's waiters read it there if they miss the message), and under the one
-      // its request maps to now if that is another: a call made while v1 answered, re-sent to gw.
-      const keyNow = `${prefix}link:${linkStructureRequestKey(canonical(request))}`;
-      const keys = keepMs > 0 ? [...new Set([key, keyNow])] : [];
+      // Under the key it was asked by (this lock's waiters read it there if they miss the message), and under the one of
+      // the request it answers if that is another: a call made with acceptCache while v1 answered, re-sent to gw.
+      const answeredKey = options.answered ? `${prefix}link:${linkStructureRequestKey(options.answered(request, value))}` : key;
+      const keys = keepMs > 0 ? [...new Set([key, answeredKey])] : [];
       // Sent back to back on one connection, so Redis stores before it announces and releases.
       await unlessFailing(
         Promise.all([

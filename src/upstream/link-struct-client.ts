@@ -3,9 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
 import type { CallInterest } from '../link-structure/link-structure-cache.js';
-import { linkStructureRequestKey, type CreatorPlatform, type LinkStructure, type LinkStructureRequest } from '../link-structure/model.js';
+import type { CreatorPlatform, LinkStructure, LinkStructureRequest } from '../link-structure/model.js';
 import { CircuitBreaker, type Admission, type BreakerState } from './circuit-breaker.js';
-import { endpointSpecs, v1GoneReason, type LinkEndpointMode, type UpstreamEndpoint } from './link-struct-endpoints.js';
+import { endpointSpecs, isUpstreamEndpoint, v1GoneReason, type LinkEndpointMode, type UpstreamEndpoint } from './link-struct-endpoints.js';
 import { parseLinkStructBody } from './link-struct-schema.js';
 import { RateLimitBackoff } from './rate-limit-backoff.js';
 import { Semaphore } from './semaphore.js';
@@ -65,20 +65,14 @@ export interface EndpointSwitch {
   reason: string;
 }
 
-/**
- * Told just before each upstream request the client sends for a call (`upstream`, retries included). A call that
- * shares the gw request another call has in flight (`fetchLinkStructure`) sends none: it is told `joined` when it
- * joins, and again before each request that call sends.
- */
-export type SentObserver = (source: 'upstream' | 'joined') => void;
+/** Told just before each upstream request the client sends for a call (retries included). */
+export type SentObserver = (source: 'upstream') => void;
 
 export interface UpstreamClient {
   /**
    * `sent` is not called when nothing goes out (the breaker failed it fast). While no request wants the answer
    * (`interest`), a call waiting for a slot, or for its next attempt, gives up without sending anything
    * (UPSTREAM_UNAVAILABLE, which nobody sees); a request already sent runs on, and its answer is cached.
-   * Calls that are one gw request (they differ only in `acceptCache`: keyed apart while v1 answered, then re-sent to
-   * gw when it was found gone) share one: the first sends it, the others get its outcome.
    */
   fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver, interest?: CallInterest): Promise<LinkStructure>;
   /** Whether a call for this request can go out at all: false for a platform the configured endpoint cannot answer. */
@@ -88,6 +82,11 @@ export interface UpstreamClient {
    * ignores it (gw), so caches keyed by it keep one answer, and pay once, for what is one upstream request.
    */
   canonicalRequest(request: LinkStructureRequest): LinkStructureRequest;
+  /**
+   * The request an answer answers, by the endpoint that gave it (`answer.source`): without `acceptCache` from gw, which
+   * ignores it. A call made while v1 answered and re-sent to gw once v1 was gone is stored where requests look now.
+   */
+  answeredRequest(request: LinkStructureRequest, answer: LinkStructure): LinkStructureRequest;
   /** The endpoint the process uses now: the configured one, or in `auto` mode v1 until it is found gone, then gw. */
   readonly activeEndpoint: UpstreamEndpoint;
   readonly inFlight: number;
@@ -105,16 +104,7 @@ export interface UpstreamClient {
 
 type AttemptResult =
   | { ok: true; value: LinkStructure }
-  | { ok: false; endpoint: UpstreamEndpoint; failure: UpstreamError; goneReason: string | undefined; willRetry: boolean }
-  /** Nothing sent: another call has the same gw request in flight. */
-  | { ok: 'shared'; call: GwCall };
-
-/** A gw request in flight, and the calls sharing it. */
-interface GwCall {
-  readonly outcome: Promise<LinkStructure>;
-  /** Told before each request it sends, as of their own (a Redis fill lock they hold has waiters to keep waiting). */
-  readonly sharers: Set<SentObserver>;
-}
+  | { ok: false; endpoint: UpstreamEndpoint; failure: UpstreamError; goneReason: string | undefined; willRetry: boolean };
 
 export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
   const base = new URL(options.baseUrl);
@@ -163,61 +153,11 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   let biding = 0;
   const drained: Array<() => void> = [];
   const backoff = new RateLimitBackoff({ baseMs: options.retryBaseMs, maxMs: options.backoffMaxMs ?? 30_000 });
-  /**
-   * The gw requests in flight, by the request gw sees. The caches key calls made while v1 answered by `acceptCache`
-   * too; once v1 is gone, those in flight or queued are re-sent to gw, where they are one request: paid for once.
-   */
-  const gwCalls = new Map<string, GwCall>();
 
   /** The request as `endpoint` sees it: without `acceptCache` where it ignores it (gw). */
   function seenBy(endpoint: UpstreamEndpoint, request: LinkStructureRequest): LinkStructureRequest {
     return request.acceptCache && !endpointSpecs[endpoint].takesAcceptCache ? { ...request, acceptCache: false } : request;
   }
-
-  /**
-   * A call's place among `gwCalls`. Before it sends to gw, `join` gives the call already in flight for the same gw
-   * request, to share; else none, and this call is the one later calls share, until it has answered or failed.
-   */
-  function gwShare(request: LinkStructureRequest, sent: SentObserver | undefined) {
-    const key = linkStructureRequestKey(seenBy('gw', request));
-    let own: { call: GwCall; answered: (value: LinkStructure) => void; failed: (error: unknown) => void } | undefined;
-    // Out of `gwCalls` before the sharers hear the outcome: one that goes on by itself must not find this call.
-    const end = () => {
-      if (own) gwCalls.delete(key);
-      return own;
-    };
-    return {
-      join(): GwCall | undefined {
-        if (own) return undefined;
-        const other = gwCalls.get(key);
-        if (other) return other;
-        let answered: (value: LinkStructure) => void = () => {};
-        let failed: (error: unknown) => void = () => {};
-        const outcome = new Promise<LinkStructure>((resolve, reject) => {
-          answered = resolve;
-          failed = reject;
-        });
-        // Nobody may share it: its failure is this call's to throw, not an unhandled rejection.
-        outcome.catch(() => undefined);
-        own = { call: { outcome, sharers: new Set() }, answered, failed };
-        gwCalls.set(key, own.call);
-        return undefined;
-      },
-      sent(source: 'upstream') {
-        sent?.(source);
-        for (const sharer of own?.call.sharers ?? []) sharer('joined');
-      },
-      answered(value: LinkStructure): LinkStructure {
-        end()?.answered(value);
-        return value;
-      },
-      failed(error: unknown): unknown {
-        end()?.failed(error);
-        return error;
-      },
-    };
-  }
-  type GwShare = ReturnType<typeof gwShare>;
 
   /** Chosen per attempt, after waiting for a slot, so a request queued before a switch does not go to a dead v1. */
   function endpointFor(platform: CreatorPlatform): UpstreamEndpoint {
@@ -291,13 +231,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   async function attemptWithSlot(
     request: LinkStructureRequest,
     attempt: number,
-    share: GwShare,
+    sent: SentObserver | undefined,
     interest: CallInterest | undefined,
     retryOf: string | undefined,
   ): Promise<AttemptResult> {
-    // Not worth queueing for a slot: the gw request this one would send is in flight already.
-    const inFlight = endpointFor(request.platform) === 'gw' ? share.join() : undefined;
-    if (inFlight) return { ok: 'shared', call: inFlight };
     // A call that found the breaker half-open is the probe or fails fast, even if the probe has closed the breaker by the
     // time it gets a slot: calls queued behind the probe (an operation let through free while the breaker was open)
     // otherwise all went out, uncharged, the moment it succeeded.
@@ -305,7 +242,6 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     const release = await slots.acquire(interest?.lost);
     if (!release) throw abandoned(request);
     let admission: Admission;
-    let endpoint: UpstreamEndpoint;
     try {
       // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused.
       if (backoff.remainingMs > 0) {
@@ -319,20 +255,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       if (cutOff.signal.aborted) throw shutDown();
       // Nobody may want it any more after a 302 pause either: no reason to send it to the upstream that paused us.
       if (interest?.lost.aborted) throw abandoned(request);
-      endpoint = endpointFor(request.platform);
-      // Queued while v1 was in use, and v1 is gone now: another call queued then may have sent the same gw request.
-      const sentMeanwhile = endpoint === 'gw' ? share.join() : undefined;
-      if (sentMeanwhile) {
-        release();
-        return { ok: 'shared', call: sentMeanwhile };
-      }
       admission = breaker.admit();
       if (foundHalfOpen && !admission.probe) throw foundHalfOpen;
     } catch (error) {
       release();
       throw error;
     }
-    share.sent('upstream');
+    const endpoint = endpointFor(request.platform);
+    sent?.('upstream');
     const sentAt = backoff.now();
     const started = performance.now();
     const observe = (outcome: string, codes: { upstreamCode: number | undefined; businessCode: number | undefined }, willRetry: boolean) =>
@@ -384,23 +314,15 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
 
   async function fetchLinkStructure(request: LinkStructureRequest, sent?: SentObserver, interest?: CallInterest): Promise<LinkStructure> {
     calls += 1;
-    const share = gwShare(request, sent);
     try {
-      return share.answered(await fetchWithRetries(request, sent, share, interest));
-    } catch (error) {
-      throw share.failed(error);
+      return await fetchWithRetries(request, sent, interest);
     } finally {
       calls -= 1;
       if (calls === 0) for (const resolve of drained.splice(0)) resolve();
     }
   }
 
-  async function fetchWithRetries(
-    request: LinkStructureRequest,
-    sent: SentObserver | undefined,
-    share: GwShare,
-    interest: CallInterest | undefined,
-  ): Promise<LinkStructure> {
+  async function fetchWithRetries(request: LinkStructureRequest, sent: SentObserver | undefined, interest: CallInterest | undefined): Promise<LinkStructure> {
     const endpoint = endpointFor(request.platform);
     if (!endpointSpecs[endpoint].supports(request.platform)) {
       throw new UpstreamError('BAD_USER_INPUT', `platform ${request.platform} asked of the ${endpoint} endpoint`, {
@@ -414,24 +336,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     for (let attempt = 1; ; attempt += 1) {
       // Fail fast while the breaker is open, before queueing for a slot.
       breaker.check();
-      const result = await attemptWithSlot(request, attempt, share, interest, retryOf);
-      if (result.ok === true) return result.value;
-      if (result.ok === 'shared') {
-        logger.debug('sharing the gw request another call has in flight for this creator', { kolId: request.kolId, platform: request.platform });
-        if (sent) {
-          sent('joined');
-          result.call.sharers.add(sent);
-        }
-        try {
-          return await result.call.outcome;
-        } catch (error) {
-          if (!(error instanceof CallAbandoned)) throw error;
-          // Given up unsent, every request that wanted that call having gone: this one's may not have. It goes on by
-          // itself, with the attempt it did not use.
-          attempt -= 1;
-          continue;
-        }
-      }
+      const result = await attemptWithSlot(request, attempt, sent, interest, retryOf);
+      if (result.ok) return result.value;
       const { failure, goneReason, willRetry } = result;
       retryOf = failure.code;
       if (goneReason) {
@@ -467,6 +373,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     fetchLinkStructure,
     canCall: (request) => endpointSpecs[endpointFor(request.platform)].supports(request.platform),
     canonicalRequest: (request) => seenBy(endpointFor(request.platform), request),
+    answeredRequest: (request, answer) => (isUpstreamEndpoint(answer.source) ? seenBy(answer.source, request) : request),
     get activeEndpoint() {
       return active;
     },

@@ -9,6 +9,10 @@ import type { UpstreamError } from './upstream-error.js';
 export const upstreamEndpoints = ['v1', 'gw'] as const;
 export type UpstreamEndpoint = (typeof upstreamEndpoints)[number];
 
+export function isUpstreamEndpoint(value: string): value is UpstreamEndpoint {
+  return (upstreamEndpoints as readonly string[]).includes(value);
+}
+
 /** JUSTONEAPI_LINK_ENDPOINT: a fixed endpoint, or `auto` (v1 until it is gone, then gw for good). */
 export const linkEndpointModes = ['v1', 'gw', 'auto'] as const;
 export type LinkEndpointMode = (typeof linkEndpointModes)[number];
