@@ -19,8 +19,10 @@ export function keepAliveDrain(): { ServerResponse: typeof ServerResponse<Incomi
       // A `Connection` header set by hand wins over shouldKeepAlive: Yoga's streaming answers (SSE, multipart) set
       // `keep-alive`, and kept their connections open through the drain. (Removed instead, Node would send none.)
       if (this.hasHeader('connection')) this.setHeader('connection', 'close');
-      const last = args.length - 1;
-      if (last > 0 && typeof args[last] === 'object' && args[last] !== null) args[last] = closingConnection(args[last] as object);
+      // The headers are whichever argument after the status is an object: (status, headers[, undefined]) or (status, text, headers).
+      for (let index = 1; index < args.length; index += 1) {
+        if (typeof args[index] === 'object' && args[index] !== null) args[index] = closingConnection(args[index] as object);
+      }
     }
     return writeHead.apply(this, args);
   } as ServerResponse['writeHead'];

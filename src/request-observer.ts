@@ -139,9 +139,10 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
             const code = typeof given === 'string' ? given : 'UNKNOWN';
             record.errorCodes.push(code);
             // Which creators failed, and how: on-call's first question, which `errorCodes` alone cannot answer.
-            // Only well-formed ids: a refused one is whatever the client sent (a secret, cut short past redaction's reach).
+            // Not an id refused as bad input: it is whatever the client sent (a secret, even), cut short past redaction's
+            // reach, and the first 32 digits of a longer one would read as an id the client never asked for.
             const kolId = error.extensions?.['kolId'];
-            if (isKolId(kolId)) record.failedKolIds.set(`${code}\n${kolId}`, { kolId, code });
+            if (code !== 'BAD_USER_INPUT' && isKolId(kolId)) record.failedKolIds.set(`${code}\n${kolId}`, { kolId, code });
           }
         } else {
           record.outcome ??= 'success';

@@ -428,9 +428,11 @@ describe('request log', () => {
     await gateway.query(`{ creators(kolIds: ${JSON.stringify([...kolIds, '2'])}) { linkStructure { fetchedAt } } }`);
     // Refused before any call: not named, since a malformed id is whatever the client sent (a secret, even).
     await gateway.query('{ creators(kolIds: ["7", "x 1"]) { kolId } }');
+    // Nor one of 40 digits, whose first 32 (what the error echoes) would read as an id the client never asked for.
+    await gateway.query(`{ creators(kolIds: ["7", "${'1234567890'.repeat(4)}"]) { kolId } }`);
     await gateway.query('{ creators(kolIds: ["1", "3"]) { linkStructure { fetchedAt } } }');
     await logsWritten();
-    const [failing, refused, clean] = requestLines(gateway);
+    const [failing, refused, tooLong, clean] = requestLines(gateway);
     expect(failing!['errorCodes']).toEqual(['UPSTREAM_PERMISSION_DENIED']);
     const named = failing!['failedKolIds'] as Array<{ kolId: string; code: string }>;
     expect(named).toHaveLength(20);
@@ -441,6 +443,7 @@ describe('request log', () => {
     }
     expect(failing!['failedKolIdsOmitted']).toBe(1);
     expect(refused).toMatchObject({ outcome: 'error', errorCodes: ['BAD_USER_INPUT'], failedKolIds: [] });
+    expect(tooLong).toMatchObject({ outcome: 'error', errorCodes: ['BAD_USER_INPUT'], failedKolIds: [] });
     expect(clean).toMatchObject({ outcome: 'success', failedKolIds: [] });
     expect(clean!['failedKolIdsOmitted']).toBeUndefined();
   });

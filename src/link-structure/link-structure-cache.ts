@@ -216,9 +216,13 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
               return value;
             }
             // Fresh for what is left of the TTL since the upstream answered: a value another replica
-            // fetched (through Redis) is already part-way through it. Kept under the request it answers: a call made
-            // with acceptCache while v1 answered, re-sent to gw once v1 was gone, answers the key requests use now.
-            entries?.set(linkStructureRequestKey(answered(request, value)), { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs });
+            // fetched (through Redis) is already part-way through it. Kept under the key it was asked by (where the
+            // stale fallback looks) and under the request it answers: a call made with acceptCache while v1 answered,
+            // re-sent to gw once v1 was gone, answers the key requests use now.
+            const entry = { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs };
+            entries?.set(key, entry);
+            const answeredKey = linkStructureRequestKey(answered(request, value));
+            if (answeredKey !== key) entries?.set(answeredKey, entry);
             return value;
           },
           (error: unknown) => staleOr(key, error),
