@@ -47,7 +47,7 @@ interface RequestRecord {
   outcome: OperationOutcome | undefined;
   errorCodes: string[];
   /** Each creator an error in the response names (`extensions.kolId`) with the error's code, once per pair. */
-  failedKolIds: Map<string, { kolId: string; code: string }>;
+  failedKolIds: Map<string, { kolId: string; code: string }> | undefined;
   cost: RequestCost | undefined;
   /** The TCP peer, for the line's `client` (GraphQL requests only). */
   remoteAddress?: string | undefined;
@@ -100,7 +100,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
           params: undefined,
           outcome: undefined,
           errorCodes: [],
-          failedKolIds: new Map(),
+          failedKolIds: undefined,
           cost: undefined,
         });
         return wrapped();
@@ -142,7 +142,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
             // Not an id refused as bad input: it is whatever the client sent (a secret, even), cut short past redaction's
             // reach, and the first 32 digits of a longer one would read as an id the client never asked for.
             const kolId = error.extensions?.['kolId'];
-            if (code !== 'BAD_USER_INPUT' && isKolId(kolId)) record.failedKolIds.set(`${code}\n${kolId}`, { kolId, code });
+            if (code !== 'BAD_USER_INPUT' && isKolId(kolId)) (record.failedKolIds ??= new Map()).set(`${code}\n${kolId}`, { kolId, code });
           }
         } else {
           record.outcome ??= 'success';
@@ -189,7 +189,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     // A 406 answer has no body, and one whose client has gone is sent to nobody: their errors reached no client (and a
     // call given up because its clients had gone must not read as an upstream outage).
     const errorCodes = status === 406 || clientGone ? [] : record.errorCodes;
-    const failed = status === 406 || clientGone ? [] : [...record.failedKolIds.values()];
+    const failed = status === 406 || clientGone || !record.failedKolIds ? [] : [...record.failedKolIds.values()];
     // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
     const operation = record.operation !== undefined ? record.operation : claimedOperationName(record.params ?? paramsInUrl(request));
     const cost = record.cost;
