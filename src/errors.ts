@@ -37,6 +37,8 @@ export const errorCatalog = {
   GRAPHQL_PARSE_FAILED: { retryable: false, message: 'The document is not valid GraphQL.' },
   GRAPHQL_VALIDATION_FAILED: { retryable: false, message: 'The operation is not valid against the schema.' },
   BAD_REQUEST: { retryable: false, message: 'The HTTP request is not a GraphQL request the gateway accepts.' },
+  // A request pipelined behind another on a connection that closes after it, while the gateway shuts down (HTTP 503).
+  SHUTTING_DOWN: { retryable: true, message: 'The gateway is shutting down: send the request again on a new connection.' },
   // Automatic persisted queries (a hash without the query): Apollo Client's link looks for this exact message, or
   // the code, and then sends the whole query. The gateway keeps no store of queries to look hashes up in.
   PERSISTED_QUERY_NOT_SUPPORTED: { retryable: false, message: 'PersistedQueryNotSupported' },

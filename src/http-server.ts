@@ -36,8 +36,11 @@ export function createHttpServer(
       connectionsCheckingInterval: Math.min(2_000, headersTimeout),
     },
     (req, res) => {
+      // Pipelined behind another request on its connection (its response has no socket yet): while draining, the one
+      // before closes the connection, and this one's answer would be dropped after it had run and been paid for.
+      if (keepAlive.draining && !res.socket) return void refuse(req, res, options.logger, 503, 'pipelined request refused while the gateway shuts down');
       if (targetIsUrl(req)) return void app(req, res);
-      refuseBadTarget(req, res, options.logger);
+      refuse(req, res, options.logger, 400, `Host header and target (${(req.url ?? '').length} characters) do not form a URL`);
     },
   );
   // Per connection, not per request: keep-alive reuses them.
@@ -72,25 +75,22 @@ function targetIsUrl(req: IncomingMessage): boolean {
   return URL.canParse(`http://${host}${req.url || '/graphql'}`);
 }
 
-function refuseBadTarget(req: IncomingMessage, res: ServerResponse, logger: Logger): void {
+/** Answers a request the app never sees, with a coded error and a request line. */
+function refuse(req: IncomingMessage, res: ServerResponse, logger: Logger, status: 400 | 503, detail: string): void {
   const given = req.headers[requestIdHeader];
   const requestId = requestIdFrom(typeof given === 'string' ? given : undefined);
-  const error = codedError('BAD_REQUEST', { message: 'The request’s Host header and target do not form a URL.' });
+  const error =
+    status === 400
+      ? codedError('BAD_REQUEST', { message: 'The request’s Host header and target do not form a URL.' })
+      : codedError('SHUTTING_DOWN');
   const body = JSON.stringify({ errors: [{ message: error.message, extensions: error.extensions }] });
-  res.writeHead(400, {
+  res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     [requestIdHeader]: requestId,
+    ...(status === 503 ? { 'retry-after': '0' } : {}),
   });
   res.end(body);
-  // Like a request line, without what is not a URL: the target is only hinted at (its length), the host not at all.
-  logger.info('request', {
-    requestId,
-    method: req.method,
-    path: null,
-    status: 400,
-    outcome: 'error',
-    errorCodes: ['BAD_REQUEST'],
-    detail: `Host header and target (${(req.url ?? '').length} characters) do not form a URL`,
-  });
+  // Like a request line, without what may not be a URL: the target is only hinted at (its length), the host not at all.
+  logger.info('request', { requestId, method: req.method, path: null, status, outcome: 'error', errorCodes: [error.extensions['code']], detail });
 }

@@ -9,7 +9,7 @@ import { ServerResponse, type IncomingMessage } from 'node:http';
  * The server is made with `ServerResponse` below: every response passes through `writeHead` (Node's implicit
  * headers included), so the check costs nothing per request until shutdown and keeps no list of responses.
  */
-export function keepAliveDrain(): { ServerResponse: typeof ServerResponse<IncomingMessage>; drain(): void } {
+export function keepAliveDrain(): { ServerResponse: typeof ServerResponse<IncomingMessage>; drain(): void; readonly draining: boolean } {
   let draining = false;
   class DrainingResponse extends ServerResponse<IncomingMessage> {}
   const writeHead = ServerResponse.prototype.writeHead as (this: ServerResponse, ...args: unknown[]) => ServerResponse;
@@ -30,6 +30,9 @@ export function keepAliveDrain(): { ServerResponse: typeof ServerResponse<Incomi
     ServerResponse: DrainingResponse,
     drain() {
       draining = true;
+    },
+    get draining() {
+      return draining;
     },
   };
 }

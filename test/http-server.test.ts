@@ -224,3 +224,23 @@ describe('draining', () => {
     }
   });
 });
+
+describe('pipelined requests while draining', () => {
+  it('answers one queued behind another 503 SHUTTING_DOWN without running it: the connection closes after the first', async () => {
+    const { port, drain, upstream, lines } = await serve();
+    drain();
+    const post = (kolId: string) => {
+      const body = JSON.stringify({ query: `{ creator(kolId: "${kolId}") { linkStructure { fetchedAt } } }` });
+      return `POST /graphql HTTP/1.1\r\nHost: gateway.test\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    };
+    // Both in one write: the second is queued behind the first before the first is answered.
+    const { text } = await raw(port, [post('501') + post('502')], { endAfterMs: 5_000 });
+    const answers = text.split(/(?=HTTP\/1\.1 )/);
+    expect(answers[0]).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answers[0]!.toLowerCase()).toContain('connection: close');
+    expect(upstream.calls('501')).toBe(1);
+    // Never run, never paid for; told so if the connection had stayed open for it.
+    expect(upstream.calls('502')).toBe(0);
+    expect(lines).toContainEqual(expect.objectContaining({ msg: 'request', status: 503, errorCodes: ['SHUTTING_DOWN'] }));
+  });
+});
