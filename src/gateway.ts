@@ -71,6 +71,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     onAttempt: metrics && ((attempt) => afterIo(logger, 'upstream attempt metrics', () => recordUpstreamAttempt(metrics, attempt))),
     onAbandoned: metrics && (() => metrics.upstreamAbandoned.inc()),
     onBreakerOpen: metrics && ((cause) => recordBreakerOpening(metrics, cause)),
+    onRateLimited: metrics && ((cause) => metrics.upstreamRateLimited.inc({ cause })),
   });
   const sharedTier = env.REDIS_URL
     ? createGatewaySharedTier(env, env.REDIS_URL, logger, upstream, metrics && ((event) => recordSharedTierEvent(metrics, event)))

@@ -120,6 +120,12 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
         this.set(sources.upstreamRateLimitPauseMs() / 1000);
       },
     }),
+    upstreamRateLimited: new Counter({
+      name: 'xingtu_upstream_rate_limited_total',
+      help: 'Rate-limit answers from the upstream, each of which paused this process\'s upstream calls: `code_302` (Just One API\'s business code 302) or `http_429` (an HTTP 429, from whatever stands in front of the API).',
+      labelNames: ['cause'] as const,
+      registers,
+    }),
     upstreamQueued: new Gauge({
       name: 'xingtu_upstream_queued_calls',
       help: 'Upstream calls waiting to send now: for one of the UPSTREAM_CONCURRENCY slots, for a retry\'s backoff, or, holding a slot, for a 302 pause to end. Nothing on the wire for them.',
@@ -254,6 +260,7 @@ function startKnownSeriesAtZero(metrics: Metrics): void {
   metrics.graphqlErrors.inc({ code: 'INTERNAL_SERVER_ERROR' }, 0);
   metrics.upstreamRetries.inc({ reason: 'UPSTREAM_API_INVALID' }, 0);
   for (const code of accountFailureCodes) metrics.breakerOpenings.inc({ upstream_code: String(code) }, 0);
+  for (const cause of ['code_302', 'http_429']) metrics.upstreamRateLimited.inc({ cause }, 0);
 }
 
 /** The upstream client's `onBreakerOpen` hook. */

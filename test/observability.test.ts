@@ -129,7 +129,9 @@ describe('GET /metrics', () => {
     const { upstream, gateway } = await setUp((request) => (request.kolId === '601' && request.nth === 1 ? reply.business(302) : reply.ok()), {
       UPSTREAM_RETRY_BASE_MS: '1500',
     });
-    expect(sample(await scrape(gateway), 'xingtu_upstream_rate_limit_pause_seconds')).toBe(0);
+    const before = await scrape(gateway);
+    expect(sample(before, 'xingtu_upstream_rate_limit_pause_seconds')).toBe(0);
+    expect(sample(before, 'xingtu_upstream_rate_limited_total', { cause: 'code_302' })).toBe(0);
     const paused = gateway.query('{ creator(kolId: "601") { linkStructure { fetchedAt } } }');
     await untilCalls(upstream, 1);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -142,7 +144,10 @@ describe('GET /metrics', () => {
     expect(sample(during, 'xingtu_upstream_queued_calls')).toBe(1);
     expect(sample(during, 'xingtu_upstream_in_flight_requests')).toBe(0);
     await paused;
-    expect(sample(await scrape(gateway), 'xingtu_upstream_rate_limit_pause_seconds')).toBe(0);
+    const after = await scrape(gateway);
+    expect(sample(after, 'xingtu_upstream_rate_limit_pause_seconds')).toBe(0);
+    expect(sample(after, 'xingtu_upstream_rate_limited_total', { cause: 'code_302' })).toBe(1);
+    expect(sample(after, 'xingtu_upstream_rate_limited_total', { cause: 'http_429' })).toBe(0);
   });
 
   it('counts as in flight only requests on the wire: not calls holding a slot through a 302 pause', async () => {
@@ -224,6 +229,7 @@ describe('GET /metrics', () => {
         'xingtu_graphql_operations_total counter',
         'xingtu_upstream_in_flight_requests gauge',
         'xingtu_upstream_queued_calls gauge',
+        'xingtu_upstream_rate_limited_total counter',
         'xingtu_upstream_breaker_openings_total counter',
         'xingtu_upstream_rate_limit_pause_seconds gauge',
         'xingtu_upstream_endpoint gauge',

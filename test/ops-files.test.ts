@@ -23,7 +23,7 @@ const read = (path: string) => readFile(new URL(`../${path}`, import.meta.url), 
 /** Labels Prometheus adds to every scraped series: not in /metrics, usable everywhere. */
 const targetLabels = new Set(['job', 'instance']);
 /** Labels whose values are a fixed set the gateway produces: a value used in a matcher must be one of them. */
-const enumLabels = new Set(['outcome', 'upstream_code', 'endpoint', 'state', 'status', 'mode', 'link_endpoint', 'code', 'event', 'reason']);
+const enumLabels = new Set(['outcome', 'upstream_code', 'endpoint', 'state', 'status', 'mode', 'link_endpoint', 'code', 'event', 'reason', 'cause']);
 
 interface Matcher {
   label: string;

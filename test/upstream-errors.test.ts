@@ -323,6 +323,10 @@ describe('HTTP 429 from whatever stands in front of the API', () => {
       expect(sentAt('901', 2) - sentAt('901', 1)).toBeGreaterThanOrEqual(950);
       expect(sentAt('902', 1) - sentAt('901', 1)).toBeGreaterThanOrEqual(950);
       expect(upstream.calls()).toBe(3);
+      // Counted apart from a 302, which it stands for here.
+      const text = await gateway.metrics!.registry.metrics();
+      expect(text).toMatch(/^xingtu_upstream_rate_limited_total\{cause="http_429"\} 1$/m);
+      expect(text).toMatch(/^xingtu_upstream_rate_limited_total\{cause="code_302"\} 0$/m);
     } finally {
       await gateway.close();
       await upstream.close();

@@ -29,6 +29,8 @@ export interface UpstreamClientOptions {
   onAttempt?: (event: UpstreamAttempt) => void;
   /** A call given up before it sent a request, every request that wanted it having gone (see `fetchLinkStructure`). */
   onAbandoned?: () => void;
+  /** A rate-limit answer (business code 302, or HTTP 429) came in: it pauses every call of this process. */
+  onRateLimited?: (cause: 'code_302' | 'http_429') => void;
   /** The circuit breaker opened (again, after a failed probe, too) on this account failure. */
   onBreakerOpen?: (cause: UpstreamError) => void;
   /** Called once, when `auto` finds v1 gone and moves the process to gw (metrics, readiness). */
@@ -294,7 +296,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         breaker.failed(admission, failure);
         // Code 302, or HTTP 429 from whatever stands in front of the API: the same account-wide pause, at least as long
         // as a 429's Retry-After asks (up to UPSTREAM_BACKOFF_MAX_MS).
-        if (failure.code === 'UPSTREAM_RATE_LIMITED' || failure.httpStatus === 429) backoff.rateLimited(sentAt, failure.retryAfterMs);
+        if (failure.code === 'UPSTREAM_RATE_LIMITED' || failure.httpStatus === 429) {
+          backoff.rateLimited(sentAt, failure.retryAfterMs);
+          options.onRateLimited?.(failure.httpStatus === 429 ? 'http_429' : 'code_302');
+        }
       }
       const willRetry = !cutOff.signal.aborted && (goneReason !== undefined || (failure.retryable && attempt <= options.retries));
       observe(failure.code, failure, willRetry);
