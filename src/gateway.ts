@@ -48,7 +48,12 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
   };
   const metrics = env.METRICS_ENABLED
     ? createMetrics(
-        { ...readiness, upstreamInFlight: () => upstream.inFlight, upstreamQueued: () => upstream.queued, upstreamRateLimitPauseMs: () => upstream.rateLimitPauseMs, cacheEntries: () => linkStructures.size,
+        {
+          ...readiness,
+          upstreamInFlight: () => upstream.inFlight,
+          upstreamQueued: () => upstream.queued,
+          upstreamRateLimitPauseMs: () => upstream.rateLimitPauseMs,
+          cacheEntries: () => linkStructures.size,
           mode: options.mode,
           linkEndpoint: env.JUSTONEAPI_LINK_ENDPOINT,
           sharedCache: env.REDIS_URL !== undefined,

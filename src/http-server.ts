@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { GraphQLError } from 'graphql';
 import { keepAliveDrain } from './keep-alive-drain.js';
 import type { Logger } from './logger.js';
 import { codedError } from './errors.js';
@@ -38,9 +39,20 @@ export function createHttpServer(
     (req, res) => {
       // Pipelined behind another request on its connection (its response has no socket yet): while draining, the one
       // before closes the connection, and this one's answer would be dropped after it had run and been paid for.
-      if (keepAlive.draining && !res.socket) return void refuse(req, res, options.logger, 503, 'pipelined request refused while the gateway shuts down');
+      if (keepAlive.draining && !res.socket) {
+        return void refuse(req, res, options.logger, {
+          status: 503,
+          error: codedError('SHUTTING_DOWN'),
+          headers: { 'retry-after': '0' },
+          detail: 'pipelined request refused while the gateway shuts down',
+        });
+      }
       if (targetIsUrl(req)) return void app(req, res);
-      refuse(req, res, options.logger, 400, `Host header and target (${(req.url ?? '').length} characters) do not form a URL`);
+      refuse(req, res, options.logger, {
+        status: 400,
+        error: codedError('BAD_REQUEST', { message: 'The request’s Host header and target do not form a URL.' }),
+        detail: `Host header and target (${(req.url ?? '').length} characters) do not form a URL`,
+      });
     },
   );
   // Per connection, not per request: keep-alive reuses them.
@@ -76,19 +88,20 @@ function targetIsUrl(req: IncomingMessage): boolean {
 }
 
 /** Answers a request the app never sees, with a coded error and a request line. */
-function refuse(req: IncomingMessage, res: ServerResponse, logger: Logger, status: 400 | 503, detail: string): void {
+function refuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  logger: Logger,
+  { status, error, headers = {}, detail }: { status: number; error: GraphQLError; headers?: Record<string, string>; detail: string },
+): void {
   const given = req.headers[requestIdHeader];
   const requestId = requestIdFrom(typeof given === 'string' ? given : undefined);
-  const error =
-    status === 400
-      ? codedError('BAD_REQUEST', { message: 'The request’s Host header and target do not form a URL.' })
-      : codedError('SHUTTING_DOWN');
   const body = JSON.stringify({ errors: [{ message: error.message, extensions: error.extensions }] });
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     [requestIdHeader]: requestId,
-    ...(status === 503 ? { 'retry-after': '0' } : {}),
+    ...headers,
   });
   res.end(body);
   // Like a request line, without what may not be a URL: the target is only hinted at (its length), the host not at all.

@@ -3,7 +3,7 @@ import type { CacheOutcome } from './link-structure/link-structure-cache.js';
 import { sharedTierEvents, type SharedTierEvent } from './link-structure/shared-tier.js';
 import { redisHealth, type ReadinessSources } from './readiness.js';
 import { accountFailureCodes, type BreakerState } from './upstream/circuit-breaker.js';
-import type { UpstreamAttempt } from './upstream/link-struct-client.js';
+import { rateLimitCauses, type UpstreamAttempt } from './upstream/link-struct-client.js';
 import { upstreamEndpoints } from './upstream/link-struct-endpoints.js';
 import { businessCodes, type UpstreamError } from './upstream/upstream-error.js';
 import { errorCatalog, type ErrorCode } from './errors.js';
@@ -260,7 +260,7 @@ function startKnownSeriesAtZero(metrics: Metrics): void {
   metrics.graphqlErrors.inc({ code: 'INTERNAL_SERVER_ERROR' }, 0);
   metrics.upstreamRetries.inc({ reason: 'UPSTREAM_API_INVALID' }, 0);
   for (const code of accountFailureCodes) metrics.breakerOpenings.inc({ upstream_code: String(code) }, 0);
-  for (const cause of ['code_302', 'http_429']) metrics.upstreamRateLimited.inc({ cause }, 0);
+  for (const cause of rateLimitCauses) metrics.upstreamRateLimited.inc({ cause }, 0);
 }
 
 /** The upstream client's `onBreakerOpen` hook. */

@@ -188,8 +188,9 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     const outcome: OperationOutcome = clientGone ? 'cancelled' : (record.outcome ?? (status < 400 ? 'success' : 'error'));
     // A 406 answer has no body, and one whose client has gone is sent to nobody: their errors reached no client (and a
     // call given up because its clients had gone must not read as an upstream outage).
-    const errorCodes = status === 406 || clientGone ? [] : record.errorCodes;
-    const failed = status === 406 || clientGone || !record.failedKolIds ? [] : [...record.failedKolIds.values()];
+    const unseen = status === 406 || clientGone;
+    const errorCodes = unseen ? [] : record.errorCodes;
+    const failed = unseen || !record.failedKolIds ? [] : [...record.failedKolIds.values()];
     // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
     const operation = record.operation !== undefined ? record.operation : claimedOperationName(record.params ?? paramsInUrl(request));
     const cost = record.cost;

@@ -11,6 +11,10 @@ import { RateLimitBackoff } from './rate-limit-backoff.js';
 import { Semaphore } from './semaphore.js';
 import { CallAbandoned, UpstreamError } from './upstream-error.js';
 
+/** What paused the calls: Just One API's business code 302, or an HTTP 429 from whatever stands in front of it. */
+export const rateLimitCauses = ['code_302', 'http_429'] as const;
+export type RateLimitCause = (typeof rateLimitCauses)[number];
+
 export interface UpstreamClientOptions {
   /** Origin (optionally with a path prefix) of Just One API. */
   baseUrl: string;
@@ -30,7 +34,7 @@ export interface UpstreamClientOptions {
   /** A call given up before it sent a request, every request that wanted it having gone (see `fetchLinkStructure`). */
   onAbandoned?: () => void;
   /** A rate-limit answer (business code 302, or HTTP 429) came in: it pauses every call of this process. */
-  onRateLimited?: (cause: 'code_302' | 'http_429') => void;
+  onRateLimited?: (cause: RateLimitCause) => void;
   /** The circuit breaker opened (again, after a failed probe, too) on this account failure. */
   onBreakerOpen?: (cause: UpstreamError) => void;
   /** Called once, when `auto` finds v1 gone and moves the process to gw (metrics, readiness). */
@@ -152,7 +156,15 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   let calls = 0;
   let sending = 0;
   /** Calls sitting out a retry's backoff, or a 302 pause (holding a slot): waiting to send, like those waiting for a slot. */
-  let biding = 0;
+  let bidingCalls = 0;
+  async function biding<T>(wait: Promise<T>): Promise<T> {
+    bidingCalls += 1;
+    try {
+      return await wait;
+    } finally {
+      bidingCalls -= 1;
+    }
+  }
   const drained: Array<() => void> = [];
   const backoff = new RateLimitBackoff({ baseMs: options.retryBaseMs, maxMs: options.backoffMaxMs ?? 30_000 });
 
@@ -246,14 +258,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     let admission: Admission;
     try {
       // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused.
-      if (backoff.remainingMs > 0) {
-        biding += 1;
-        try {
-          await backoff.wait(pauseInterrupt.signal);
-        } finally {
-          biding -= 1;
-        }
-      }
+      if (backoff.remainingMs > 0) await biding(backoff.wait(pauseInterrupt.signal));
       if (cutOff.signal.aborted) throw shutDown();
       // Nobody may want it any more after a 302 pause either: no reason to send it to the upstream that paused us.
       if (interest?.lost.aborted) throw abandoned(request);
@@ -363,14 +368,11 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       });
       if (!willRetry) throw failure;
       // Base × 2^(attempt − 1) can outgrow Node's longest timer, which would then fire at once.
-      biding += 1;
-      try {
-        await sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647), undefined, { signal: cutOff.signal }).catch(() => {
+      await biding(
+        sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647), undefined, { signal: cutOff.signal }).catch(() => {
           throw shutDown();
-        });
-      } finally {
-        biding -= 1;
-      }
+        }),
+      );
     }
   }
 
@@ -386,7 +388,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       return sending;
     },
     get queued() {
-      return slots.waiting + biding;
+      return slots.waiting + bidingCalls;
     },
     get rateLimitPauseMs() {
       return backoff.remainingMs;
