@@ -80,16 +80,30 @@ describe('link structure field mapping', () => {
     expect(text).toContain('"value":5500000123');
   });
 
-  it('rounds a median that falls halfway, and refuses fractional or negative counts as UPSTREAM_BAD_RESPONSE', async () => {
+  it('rounds a median that falls halfway, and refuses fractional or negative counts and shares outside 0 to 1 as UPSTREAM_BAD_RESPONSE', async () => {
     upstream.setBehaviour(() => reply.ok({ link_struct: { '1': { proportion: 1, same_industry_median: 7.5, value: 7 } } }));
     const rounded = await gateway.query(fullQuery, { kolId: '336' });
     expect(rounded.body.data.creator.linkStructure.buckets[0]).toMatchObject({ value: 7, sameIndustryMedian: 8 });
+    // A share a rounding error past 1 (or below 0) is pinned to the end it passed.
+    upstream.setBehaviour(() =>
+      reply.ok({
+        link_struct: {
+          '1': { proportion: 1.0000000000000002, same_industry_median: 7, value: 7 },
+          '2': { proportion: -1e-17, same_industry_median: 0, value: 0 },
+        },
+      }),
+    );
+    const pinned = await gateway.query(fullQuery, { kolId: '335' });
+    expect(pinned.body.data.creator.linkStructure.buckets.map((bucket: { proportion: number }) => bucket.proportion)).toEqual([1, 0]);
     const bad = [
       { '1': { proportion: 1, same_industry_median: 7, value: 1.5 } },
       { '1': { proportion: 1, same_industry_median: -2.5, value: 7 } },
       // Not halfway: no median of whole counts is 0.3 past one.
       { '1': { proportion: 1, same_industry_median: 7_410_575.3, value: 7 } },
       { '5': { value: -1 } },
+      // A share is 0 to 1: 68.5 is a percentage, and -0.1 no share at all.
+      { '1': { proportion: 68.5, same_industry_median: 7, value: 7 } },
+      { '1': { proportion: -0.1, same_industry_median: 7, value: 7 } },
     ];
     for (const [index, linkStruct] of bad.entries()) {
       upstream.setBehaviour(() => reply.ok({ link_struct: linkStruct }));

@@ -89,7 +89,7 @@ export function parseLinkStructBody(body: unknown, answer: AnswerContext, fetche
   try {
     return toLinkStructure(payload.data, answer, fetchedAt);
   } catch (cause) {
-    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream counts are not what they should be: ${(cause as Error).message}`, {
+    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream numbers are not what they should be: ${(cause as Error).message}`, {
       cause,
       accountServed: true,
     });
@@ -106,7 +106,7 @@ function toLinkStructure(payload: LinkStructPayload, answer: AnswerContext, fetc
       level: index + 1,
       stage: linkStages[index]!,
       value: toCount(bucket.value),
-      proportion: bucket.proportion,
+      proportion: toShare(bucket.proportion),
       sameIndustryMedian: toCount(bucket.same_industry_median),
     });
   });
@@ -125,6 +125,17 @@ function toLinkStructure(payload: LinkStructPayload, answer: AnswerContext, fetc
     source: answer.source,
   };
 }
+
+/**
+ * A stage's share of the creator's connected users, 0 to 1 as the schema promises. A share a rounding error past either
+ * end is pinned to it; one further out (a percentage, say, from an upstream that changed its scale) is refused, not
+ * passed on as a share 100 times too large.
+ */
+function toShare(value: number): number {
+  if (value < -shareTolerance || value > 1 + shareTolerance) throw new RangeError(`proportion ${value} is not a share between 0 and 1`);
+  return Math.min(1, Math.max(0, value));
+}
+const shareTolerance = 1e-9;
 
 /** Counts are user numbers; a median of an even number of creators may come as x.5, which rounds to the nearest user. */
 function toCount(value: number): number {
