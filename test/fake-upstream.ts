@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** The example answer from the upstream's documentation (../shared/seeds), used as the default payload. */
@@ -36,11 +36,15 @@ export interface FakeRequest {
   token: string | null;
   /** 1 for the first request for this kolId (on either endpoint), 2 for the next, and so on. */
   nth: number;
+  /** The request's headers, as Node parsed them (names in lower case). */
+  headers: IncomingHttpHeaders;
 }
 
 export type FakeReply =
   | { kind: 'json'; status?: number; body: unknown; delayMs?: number; headers?: Record<string, string> }
   | { kind: 'raw'; status?: number; text: string; delayMs?: number; headers?: Record<string, string> }
+  /** A body sent byte for byte as given (e.g. compressed, with its `content-encoding` in `headers`), as application/json. */
+  | { kind: 'bytes'; status?: number; bytes: Uint8Array; delayMs?: number; headers?: Record<string, string> }
   /** Never answers (until the test closes the server). */
   | { kind: 'hang' }
   /** Sends the status line, headers and a first chunk of body, then stalls. */
@@ -90,6 +94,7 @@ export async function startFakeUpstream(behaviour: FakeBehaviour = () => reply.o
       platform: url.searchParams.get('platform'),
       token: url.searchParams.get('token'),
       nth: requests.filter((earlier) => earlier.kolId === kolId).length + 1,
+      headers: req.headers,
     };
     requests.push(request);
     inFlight += 1;
@@ -113,9 +118,9 @@ export async function startFakeUpstream(behaviour: FakeBehaviour = () => reply.o
           res.write('{"code":0,"data":{"link_struct":');
           return;
         }
-        const text = answer.kind === 'json' ? JSON.stringify(answer.body) : answer.text;
-        res.writeHead(answer.status ?? 200, { 'content-type': answer.kind === 'json' ? 'application/json' : 'text/plain', ...answer.headers });
-        res.end(text, finish);
+        const body = answer.kind === 'json' ? JSON.stringify(answer.body) : answer.kind === 'bytes' ? answer.bytes : answer.text;
+        res.writeHead(answer.status ?? 200, { 'content-type': answer.kind === 'raw' ? 'text/plain' : 'application/json', ...answer.headers });
+        res.end(body, finish);
       };
       if (answer.delayMs) setTimeout(send, answer.delayMs);
       else send();

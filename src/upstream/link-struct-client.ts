@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
 import type { CallInterest } from '../link-structure/link-structure-cache.js';
@@ -198,18 +199,24 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     let statusCode: number;
     let text = '';
     let retryAfter: string | string[] | undefined;
+    let encoded: { coding: string; bytes: Uint8Array } | undefined;
     try {
       const response = await dispatcher.request({
         method: 'GET',
         path: `${pathPrefix}${spec.path}?${query}`,
-        headers: { accept: 'application/json' },
+        headers: requestHeaders,
         signal,
       });
       statusCode = response.statusCode;
       retryAfter = response.headers['retry-after'];
       // A failure status says all there is to say: its body is drained (a little) or dropped, never read whole.
       if (statusCode < 200 || statusCode > 299) await response.body.dump().catch(() => undefined);
-      else text = await response.body.text();
+      else {
+        const header = response.headers['content-encoding'];
+        const coding = header === undefined ? undefined : contentCoding(header);
+        if (coding === undefined) text = await response.body.text();
+        else encoded = { coding, bytes: await response.body.bytes() };
+      }
     } catch (cause) {
       if (signal.aborted || cause instanceof undiciErrors.HeadersTimeoutError || cause instanceof undiciErrors.BodyTimeoutError) {
         throw new UpstreamError('UPSTREAM_TIMEOUT', `no complete answer within ${options.timeoutMs} ms`);
@@ -230,6 +237,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         ...(statusCode === 429 ? { retryAfterMs: retryAfterMs(retryAfter) } : {}),
       });
     }
+    if (encoded) text = decodeAnswer(encoded.coding, encoded.bytes);
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -429,6 +437,62 @@ function logDetail(logger: Logger, detail: string): string {
 
 /** Largest upstream answer read: a real one is under a kilobyte. */
 export const maxAnswerBytes = 1024 * 1024;
+
+/**
+ * Sent with every upstream request. Without Accept-Encoding any content coding is acceptable (RFC 9110 §12.5.3), so the
+ * API, or a proxy in front of it, could compress the answer; undici's `request` does not decode it. One object for all.
+ */
+const requestHeaders = { accept: 'application/json', 'accept-encoding': 'identity' } as const;
+
+/**
+ * The content coding an answer says it carries, in lower case; undefined for none (`identity`, or an empty header). Codings
+ * applied one over another come back as they were written (`gzip, br`), which no decoder below takes.
+ */
+function contentCoding(header: string | string[]): string | undefined {
+  const codings = (Array.isArray(header) ? header.join(',') : header)
+    .split(',')
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== '' && coding !== 'identity');
+  return codings.length === 0 ? undefined : codings.join(', ');
+}
+
+/** A decoded answer is held to the size an answer may arrive in: a small body that expands to gigabytes stops here. */
+const decodeLimits = { maxOutputLength: maxAnswerBytes };
+const utf8 = new TextDecoder();
+
+/** Decoders by content coding. HTTP's `deflate` is zlib-wrapped, but some servers send it raw: the first byte tells. */
+const decoders = new Map<string, (bytes: Uint8Array) => Buffer>([
+  ['gzip', (bytes) => gunzipSync(bytes, decodeLimits)],
+  ['x-gzip', (bytes) => gunzipSync(bytes, decodeLimits)],
+  ['deflate', (bytes) => ((bytes[0]! & 0x0f) === 0x08 ? inflateSync : inflateRawSync)(bytes, decodeLimits)],
+  ['br', (bytes) => brotliDecompressSync(bytes, decodeLimits)],
+]);
+
+/**
+ * The text of a 2xx answer sent with a content coding (the request asked for none). It failing is UPSTREAM_BAD_RESPONSE,
+ * and `accountServed`, like an oversize answer: the API answered, so the call was likely paid for, and sending it again
+ * would most likely pay for the same answer again. Messages name the coding, never the URL.
+ */
+function decodeAnswer(coding: string, bytes: Uint8Array): string {
+  const decode = decoders.get(coding);
+  const named = JSON.stringify(coding);
+  if (!decode) {
+    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `answer in content-encoding ${named}, which the gateway does not decode`, { accountServed: true });
+  }
+  let decoded: Buffer;
+  try {
+    decoded = decode(bytes);
+  } catch (cause) {
+    const code = cause instanceof Error && 'code' in cause ? String(cause.code) : 'unknown';
+    const message =
+      code === 'ERR_BUFFER_TOO_LARGE'
+        ? `answer in content-encoding ${named} decodes to more than ${maxAnswerBytes} bytes: cut off`
+        : `answer in content-encoding ${named} (${bytes.length} bytes) does not decode: ${code}`;
+    throw new UpstreamError('UPSTREAM_BAD_RESPONSE', message, { accountServed: true });
+  }
+  // As undici's body.text() reads an answer: UTF-8, without a byte-order mark.
+  return utf8.decode(decoded);
+}
 
 /** A `Retry-After` header (seconds, or an HTTP date) in milliseconds from now; undefined when absent or unreadable. */
 export function retryAfterMs(header: string | string[] | undefined, now = Date.now()): number | undefined {
