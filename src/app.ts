@@ -11,7 +11,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { useMetricsRoute } from './metrics-plugin.js';
 import { boundedParserCaches } from './protection/document-cache.js';
-import { protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
+import { errorHygiene, protectionPlugins, protectionServerOptions, type Protection } from './protection/protection.js';
 import { isRefusedBeforeExecution } from './protection/upstream-plan.js';
 import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js';
 import { refusedUnlessGetOrHead } from './refused-unless-get-or-head.js';
@@ -94,7 +94,10 @@ export function createApp(deps: AppDeps): App {
       },
     },
     plugins: [
-      // First, so its clock and request id wrap everything the other plugins do (refusals included).
+      // Before the request observer: results are processed in plugin order, and the log line and the error metrics must
+      // see each error as it is sent, coded (a variable that fails coercion read UNKNOWN there, BAD_USER_INPUT here).
+      errorHygiene(protection),
+      // First after it, so its clock and request id wrap everything the other plugins do (refusals included).
       useRequestObserver({ logger: deps.logger, metrics: deps.metrics, apiKeys: protection.apiKeys, operationNames: deps.metricsOperationNames }),
       // Before the key check and anything that reads the body: a client that cannot take any answer costs nothing.
       useAcceptableAnswer(),

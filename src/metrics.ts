@@ -240,6 +240,8 @@ const attemptOutcomes: ReadonlyArray<readonly [outcome: string, upstreamCode: st
   ['UPSTREAM_TIMEOUT', 'none'],
   ['UPSTREAM_UNAVAILABLE', 'none'],
   ['UPSTREAM_BAD_RESPONSE', 'none'],
+  // A code-0 answer whose data is not a link structure.
+  ['UPSTREAM_BAD_RESPONSE', '0'],
 ];
 
 /**

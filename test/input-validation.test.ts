@@ -188,6 +188,16 @@ describe('bad input is refused before any upstream call', () => {
         expect(response.status).toBe(400);
         expect(body).not.toHaveProperty('data');
       }
+      // The same by GET: a mutation is not "only by POST" (Yoga's 405 BAD_REQUEST), it is no operation of this schema.
+      const params = new URLSearchParams({ query, ...(variables ? { variables: JSON.stringify(variables) } : {}), ...(operationName ? { operationName } : {}) });
+      const get = await gateway.app.fetch(`http://gateway.test/graphql?${params}`, { headers: { 'x-graphql-csrf': '1', accept: 'application/json' } });
+      const getBody = (await get.json()) as { errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
+      expect(getBody.errors?.map((error) => error.extensions?.['code']), `GET ${query}`).toEqual([code]);
+      if (code === 'GRAPHQL_VALIDATION_FAILED') {
+        expect(get.status).toBe(400);
+        expect(get.headers.get('allow')).toBeNull();
+        expect(getBody.errors![0]!.message).toMatch(/answers queries only/);
+      }
     }
     expect(upstream.calls()).toBe(0);
   });

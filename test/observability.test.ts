@@ -105,6 +105,19 @@ describe('GET /metrics', () => {
     expect(text).toContain('# TYPE nodejs_eventloop_lag_seconds gauge');
   });
 
+  it('labels a code-0 answer whose data is not a link structure upstream_code 0, and one that is not an envelope none', async () => {
+    const { gateway } = await setUp(
+      (request) => (request.kolId === '5' ? reply.ok({ link_struct: { '5': { value: -1 } } }) : reply.raw('{"data":{}}')),
+      { UPSTREAM_RETRIES: '0' },
+    );
+    const before = await scrape(gateway);
+    expect(sample(before, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_BAD_RESPONSE', upstream_code: '0' })).toBe(0);
+    await gateway.query('{ a: creator(kolId: "5") { linkStructure { fetchedAt } } b: creator(kolId: "6") { linkStructure { fetchedAt } } }');
+    const text = await scrape(gateway);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_BAD_RESPONSE', upstream_code: '0' })).toBe(1);
+    expect(sample(text, 'xingtu_upstream_requests_total', { endpoint: 'v1', outcome: 'UPSTREAM_BAD_RESPONSE', upstream_code: 'none' })).toBe(1);
+  });
+
   it('shows upstream requests in flight and counts single-flight joins', async () => {
     const gate = deferred();
     const { upstream, gateway } = await setUp(async () => {
@@ -506,6 +519,28 @@ describe('request log', () => {
     expect(requestLines(gateway)).toEqual([
       expect.objectContaining({ operation: 'Broken', outcome: 'error', status: 400, upstreamCalls: 0, errorCodes: ['GRAPHQL_PARSE_FAILED'] }),
     ]);
+  });
+
+  it('logs and counts each error with the code its client got, after the gateway coded or reworded it', async () => {
+    const { gateway } = await setUp();
+    // graphql-js gives a variable that fails coercion no code, the gateway BAD_USER_INPUT; Yoga answers a mutation by GET
+    // 405 BAD_REQUEST, the gateway GRAPHQL_VALIDATION_FAILED as by POST.
+    const coercion = await gateway.query('query Coercion($id: ID!) { creator(kolId: $id) { kolId } }', {});
+    expect(coercion.body.errors![0]!.extensions!['code']).toBe('BAD_USER_INPUT');
+    const viaGet = await gateway.app.fetch(`http://gateway.test/graphql?${new URLSearchParams({ query: 'mutation ByGet { x }' })}`, {
+      headers: { 'x-graphql-csrf': '1' },
+    });
+    expect(viaGet.status).toBe(400);
+    await logsWritten();
+    expect(requestLines(gateway).map((line) => [line['operation'], line['errorCodes']])).toEqual([
+      ['Coercion', ['BAD_USER_INPUT']],
+      ['ByGet', ['GRAPHQL_VALIDATION_FAILED']],
+    ]);
+    const text = await scrape(gateway);
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'BAD_USER_INPUT' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'GRAPHQL_VALIDATION_FAILED' })).toBe(1);
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'UNKNOWN' })).toBeUndefined();
+    expect(sample(text, 'xingtu_graphql_errors_total', { code: 'BAD_REQUEST' })).toBe(0);
   });
 
   it('logs and counts a GraphQL request refused before its body is read: no API key, body too large, CSRF', async () => {

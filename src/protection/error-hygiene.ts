@@ -25,6 +25,20 @@ function retryableFor(extensions: GraphQLError['extensions']): { retryable: bool
   return { retryable: errorCatalog[extensions.code as ErrorCode].retryable };
 }
 
+/** Yoga's answer to a mutation sent by GET (405, `Allow: POST`), checked before the schema is. */
+const mutationOnlyByPost = 'Can only perform a mutation operation from a POST request.';
+
+/**
+ * A mutation by GET answered as by POST (src/protection/upstream-planner.ts): the schema has no mutation type, so the
+ * 405's "only by POST" sent the client to a POST that fails too, and its BAD_REQUEST was not the documented code.
+ */
+function noMutationType(error: GraphQLError): GraphQLError {
+  return reworded(error, {
+    message: 'This gateway answers queries only: its schema has no mutation type.',
+    extensions: { code: 'GRAPHQL_VALIDATION_FAILED', retryable: errorCatalog.GRAPHQL_VALIDATION_FAILED.retryable, http: { status: 400 } },
+  });
+}
+
 /**
  * The last word on every error the gateway sends, whatever raised it (request parser, validation, variables,
  * execution, a plugin), so it also covers errors that never reach maskError:
@@ -34,6 +48,7 @@ function retryableFor(extensions: GraphQLError['extensions']): { retryable: bool
  */
 export function useErrorHygiene(options: { hideSuggestions: boolean }): Plugin {
   const clean = (error: GraphQLError): GraphQLError => {
+    if (error.extensions.code === 'BAD_REQUEST' && error.message === mutationOnlyByPost) return noMutationType(error);
     const message = options.hideSuggestions ? error.message.replace(suggestion, '') : error.message;
     const code = error.extensions.code === undefined ? codeFor(error.message) : retryableFor(error.extensions);
     if (message === error.message && error.extensions.originalError === undefined && code === undefined) return error;

@@ -81,9 +81,13 @@ function useVaryByOrigin(): Plugin {
 }
 
 /**
- * In order: key (before the body is read), CSRF, query size, introspection, then the pre-execution cost check;
- * useErrorHygiene cleans every error sent, these plugins' own included.
+ * In order: key (before the body is read), CSRF, query size, introspection, then the pre-execution cost check.
+ * `errorHygiene` (useErrorHygiene) goes apart, ahead of every plugin that reads a result: it cleans every error sent.
  */
+export function errorHygiene(protection: Protection): Plugin {
+  return useErrorHygiene({ hideSuggestions: !protection.introspection });
+}
+
 export function protectionPlugins(
   protection: Protection,
   deps: {
@@ -100,7 +104,6 @@ export function protectionPlugins(
     useCsrfPrevention(),
     ...useQueryLimits(protection.queryLimits),
     ...(protection.introspection ? [] : [useNoIntrospection()]),
-    useErrorHygiene({ hideSuggestions: !protection.introspection }),
     useOperationGuard({
       linkStructures: deps.linkStructures,
       maxKolIds: deps.maxKolIds,

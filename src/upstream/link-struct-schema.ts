@@ -83,6 +83,8 @@ export function parseLinkStructBody(body: unknown, answer: AnswerContext, fetche
   const payload = linkStructPayloadSchema.safeParse(envelope.data.data);
   if (!payload.success) {
     throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream data does not match the link structure schema: ${z.prettifyError(payload.error)}`, {
+      // Just One API said 0 (served): the metrics' upstream_code says so, rather than `none` as for an answer without a code.
+      businessCode: 0,
       accountServed: true,
     });
   }
@@ -91,6 +93,7 @@ export function parseLinkStructBody(body: unknown, answer: AnswerContext, fetche
   } catch (cause) {
     throw new UpstreamError('UPSTREAM_BAD_RESPONSE', `upstream numbers are not what they should be: ${(cause as Error).message}`, {
       cause,
+      businessCode: 0,
       accountServed: true,
     });
   }
