@@ -13,4 +13,4 @@ const env = loadEnv();
 const token = env.JUSTONEAPI_TOKEN ?? '';
 const logger = createLogger({ level: env.LOG_LEVEL, secrets: token ? [token] : [] });
 const gateway = createGateway(env, { logger, mode: 'live', upstream: { baseUrl: env.JUSTONEAPI_BASE_URL, token } });
-listenForBench(createHttpServer(gateway.app, { logger }).server, () => gateway.linkStructures.size);
+listenForBench(createHttpServer(gateway.app, { logRefusal: gateway.logRefusal }).server, () => gateway.linkStructures.size);

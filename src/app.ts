@@ -17,7 +17,7 @@ import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js
 import { refusedUnlessGetOrHead } from './refused-unless-get-or-head.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
 import { useAcceptableAnswer, useCaseInsensitiveContentType, useMalformedParamsAsBadRequest, useQueryRequired } from './request-params.js';
-import { useRequestObserver } from './request-observer.js';
+import { graphqlPath, type RequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
   logger: Logger;
@@ -32,8 +32,8 @@ export interface AppDeps extends ContextDeps {
   canCallUpstream: (request: LinkStructureRequest) => boolean;
   /** Absent when METRICS_ENABLED is off: no /metrics route and nothing recorded. */
   metrics?: Metrics | undefined;
-  /** METRICS_OPERATION_NAMES: the operations given a metric series of their own (empty: the first 100 seen). */
-  metricsOperationNames?: readonly string[];
+  /** The request log and GraphQL metrics, shared with src/http-server.ts for the requests it answers itself. */
+  requestObserver: RequestObserver;
 }
 
 export type App = YogaServerInstance<Record<string, unknown>, Context>;
@@ -61,6 +61,7 @@ export function createApp(deps: AppDeps): App {
   return createYoga<Record<string, unknown>, Context>({
     // The API schema plus `_service` and `_entities`, so the same endpoint serves clients and routers.
     schema: subgraphSchema,
+    graphqlEndpoint: graphqlPath,
     context: createContext(deps),
     logging: yogaLogger(deps.logger),
     ...protectionServerOptions(protection),
@@ -98,7 +99,7 @@ export function createApp(deps: AppDeps): App {
       // see each error as it is sent, coded (a variable that fails coercion read UNKNOWN there, BAD_USER_INPUT here).
       errorHygiene(protection),
       // First after it, so its clock and request id wrap everything the other plugins do (refusals included).
-      useRequestObserver({ logger: deps.logger, metrics: deps.metrics, apiKeys: protection.apiKeys, operationNames: deps.metricsOperationNames }),
+      deps.requestObserver.plugin,
       // Before the key check and anything that reads the body: a client that cannot take any answer costs nothing.
       useAcceptableAnswer(),
       useCaseInsensitiveContentType(),

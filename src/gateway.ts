@@ -7,6 +7,7 @@ import { createMetrics, recordBreakerOpening, recordCacheLookup, recordSharedTie
 import { createProtection } from './protection/protection.js';
 import type { ReadinessSources } from './readiness.js';
 import { createRedisClient } from './redis-client.js';
+import { createRequestObserver, type HttpRefusal } from './request-observer.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
 export interface GatewayOptions {
@@ -25,6 +26,8 @@ export interface Gateway {
   redisStatus(): RedisStatus;
   /** Absent when METRICS_ENABLED is off. */
   metrics: Metrics | undefined;
+  /** The log line and metrics of a request src/http-server.ts answers without the app (its `logRefusal` option). */
+  logRefusal(refusal: HttpRefusal): void;
   /** Shutdown has begun (SHUTDOWN_DELAY_MS): /ready answers 503 `shutting-down` from now on; everything else still serves. */
   announceShutdown(): void;
   /** Releases long-lived resources (the upstream connection pool, Redis connections) once the server has stopped. */
@@ -95,6 +98,8 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
   if (!protection.apiKeys.enabled) {
     logger.warn('OPEN GATEWAY: GATEWAY_API_KEYS is not set, anyone who can reach /graphql spends the upstream quota');
   }
+  // Built here rather than in the app: src/http-server.ts writes its lines and metrics for the requests it answers itself.
+  const requestObserver = createRequestObserver({ logger, metrics, apiKeys: protection.apiKeys, operationNames: env.METRICS_OPERATION_NAMES });
   const app = createApp({
     linkStructures,
     logger,
@@ -103,7 +108,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     federationTracing: env.FEDERATION_TRACING,
     protection,
     metrics,
-    metricsOperationNames: env.METRICS_OPERATION_NAMES,
+    requestObserver,
     readiness,
     canCallUpstream: upstream.canCall,
   });
@@ -114,6 +119,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     sharedTier,
     redisStatus: readiness.redisStatus,
     metrics,
+    logRefusal: requestObserver.refused,
     announceShutdown() {
       shuttingDown = true;
     },

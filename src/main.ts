@@ -37,7 +37,7 @@ const gateway = createGateway(env, {
   upstream: simulator ? { baseUrl: simulator.url, token: 'demo' } : { baseUrl: env.JUSTONEAPI_BASE_URL, token: token ?? '' },
 });
 
-const { server, drain, closeConnectionsWithoutRequest } = createHttpServer(gateway.app, { logger });
+const { server, drain, closeConnectionsWithoutRequest } = createHttpServer(gateway.app, { logRefusal: gateway.logRefusal });
 // A HOST that does not resolve, a PORT already taken or not ours to bind: said in one line, exit 1 (not a stack trace).
 server.on('error', (error: NodeJS.ErrnoException) => {
   logger.error('cannot listen', { host: env.HOST, port: env.PORT, code: error.code, error: error.message });

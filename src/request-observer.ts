@@ -1,14 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import { getOperationAST, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from './context.js';
 import { isKolId } from './link-structure/kol-id.js';
-import { afterIo, type Logger } from './logger.js';
+import { afterIo, type LogFields, type Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { clientOf, peerAddress, requestSocket, type ApiKeys } from './protection/api-keys.js';
 import type { RequestCost } from './request-cost.js';
 
 export const requestIdHeader = 'x-request-id';
+/** Yoga's GraphQL endpoint (src/app.ts); it also takes the path with a trailing slash. */
+export const graphqlPath = '/graphql';
 /** What a caller's request id may be: bounded, and only characters that are safe in a header and a log line. */
 const requestIdPattern = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
 
@@ -67,12 +70,54 @@ export interface RequestObserverOptions {
 }
 
 /**
+ * A request src/http-server.ts answered itself, which the app never saw: refused before it was handed over (a request
+ * pipelined while the gateway drains, a Host and target that make no URL), or one Node could not read (malformed, headers
+ * too large, not arrived in time).
+ */
+export interface HttpRefusal {
+  /** The id in the answer's `x-request-id` header. */
+  requestId: string;
+  status: number;
+  /** The error code in the answer's body. */
+  code: string;
+  /** What was wrong, for the log line; never the client's bytes. */
+  detail: string;
+  /** The TCP peer, read while the connection was surely open. */
+  remoteAddress: string | undefined;
+  /** What Node read of the request; absent when it could not read one. */
+  request?: { method: string; target: string; headers: IncomingHttpHeaders; durationMs: number };
+}
+
+export interface RequestObserver {
+  /** The Yoga plugin: first in the list, so its clock and id wrap everything the other plugins do. */
+  plugin: Plugin<Context>;
+  /**
+   * For src/http-server.ts: the log line and metrics of a request answered without the app, as the plugin writes them
+   * for the app's. To `/graphql` (an origin-form target): the GraphQL line and metrics of a request refused before it
+   * ran. To another route: that route's `debug` line. Where it went is not known (Node could not read it, or its target
+   * is not a path): an `info` line without the GraphQL counters, and no metrics. Written after the current I/O.
+   */
+  refused(refusal: HttpRefusal): void;
+}
+
+/** What the log line says of the HTTP request. */
+interface Seen {
+  method: string;
+  path: string;
+  /** For the line's `client`: only the API key headers are read. */
+  headers: Headers;
+  /** What the client sent to name an operation that never executed; asked only then. */
+  params(): { query?: string | undefined; operationName?: string | undefined };
+}
+
+/**
  * Gives every request an id (the caller's `x-request-id` when well-formed, else a new UUID), echoes
  * it, and writes one JSON log line per request: GraphQL requests at `info` (refused ones too), with the
  * operation, its outcome, error codes and what its loads cost; other routes (health checks, scrapes,
- * GraphiQL and its assets) at `debug`. Also records the GraphQL operation metrics.
+ * GraphiQL and its assets) at `debug`. Also records the GraphQL operation metrics. `refused` does the same for the
+ * requests src/http-server.ts answers without the app.
  */
-export function useRequestObserver(options: RequestObserverOptions): Plugin<Context> {
+export function createRequestObserver(options: RequestObserverOptions): RequestObserver {
   const { logger, metrics } = options;
   const records = new WeakMap<Request, RequestRecord>();
   const operationLabels = new Set<string>();
@@ -88,7 +133,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     return name;
   };
 
-  return {
+  const plugin: Plugin<Context> = {
     instrumentation: {
       // Wraps the whole request, so the clock starts before any plugin can answer early (GraphiQL, /health).
       request({ request }, wrapped) {
@@ -157,33 +202,74 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       const durationMs = performance.now() - record.startedAt;
       // The client closed the connection before its answer: what the answer holds never reached anyone.
       const clientGone = request.signal.aborted;
-      // A client too slow to send its request was answered 408 by Node (src/http-server.ts), not this response.
+      // A client too slow to send its request was answered 408 by src/http-server.ts (Node's deadline), not this response.
       const status = clientGone && cutOffByRequestDeadline(serverContext) ? 408 : response.status;
       // Everything else waits until the response is on its way: building and writing the log line and recording
       // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
-      afterIo(logger, 'request log line and metrics', () =>
-        record.graphql ? finishGraphql(record, request, status, durationMs, clientGone) : logger.debug('request', lineOf(record, request, status, durationMs)),
-      );
+      afterIo(logger, 'request log line and metrics', () => {
+        const seen: Seen = {
+          method: request.method,
+          path: pathOf(request.url),
+          headers: request.headers,
+          // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
+          params: () => record.params ?? paramsInUrl(request),
+        };
+        if (record.graphql) finishGraphql(record, seen, status, durationMs, clientGone);
+        else logger.debug('request', lineOf(record, seen, status, durationMs));
+      });
     },
   };
 
-  function lineOf(record: RequestRecord, request: Request, status: number, durationMs: number) {
+  function refused(refusal: HttpRefusal): void {
+    afterIo(logger, 'request log line and metrics', () => {
+      const { request, status, code, detail } = refusal;
+      const headers = apiKeyHeaders(request?.headers);
+      const path = request ? originFormPath(request.target) : null;
+      if (!request || path === null) {
+        // Where it was going is not known: no GraphQL fields, no metrics.
+        logger.info('request', {
+          requestId: refusal.requestId,
+          method: request?.method ?? null,
+          path: null,
+          status,
+          ...(request ? { durationMs: roundedMs(request.durationMs) } : {}),
+          client: clientOf(options.apiKeys, headers, refusal.remoteAddress),
+          outcome: 'error',
+          errorCodes: [code],
+          detail,
+        });
+        return;
+      }
+      const record: RequestRecord = {
+        id: refusal.requestId,
+        startedAt: 0,
+        graphql: path === graphqlPath || path === `${graphqlPath}/`,
+        operation: undefined,
+        params: undefined,
+        outcome: 'error',
+        errorCodes: [code],
+        failedKolIds: undefined,
+        cost: undefined,
+        remoteAddress: refusal.remoteAddress,
+      };
+      // Nothing of the request was read: no operation name, whatever its URL says.
+      const seen: Seen = { method: request.method, path, headers, params: () => ({}) };
+      if (record.graphql) finishGraphql(record, seen, status, request.durationMs, false, { detail });
+      else logger.debug('request', { ...lineOf(record, seen, status, request.durationMs), detail });
+    });
+  }
+
+  function lineOf(record: RequestRecord, seen: Seen, status: number, durationMs: number) {
     return {
       requestId: record.id,
-      method: request.method,
-      path: pathOf(request.url),
+      method: seen.method,
+      path: seen.path,
       status,
-      durationMs: Math.round(durationMs * 1000) / 1000,
+      durationMs: roundedMs(durationMs),
     };
   }
 
-  function finishGraphql(
-    record: RequestRecord,
-    request: Request,
-    status: number,
-    durationMs: number,
-    clientGone: boolean,
-  ) {
+  function finishGraphql(record: RequestRecord, seen: Seen, status: number, durationMs: number, clientGone: boolean, more: LogFields = {}) {
     // A client that hung up is not a failure of the gateway's: error-rate SLOs over `partial`/`error` must not count it.
     const outcome: OperationOutcome = clientGone ? 'cancelled' : (record.outcome ?? (status < 400 ? 'success' : 'error'));
     // A 406 answer has no body, and one whose client has gone is sent to nobody: their errors reached no client (and a
@@ -191,12 +277,11 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
     const unseen = status === 406 || clientGone;
     const errorCodes = unseen ? [] : record.errorCodes;
     const failed = unseen || !record.failedKolIds ? [] : [...record.failedKolIds.values()];
-    // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
-    const operation = record.operation !== undefined ? record.operation : claimedOperationName(record.params ?? paramsInUrl(request));
+    const operation = record.operation !== undefined ? record.operation : claimedOperationName(seen.params());
     const cost = record.cost;
     logger.info('request', {
-      ...lineOf(record, request, status, durationMs),
-      client: clientOf(options.apiKeys, request.headers, record.remoteAddress),
+      ...lineOf(record, seen, status, durationMs),
+      client: clientOf(options.apiKeys, seen.headers, record.remoteAddress),
       operation: operation !== null && operation.length > maxOperationNameLength ? `${operation.slice(0, maxOperationNameLength)}…` : operation,
       outcome,
       upstreamCalls: cost?.upstreamCalls ?? 0,
@@ -209,6 +294,7 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       failedKolIds: failed.slice(0, maxFailedKolIds),
       ...(failed.length > maxFailedKolIds ? { failedKolIdsOmitted: failed.length - maxFailedKolIds } : {}),
       ...(clientGone ? { clientGone: true } : {}),
+      ...more,
     });
     if (metrics) {
       // Only an operation that executed may claim a series of its own: a refused request (no API key, too large)
@@ -221,6 +307,31 @@ export function useRequestObserver(options: RequestObserverOptions): Plugin<Cont
       for (const code of errorCodes) metrics.graphqlErrors.inc({ code });
     }
   }
+
+  return { plugin, refused };
+}
+
+const roundedMs = (ms: number) => Math.round(ms * 1000) / 1000;
+
+/** The path of an origin-form target (`/graphql?…`) as the app would see it; null for any other form (`*`, a URL). */
+function originFormPath(target: string): string | null {
+  if (!target.startsWith('/')) return null;
+  try {
+    // As the fetch layer builds the request's URL (host, then target): dot segments resolved, characters escaped.
+    return pathOf(new URL(`http://gateway${target}`).href);
+  } catch {
+    return null;
+  }
+}
+
+/** The headers that name a client (its API key), as fetch Headers. */
+function apiKeyHeaders(given: IncomingHttpHeaders | undefined): Headers {
+  const headers = new Headers();
+  for (const name of ['authorization', 'x-api-key']) {
+    const value = given?.[name];
+    if (typeof value === 'string') headers.set(name, value);
+  }
+  return headers;
 }
 
 /** Whether Node cut the connection off because the request did not arrive within `requestTimeout` (it answered 408). */

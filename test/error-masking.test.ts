@@ -4,6 +4,7 @@ import { parseEnv } from '../src/env.js';
 import type { LinkStructureCache } from '../src/link-structure/link-structure-cache.js';
 import { createLogger } from '../src/logger.js';
 import { createProtection } from '../src/protection/protection.js';
+import { createRequestObserver } from '../src/request-observer.js';
 
 /** The real app around a cache that fails the way no coded error describes: a bug, a broken dependency. */
 function appWithBrokenCache(thrown: unknown) {
@@ -25,12 +26,14 @@ function appWithBrokenCache(thrown: unknown) {
     size: 0,
     clear: () => {},
   };
+  const protection = createProtection(parsed.env);
   const app = createApp({
     linkStructures,
     logger,
     maxKolIds: 100,
     mode: 'live',
-    protection: createProtection(parsed.env),
+    protection,
+    requestObserver: createRequestObserver({ logger, apiKeys: protection.apiKeys }),
     readiness: { breakerState: () => 'closed', upstreamEndpoint: () => 'v1', redisStatus: () => 'disabled' },
     canCallUpstream: () => true,
   });

@@ -1,7 +1,7 @@
 import { onTestFinished } from 'vitest';
 import type { App } from '../src/app.js';
 import { parseEnv, type Env } from '../src/env.js';
-import { createGateway } from '../src/gateway.js';
+import { createGateway, type Gateway } from '../src/gateway.js';
 import type { LinkStructureCache } from '../src/link-structure/link-structure-cache.js';
 import type { SharedTier } from '../src/link-structure/shared-tier.js';
 import { createLogger } from '../src/logger.js';
@@ -26,6 +26,8 @@ export interface TestGateway {
   rawLogs: string[];
   /** What src/main.ts calls at a signal with SHUTDOWN_DELAY_MS set. */
   announceShutdown(): void;
+  /** What src/main.ts passes to src/http-server.ts for the requests it answers without the app. */
+  logRefusal: Gateway['logRefusal'];
   query<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GraphQLResponse<T>>;
   close(): Promise<void>;
 }
@@ -78,6 +80,7 @@ export function createTestGateway(upstreamUrl: string, vars: Record<string, stri
     logs,
     rawLogs,
     announceShutdown: () => gateway.announceShutdown(),
+    logRefusal: gateway.logRefusal,
     async query(query, variables, headers = {}) {
       const response = await app.fetch('http://gateway.test/graphql', {
         method: 'POST',

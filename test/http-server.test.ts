@@ -2,9 +2,9 @@ import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createHttpServer } from '../src/http-server.js';
-import { createLogger } from '../src/logger.js';
 import { reply, startFakeUpstream, type FakeBehaviour } from './fake-upstream.js';
 import { createTestGateway } from './gateway.js';
+import { sample, scrapeMetrics } from './metrics-text.js';
 
 /** The real app behind src/http-server.ts on a loopback port, with deadlines short enough for a test. */
 async function serve(
@@ -14,9 +14,7 @@ async function serve(
 ) {
   const upstream = await startFakeUpstream(behaviour);
   const gateway = createTestGateway(upstream.url, vars);
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'info', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
-  const { server, drain } = createHttpServer(gateway.app, { logger, ...timeouts });
+  const { server, drain } = createHttpServer(gateway.app, { logRefusal: gateway.logRefusal, ...timeouts });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   onTestFinished(async () => {
     server.closeAllConnections();
@@ -24,6 +22,9 @@ async function serve(
     await gateway.close();
     await upstream.close();
   });
+  // Request lines are written once the current I/O is done: by the time a test looks, after its socket closed.
+  // Not the tests' own scrapes'.
+  const lines = () => gateway.logs.filter((line) => line['msg'] === 'request' && line['path'] !== '/metrics');
   return { port: (server.address() as AddressInfo).port, lines, upstream, gateway, drain };
 }
 
@@ -46,15 +47,15 @@ function raw(port: number, chunks: string[], { endAfterMs = 400 }: { endAfterMs?
 
 describe('the HTTP server (src/http-server.ts)', () => {
   it.each([
-    ['a Host header that is not a host', 'GET /graphql HTTP/1.1\r\nHost: a b\r\n\r\n'],
-    ['a port that is not a number', 'GET /health HTTP/1.1\r\nHost: x:abc\r\n\r\n'],
+    ['a Host header that is not a host', 'GET /graphql HTTP/1.1\r\nHost: a b\r\n\r\n', '/graphql'],
+    ['a port that is not a number', 'GET /health HTTP/1.1\r\nHost: x:abc\r\n\r\n', '/health'],
     // With a port in Host, as clients send it: `http://localhost:4000http://…` is not a URL.
-    ['an absolute-form target', 'GET http://evil.example/graphql HTTP/1.1\r\nHost: localhost:4000\r\n\r\n'],
-    ['the asterisk target', 'OPTIONS * HTTP/1.1\r\nHost: localhost:4000\r\n\r\n'],
+    ['an absolute-form target', 'GET http://evil.example/graphql HTTP/1.1\r\nHost: localhost:4000\r\n\r\n', null],
+    ['the asterisk target', 'OPTIONS * HTTP/1.1\r\nHost: localhost:4000\r\n\r\n', null],
     // No Host (HTTP/1.0): the fetch layer takes the socket's address and port instead.
-    ['the asterisk target without a Host', 'OPTIONS * HTTP/1.0\r\n\r\n'],
-    ['an absolute-form target without a Host', 'GET http://evil.example/ HTTP/1.0\r\n\r\n'],
-  ])('answers %s with a coded 400 and a log line, not a 500 with a stack trace', async (_name, request) => {
+    ['the asterisk target without a Host', 'OPTIONS * HTTP/1.0\r\n\r\n', null],
+    ['an absolute-form target without a Host', 'GET http://evil.example/ HTTP/1.0\r\n\r\n', null],
+  ])('answers %s with a coded 400 and a log line, not a 500 with a stack trace', async (_name, request, path) => {
     const { port, lines, upstream } = await serve();
     const { text } = await raw(port, [request]);
     const [head, body] = text.split('\r\n\r\n');
@@ -64,8 +65,123 @@ describe('the HTTP server (src/http-server.ts)', () => {
       errors: [{ message: expect.stringContaining('do not form a URL'), extensions: { code: 'BAD_REQUEST', retryable: false } }],
     });
     expect(text).not.toMatch(/node_modules|\bat \w|TypeError/);
-    expect(lines).toEqual([expect.objectContaining({ msg: 'request', status: 400, errorCodes: ['BAD_REQUEST'] })]);
+    // To /graphql: its GraphQL line (below). To another route: that route's debug line. Not known where: info.
+    const refused = { msg: 'request', status: 400, path, detail: expect.stringContaining('do not form a URL') };
+    expect(lines()).toEqual([
+      path === '/health'
+        ? expect.objectContaining({ ...refused, level: 'debug' })
+        : expect.objectContaining({ ...refused, level: 'info', outcome: 'error', errorCodes: ['BAD_REQUEST'] }),
+    ]);
     expect(upstream.calls()).toBe(0);
+  });
+
+  it('logs and counts a request to /graphql refused for its Host like any GraphQL request refused before it ran', async () => {
+    const key = 'http-server-test-key-0123';
+    const { port, lines, gateway } = await serve({}, { GATEWAY_API_KEYS: key });
+    const before = await scrapeMetrics(gateway.app);
+    // The observer's own line for a request refused before it ran, to compare fields with.
+    const unauthenticated = await raw(port, ['GET /graphql HTTP/1.1\r\nHost: localhost\r\nx-graphql-csrf: 1\r\nConnection: close\r\n\r\n']);
+    expect(unauthenticated.text).toMatch(/^HTTP\/1\.1 401 /);
+    // The query string is not logged, nor read for an operation name: nothing of the request was.
+    const refused = await raw(port, [`GET /graphql?query=query%20Named%7B__typename%7D HTTP/1.1\r\nHost: a b\r\nAuthorization: Bearer ${key}\r\n\r\n`]);
+    expect(refused.text).toMatch(/^HTTP\/1\.1 400 /);
+    const requestId = /^x-request-id: (\S+)/im.exec(refused.text)?.[1];
+
+    const [observed, line] = lines();
+    expect(line).toEqual({
+      time: expect.any(String),
+      level: 'info',
+      msg: 'request',
+      requestId,
+      method: 'GET',
+      path: '/graphql',
+      status: 400,
+      durationMs: expect.any(Number),
+      client: 'key:1',
+      operation: null,
+      outcome: 'error',
+      upstreamCalls: 0,
+      upstreamAttempts: 0,
+      cacheHits: 0,
+      cacheJoins: 0,
+      redisHits: 0,
+      staleServed: 0,
+      errorCodes: ['BAD_REQUEST'],
+      failedKolIds: [],
+      detail: expect.stringContaining('do not form a URL'),
+    });
+    expect(Object.keys(line!)).toEqual([...Object.keys(observed!), 'detail']);
+    expect(observed).toMatchObject({ status: 401, client: 'ip:127.0.0.1', errorCodes: ['UNAUTHENTICATED'] });
+
+    const after = await scrapeMetrics(gateway.app);
+    const increase = (name: string, labels: Record<string, string>) => (sample(after, name, labels) ?? 0) - (sample(before, name, labels) ?? 0);
+    expect(increase('xingtu_graphql_errors_total', { code: 'BAD_REQUEST' })).toBe(1);
+    expect(increase('xingtu_graphql_operations_total', { operation: '(anonymous)', outcome: 'error' })).toBe(2);
+    expect(increase('xingtu_graphql_operation_duration_seconds_count', { operation: '(anonymous)', outcome: 'error' })).toBe(2);
+  });
+
+  it.each([
+    ['garbage', 'GARBAGE\r\n\r\n', 400, /^HPE_/],
+    ['a header line without a colon', 'GET /graphql HTTP/1.1\r\nHost: localhost\r\nNoColonHere\r\n\r\n', 400, /^HPE_/],
+    ['headers over the size limit', `GET /graphql HTTP/1.1\r\nHost: localhost\r\nx-filler: ${'a'.repeat(20_000)}\r\n\r\n`, 431, /^HPE_HEADER_OVERFLOW$/],
+  ])('answers %s Node cannot read with a coded body, an x-request-id and a log line', async (_name, request, status, nodeCode) => {
+    const { port, lines, gateway, upstream } = await serve();
+    const { text } = await raw(port, [request], { endAfterMs: 0 });
+    const [head, body] = text.split('\r\n\r\n');
+    expect(head).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    expect(head).toMatch(/^connection: close$/im);
+    expect(head).toMatch(/^content-type: application\/json; charset=utf-8$/im);
+    const requestId = /^x-request-id: (\S+)$/im.exec(head!)?.[1];
+    expect(requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(Number(/^content-length: (\d+)$/im.exec(head!)?.[1])).toBe(Buffer.byteLength(body!));
+    expect(JSON.parse(body!)).toEqual({ errors: [{ message: expect.any(String), extensions: { code: 'BAD_REQUEST', retryable: false } }] });
+
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(lines()).toEqual([
+      {
+        time: expect.any(String),
+        level: 'info',
+        msg: 'request',
+        requestId,
+        method: null,
+        path: null,
+        status,
+        client: 'ip:127.0.0.1',
+        outcome: 'error',
+        errorCodes: ['BAD_REQUEST'],
+        detail: expect.any(String),
+      },
+    ]);
+    expect(/\((\w+)\)$/.exec(lines()[0]!['detail'] as string)?.[1]).toMatch(nodeCode);
+    expect(gateway.rawLogs.join('\n')).not.toMatch(/GARBAGE|NoColonHere|aaaaaaaa/);
+    // Not known to be for /graphql: not counted as a GraphQL operation.
+    const metrics = await scrapeMetrics(gateway.app);
+    expect(sample(metrics, 'xingtu_graphql_errors_total', { code: 'BAD_REQUEST' })).toBe(0);
+    expect(metrics).not.toMatch(/^xingtu_graphql_operations_total\{/m);
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('answers what Node refused itself, HTTP/1.1 without a Host and an Expect it cannot meet, with a code, an id and a line', async () => {
+    const { port, lines, gateway } = await serve();
+    const noHost = await raw(port, ['POST /graphql HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}']);
+    const expectation = await raw(port, ['POST /graphql HTTP/1.1\r\nHost: localhost\r\nExpect: the-moon\r\ncontent-length: 2\r\nConnection: close\r\n\r\n{}']);
+    const ids: Array<string | undefined> = [];
+    for (const [{ text }, status, message] of [
+      [noHost, 400, 'An HTTP/1.1 request needs a Host header.'],
+      [expectation, 417, 'The gateway cannot meet the request’s Expect header.'],
+    ] as const) {
+      const [head, body] = text.split('\r\n\r\n');
+      expect(head).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(JSON.parse(body!)).toEqual({ errors: [{ message, extensions: { code: 'BAD_REQUEST', retryable: false } }] });
+      ids.push(/^x-request-id: (\S+)$/im.exec(head!)?.[1]);
+    }
+    // As Node did, the connection of a request without a Host is closed after the answer.
+    expect(noHost.text).toMatch(/^connection: close$/im);
+    expect(lines()).toEqual([
+      expect.objectContaining({ requestId: ids[0], path: '/graphql', status: 400, client: 'ip:127.0.0.1', errorCodes: ['BAD_REQUEST'], upstreamCalls: 0 }),
+      expect.objectContaining({ requestId: ids[1], path: '/graphql', status: 417, client: 'ip:127.0.0.1', errorCodes: ['BAD_REQUEST'], upstreamCalls: 0 }),
+    ]);
+    expect(sample(await scrapeMetrics(gateway.app), 'xingtu_graphql_errors_total', { code: 'BAD_REQUEST' })).toBe(2);
   });
 
   it('still serves a well-formed request (and one with no Host header)', async () => {
@@ -79,23 +195,62 @@ describe('the HTTP server (src/http-server.ts)', () => {
     expect((await raw(port, ['GET /health HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n'])).text).toMatch(/^HTTP\/1\.1 200 /);
   });
 
-  it('cuts off a client that stalls in its headers or its body (Node waits 60 s and 300 s)', async () => {
-    const { port, gateway } = await serve({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+  it('cuts off a client that stalls in its headers or its body (Node waits 60 s and 300 s), with a coded 408 and one line', async () => {
+    const { port, lines } = await serve({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const coded408 = (text: string) => {
+      const [head, body] = text.split('\r\n\r\n');
+      expect(head).toMatch(/^HTTP\/1\.1 408 /);
+      expect(head).toMatch(/^connection: close$/im);
+      expect(JSON.parse(body!)).toEqual({
+        errors: [{ message: 'The request did not arrive in time.', extensions: { code: 'BAD_REQUEST', retryable: false } }],
+      });
+      return /^x-request-id: (\S+)$/im.exec(head!)?.[1];
+    };
     const stalledHeaders = await raw(port, ['POST /graphql HTTP/1.1\r\nHost: localhost\r\n'], { endAfterMs: 0 });
-    expect(stalledHeaders.text).toMatch(/^HTTP\/1\.1 408 /);
+    const headersId = coded408(stalledHeaders.text);
     expect(stalledHeaders.closedAfterMs).toBeLessThan(3_000);
     const stalledBody = await raw(
+      port,
+      ['POST /graphql HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\nx-request-id: stalled-body\r\n\r\n{"query":'],
+      { endAfterMs: 0 },
+    );
+    // The app's request: its line is the app's, with the same id.
+    expect(coded408(stalledBody.text)).toBe('stalled-body');
+    expect(stalledBody.closedAfterMs).toBeLessThan(3_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(lines()).toEqual([
+      // Headers that never ended: nothing read, not known to be GraphQL.
+      expect.objectContaining({ requestId: headersId, method: null, path: null, status: 408, outcome: 'error', errorCodes: ['BAD_REQUEST'] }),
+      // A body that never ended: the client was cut off (no error reached it), named by the address it came from.
+      expect.objectContaining({
+        requestId: 'stalled-body',
+        path: '/graphql',
+        status: 408,
+        clientGone: true,
+        outcome: 'cancelled',
+        errorCodes: [],
+        client: 'ip:127.0.0.1',
+      }),
+    ]);
+    expect(lines()[0]!['detail']).toContain('ERR_HTTP_REQUEST_TIMEOUT');
+  });
+
+  it('a body still trickling in after an early answer is cut off with a coded 408 under that answer’s id, and logged once', async () => {
+    const { port, lines } = await serve({ headersTimeoutMs: 300, requestTimeoutMs: 600 }, { GATEWAY_API_KEYS: 'http-server-test-key-0123' });
+    const { text } = await raw(
       port,
       ['POST /graphql HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"query":'],
       { endAfterMs: 0 },
     );
-    expect(stalledBody.text).toMatch(/^HTTP\/1\.1 408 /);
-    expect(stalledBody.closedAfterMs).toBeLessThan(3_000);
-    // Its log line: the client was cut off (no error reached it), named by the address it came from.
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(gateway.logs.filter((line) => line['msg'] === 'request')).toEqual([
-      expect.objectContaining({ status: 408, clientGone: true, outcome: 'cancelled', errorCodes: [], client: 'ip:127.0.0.1' }),
-    ]);
+    const [early, late] = text.split(/(?=HTTP\/1\.1 )/);
+    expect(early).toMatch(/^HTTP\/1\.1 401 /);
+    expect(late).toMatch(/^HTTP\/1\.1 408 /);
+    const earlyId = /^x-request-id: (\S+)$/im.exec(early!)?.[1];
+    expect(earlyId).toBeDefined();
+    expect(/^x-request-id: (\S+)$/im.exec(late!)?.[1]).toBe(earlyId);
+    expect(JSON.parse(late!.split('\r\n\r\n')[1]!)).toMatchObject({ errors: [{ extensions: { code: 'BAD_REQUEST' } }] });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(lines()).toEqual([expect.objectContaining({ requestId: earlyId, status: 401, errorCodes: ['UNAUTHENTICATED'] })]);
   });
 });
 
@@ -226,12 +381,16 @@ describe('draining', () => {
 });
 
 describe('pipelined requests while draining', () => {
-  it('answers one queued behind another 503 SHUTTING_DOWN without running it: the connection closes after the first', async () => {
-    const { port, drain, upstream, lines } = await serve();
+  it('answers one queued behind another 503 SHUTTING_DOWN without running it, logged and counted as a refused GraphQL request', async () => {
+    const key = 'http-server-test-key-0123';
+    const { port, drain, upstream, lines, gateway } = await serve({}, { GATEWAY_API_KEYS: key });
     drain();
     const post = (kolId: string) => {
       const body = JSON.stringify({ query: `{ creator(kolId: "${kolId}") { linkStructure { fetchedAt } } }` });
-      return `POST /graphql HTTP/1.1\r\nHost: gateway.test\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      return (
+        `POST /graphql?via=pipeline HTTP/1.1\r\nHost: gateway.test\r\nAuthorization: Bearer ${key}\r\nx-request-id: ask-${kolId}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`
+      );
     };
     // Both in one write: the second is queued behind the first before the first is answered.
     const { text } = await raw(port, [post('501') + post('502')], { endAfterMs: 5_000 });
@@ -241,6 +400,35 @@ describe('pipelined requests while draining', () => {
     expect(upstream.calls('501')).toBe(1);
     // Never run, never paid for; told so if the connection had stayed open for it.
     expect(upstream.calls('502')).toBe(0);
-    expect(lines).toContainEqual(expect.objectContaining({ msg: 'request', status: 503, errorCodes: ['SHUTTING_DOWN'] }));
+    // The refused one's line first: it was answered (queued) before the one ahead of it.
+    const [refused, ran] = lines();
+    expect(ran).toMatchObject({ requestId: 'ask-501', status: 200 });
+    expect(refused).toEqual({
+      time: expect.any(String),
+      level: 'info',
+      msg: 'request',
+      requestId: 'ask-502',
+      method: 'POST',
+      path: '/graphql',
+      status: 503,
+      durationMs: expect.any(Number),
+      client: 'key:1',
+      operation: null,
+      outcome: 'error',
+      upstreamCalls: 0,
+      upstreamAttempts: 0,
+      cacheHits: 0,
+      cacheJoins: 0,
+      redisHits: 0,
+      staleServed: 0,
+      errorCodes: ['SHUTTING_DOWN'],
+      failedKolIds: [],
+      detail: 'pipelined request refused while the gateway shuts down',
+    });
+    const metrics = await scrapeMetrics(gateway.app);
+    expect(sample(metrics, 'xingtu_graphql_errors_total', { code: 'SHUTTING_DOWN' })).toBe(1);
+    expect(sample(metrics, 'xingtu_graphql_operations_total', { operation: '(anonymous)', outcome: 'error' })).toBe(1);
+    expect(sample(metrics, 'xingtu_graphql_operation_duration_seconds_count', { operation: '(anonymous)', outcome: 'error' })).toBe(1);
+    expect(sample(metrics, 'xingtu_graphql_operations_total', { operation: '(anonymous)', outcome: 'success' })).toBe(1);
   });
 });

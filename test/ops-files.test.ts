@@ -269,7 +269,7 @@ describe('every metric, label and label value the alerts and the dashboard use i
     expect((await live.query('{ creator(kolId: "500") { linkStructure { fetchedAt } } }')).body.errors?.[0]?.extensions?.['code']).toBe('UPSTREAM_INTERNAL_ERROR');
     expect((await live.query('{ creator(kolId: ')).status).toBe(400);
     // Cancelled: a client that hangs up before its answer, over a real socket as in test/http-server.test.ts.
-    const { server } = createHttpServer(live.app, { logger: createLogger({ level: 'silent', write: () => undefined }) });
+    const { server } = createHttpServer(live.app, { logRefusal: live.logRefusal });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanups.unshift(async () => {
       server.closeAllConnections();
