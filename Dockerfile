@@ -11,8 +11,8 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 # Manifests alone first, so the dependency layer is reused until they change.
 COPY package.json package-lock.json ./
-# No install scripts: tsc needs none (only esbuild, used by tsx and vitest, has one), and a dependency's script
-# gets no chance to run at build time.
+# No install scripts: tsc needs none (esbuild's checks the binary of tsx and vitest, which the build does not run;
+# @apollo/protobufjs's prints a hint), and a dependency's script gets no chance to run at build time.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -37,5 +37,6 @@ EXPOSE 4000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||4000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form, node itself as PID 1, not via npm or a shell: `docker stop`'s SIGTERM reaches src/main.ts, which drains
-# in-flight requests and exits on its own.
+# in-flight requests and exits on its own. As PID 1 a signal with no handler is dropped: src/main.ts catches them from its
+# first line, before the gateway loads, so a stop during start-up is not ignored (no init process is needed).
 CMD ["node", "dist/main.js"]

@@ -5,7 +5,7 @@ import { createLogger } from '../src/logger.js';
 import { listenForBench } from './child-ipc.js';
 
 /**
- * The gateway under test, in a process of its own: the same wiring as src/main.ts (createGateway,
+ * The gateway under test, in a process of its own: the same wiring as src/serve.ts (createGateway,
  * the JSON logger on stdout, configuration from the environment, src/http-server.ts's server: timeouts, target check, keep-alive drain),
  * plus an IPC channel for the benchmark.
  */

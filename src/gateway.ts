@@ -35,7 +35,7 @@ export interface Gateway {
 }
 
 /**
- * Builds the long-lived parts from configuration and hands them to the app. src/main.ts calls this
+ * Builds the long-lived parts from configuration and hands them to the app. src/serve.ts calls this
  * and listens; tests call it with their own upstream, so they exercise the wiring that ships
  * rather than a copy of it.
  */

@@ -8,7 +8,7 @@ export interface RedisClientOptions {
 }
 
 /**
- * How long a connection attempt may take: ioredis' connect timeout, and the longest src/main.ts waits for Redis before
+ * How long a connection attempt may take: ioredis' connect timeout, and the longest src/serve.ts waits for Redis before
  * it listens. A black-holed host would otherwise hold the first attempt for ioredis' 10 s default; a second at least,
  * since connecting (a TLS handshake, AUTH, the ready check) takes several round trips where a command takes one.
  * Capped at the longest timer Node can set: past it a socket timeout fires at once, and no connection would ever be made.

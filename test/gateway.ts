@@ -24,9 +24,9 @@ export interface TestGateway {
   logs: Array<Record<string, unknown>>;
   /** The raw lines, for grepping for secrets. */
   rawLogs: string[];
-  /** What src/main.ts calls at a signal with SHUTDOWN_DELAY_MS set. */
+  /** What src/serve.ts calls at a signal with SHUTDOWN_DELAY_MS set. */
   announceShutdown(): void;
-  /** What src/main.ts passes to src/http-server.ts for the requests it answers without the app. */
+  /** What src/serve.ts passes to src/http-server.ts for the requests it answers without the app. */
   logRefusal: Gateway['logRefusal'];
   query<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GraphQLResponse<T>>;
   close(): Promise<void>;
@@ -39,7 +39,7 @@ export interface GraphQLResponse<T> {
 }
 
 /**
- * The gateway src/main.ts builds (same createGateway), in-process, against a given upstream URL.
+ * The gateway src/serve.ts builds (same createGateway), in-process, against a given upstream URL.
  * Variables are strings, exactly as the environment gives them, parsed by src/env.ts.
  */
 export function createTestGateway(upstreamUrl: string, vars: Record<string, string> = {}): TestGateway {

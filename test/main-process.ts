@@ -12,8 +12,8 @@ export interface GatewayProcess {
 }
 
 /** Runs src/main.ts as `npm start` would (through tsx instead of a build), with only the given variables. */
-export function runMain(vars: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+export function runMain(vars: Record<string, string>, preload: string[] = []) {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...preload.flatMap((module) => ['--import', module]), 'src/main.ts'], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...vars },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -39,6 +39,23 @@ describe('npm start, the command itself', () => {
   }, 90_000);
 });
 
+describe('a signal while the gateway is still loading', () => {
+  it('stops it cleanly, without listening: as PID 1 in a container an early SIGTERM was dropped and docker stop waited', async () => {
+    const run = runMain({ JUSTONEAPI_TOKEN: '' }, ['./test/slow-gateway-load.mjs']);
+    try {
+      await vi.waitFor(() => expect(run.stderr()).toContain('loading-gateway'), { timeout: 15_000, interval: 20 });
+      expect(run.stdout()).toBe('');
+      run.child.kill('SIGTERM');
+      // Not killed by the signal (exit code null): held until the gateway could shut down, and it exits 0.
+      expect(await run.exited).toBe(0);
+      expect(run.stdout()).toContain('"msg":"stopped","forced":false');
+      expect(run.stdout()).not.toContain('gateway listening');
+    } finally {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+    }
+  }, 30_000);
+});
+
 describe('npm start with an address it cannot listen on', () => {
   it('says so in one log line and exits 1', async () => {
     const run = runMain({ JUSTONEAPI_TOKEN: '', HOST: 'no-such-host.invalid' });
