@@ -6,6 +6,32 @@ import { reply, startFakeUpstream, type FakeBehaviour } from './fake-upstream.js
 import { createTestGateway } from './gateway.js';
 import { sample, scrapeMetrics } from './metrics-text.js';
 
+/** The whole line of a request to /graphql that src/http-server.ts refused before the app (client `key:1`): a 401's fields and `detail`. */
+function refusedGraphqlLine(fields: { requestId: string | undefined; method: string; status: number; code: string; detail: unknown }) {
+  return {
+    time: expect.any(String),
+    level: 'info',
+    msg: 'request',
+    requestId: fields.requestId,
+    method: fields.method,
+    path: '/graphql',
+    status: fields.status,
+    durationMs: expect.any(Number),
+    client: 'key:1',
+    operation: null,
+    outcome: 'error',
+    upstreamCalls: 0,
+    upstreamAttempts: 0,
+    cacheHits: 0,
+    cacheJoins: 0,
+    redisHits: 0,
+    staleServed: 0,
+    errorCodes: [fields.code],
+    failedKolIds: [],
+    detail: fields.detail,
+  };
+}
+
 /** The real app behind src/http-server.ts on a loopback port, with deadlines short enough for a test. */
 async function serve(
   timeouts: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {},
@@ -88,28 +114,9 @@ describe('the HTTP server (src/http-server.ts)', () => {
     const requestId = /^x-request-id: (\S+)/im.exec(refused.text)?.[1];
 
     const [observed, line] = lines();
-    expect(line).toEqual({
-      time: expect.any(String),
-      level: 'info',
-      msg: 'request',
-      requestId,
-      method: 'GET',
-      path: '/graphql',
-      status: 400,
-      durationMs: expect.any(Number),
-      client: 'key:1',
-      operation: null,
-      outcome: 'error',
-      upstreamCalls: 0,
-      upstreamAttempts: 0,
-      cacheHits: 0,
-      cacheJoins: 0,
-      redisHits: 0,
-      staleServed: 0,
-      errorCodes: ['BAD_REQUEST'],
-      failedKolIds: [],
-      detail: expect.stringContaining('do not form a URL'),
-    });
+    expect(line).toEqual(
+      refusedGraphqlLine({ requestId, method: 'GET', status: 400, code: 'BAD_REQUEST', detail: expect.stringContaining('do not form a URL') }),
+    );
     expect(Object.keys(line!)).toEqual([...Object.keys(observed!), 'detail']);
     expect(observed).toMatchObject({ status: 401, client: 'ip:127.0.0.1', errorCodes: ['UNAUTHENTICATED'] });
 
@@ -403,28 +410,15 @@ describe('pipelined requests while draining', () => {
     // The refused one's line first: it was answered (queued) before the one ahead of it.
     const [refused, ran] = lines();
     expect(ran).toMatchObject({ requestId: 'ask-501', status: 200 });
-    expect(refused).toEqual({
-      time: expect.any(String),
-      level: 'info',
-      msg: 'request',
-      requestId: 'ask-502',
-      method: 'POST',
-      path: '/graphql',
-      status: 503,
-      durationMs: expect.any(Number),
-      client: 'key:1',
-      operation: null,
-      outcome: 'error',
-      upstreamCalls: 0,
-      upstreamAttempts: 0,
-      cacheHits: 0,
-      cacheJoins: 0,
-      redisHits: 0,
-      staleServed: 0,
-      errorCodes: ['SHUTTING_DOWN'],
-      failedKolIds: [],
-      detail: 'pipelined request refused while the gateway shuts down',
-    });
+    expect(refused).toEqual(
+      refusedGraphqlLine({
+        requestId: 'ask-502',
+        method: 'POST',
+        status: 503,
+        code: 'SHUTTING_DOWN',
+        detail: 'pipelined request refused while the gateway shuts down',
+      }),
+    );
     const metrics = await scrapeMetrics(gateway.app);
     expect(sample(metrics, 'xingtu_graphql_errors_total', { code: 'SHUTTING_DOWN' })).toBe(1);
     expect(sample(metrics, 'xingtu_graphql_operations_total', { operation: '(anonymous)', outcome: 'error' })).toBe(1);
