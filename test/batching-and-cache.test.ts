@@ -115,6 +115,58 @@ describe('process-wide cache', () => {
     expect(upstream.calls('80')).toBe(1);
   });
 
+  it('remembers an answer it paid for and cannot use as long as an answer, so asking again does not pay again', async () => {
+    // A share outside 0 to 1, as from an upstream that changed its scale.
+    // A TTL over the cost check's 1 s margin, under which an entry about to expire already counts as a call.
+    const { upstream, gateway } = await gatewayOnFakeUpstream({ CACHE_TTL_SECONDS: '2', RATE_LIMIT_PER_MINUTE: '1' }, () =>
+      reply.ok({ link_struct: { '1': { proportion: 68.5, same_industry_median: 7, value: 7 } } }),
+    );
+    const query = '{ creator(kolId: "82") { linkStructure { summary { value } } } }';
+    const answers = [await gateway.query(query), await gateway.query(query), await gateway.query(query)];
+    for (const answer of answers) {
+      expect(answer.body.data.creator.linkStructure).toBeNull();
+      expect(answer.body.errors?.[0]?.extensions).toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE', kolId: '82' });
+    }
+    // One call; the others cost nothing, so the client's limit of one call a minute did not refuse them.
+    expect(upstream.calls('82')).toBe(1);
+    // Remembered as long as an answer: after CACHE_TTL_SECONDS the upstream would be asked again, so the operation is
+    // charged a call, which the limit of one call a minute refuses.
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    const later = await gateway.query(query);
+    expect(later.body.errors?.[0]?.extensions?.['code']).toBe('RATE_LIMITED');
+    expect(upstream.calls('82')).toBe(1);
+  });
+
+  it('serves the expired copy for an unusable answer it remembers, without asking again', async () => {
+    let bad = false;
+    const { upstream, gateway } = await gatewayOnFakeUpstream({ CACHE_TTL_SECONDS: '1', CACHE_STALE_SECONDS: '60' }, () =>
+      bad ? reply.ok({ link_struct: { '5': { value: -1 } } }) : reply.ok(),
+    );
+    const query = '{ creator(kolId: "83") { linkStructure { stale summary { value } } } }';
+    await gateway.query(query);
+    bad = true;
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    for (let index = 0; index < 3; index += 1) {
+      const { body } = await gateway.query(query);
+      expect(body.errors).toBeUndefined();
+      expect(body.data.creator.linkStructure).toEqual({ stale: true, summary: { value: 9875885 } });
+    }
+    expect(upstream.calls('83')).toBe(2);
+  });
+
+  it('does not remember an unusable answer with CACHE_TTL_SECONDS=0, nor a failure that was not a paid answer', async () => {
+    const unusable = await gatewayOnFakeUpstream({ CACHE_TTL_SECONDS: '0' }, () => reply.ok({ link_struct: { '5': { value: -1 } } }));
+    const query = '{ creator(kolId: "84") { linkStructure { summary { value } } } }';
+    await unusable.gateway.query(query);
+    await unusable.gateway.query(query);
+    expect(unusable.upstream.calls('84')).toBe(2);
+    // A body without a business code: nothing says the account was served (it may be a proxy's page), so no memory.
+    const unknown = await gatewayOnFakeUpstream({}, () => reply.raw('{"data":{}}'));
+    await unknown.gateway.query(query);
+    await unknown.gateway.query(query);
+    expect(unknown.upstream.calls('84')).toBe(2);
+  });
+
   it('single-flight shares failures too, without caching them', async () => {
     // Breaker off: a 303 would otherwise (rightly) stop the later call this test needs.
     const { upstream, gateway } = await gatewayOnFakeUpstream({ BREAKER_COOLDOWN_SECONDS: '0' }, (request) =>

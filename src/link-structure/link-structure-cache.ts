@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { CallAbandoned } from '../upstream/upstream-error.js';
+import { CallAbandoned, UpstreamError } from '../upstream/upstream-error.js';
 import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest } from './model.js';
 
 /**
@@ -105,10 +105,19 @@ interface Entry {
 const planMarginMs = 1_000;
 
 /**
+ * An answer the upstream served (and most likely billed) that the gateway cannot use: it does not match the schema, its
+ * numbers do not add up, it does not decode. Asked again, the upstream gives the same answer for the same creator.
+ */
+function isUnusableAnswer(error: unknown): error is UpstreamError {
+  return error instanceof UpstreamError && error.code === 'UPSTREAM_BAD_RESPONSE' && error.accountServed;
+}
+
+/**
  * The process-wide cache in front of the upstream: successful answers are kept for the TTL,
  * and a key being fetched is fetched once however many requests ask for it meanwhile
- * (single-flight). Failures are never kept: the next request tries again. An expired answer is
- * kept for a grace period and served, marked stale, when the call that should replace it fails.
+ * (single-flight). Failures are not kept (the next request tries again), except an answer that was paid for and cannot
+ * be used (`isUnusableAnswer`): remembered as long as an answer would be, so asking again does not pay for it again.
+ * An expired answer is kept for a grace period and served, marked stale, when the call that should replace it fails.
  */
 export function createLinkStructureCache(options: LinkStructureCacheOptions): LinkStructureCache {
   const staleMs = options.staleMs ?? 0;
@@ -116,6 +125,14 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
     options.ttlMs > 0
       ? new LRUCache<string, Entry>({ max: options.maxEntries, ttl: options.ttlMs + staleMs, ttlAutopurge: false })
       : undefined;
+  /** Unusable answers by request key, with when they stop being remembered (`isUnusableAnswer`). */
+  const unusable =
+    options.ttlMs > 0 ? new LRUCache<string, { error: UpstreamError; until: number }>({ max: options.maxEntries, ttl: options.ttlMs }) : undefined;
+  /** The unusable answer remembered for `key` until at least `until`, if any. */
+  const unusableAnswer = (key: string, until: number) => {
+    const known = unusable?.peek(key);
+    return known && until < known.until ? known.error : undefined;
+  };
   const canonical = options.canonical ?? ((request: LinkStructureRequest) => request);
   const answered = options.answered ?? ((request: LinkStructureRequest) => request);
   /** Each call in flight, with the requests that asked for it (which of them are still there). */
@@ -178,6 +195,17 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         }
         return Promise.resolve(cached.value);
       }
+      const known = unusableAnswer(key, Date.now());
+      if (known) {
+        // Answered from memory, without a call: the failure the upstream's last answer was, or the expired copy it would
+        // have fallen back to.
+        report('hit');
+        try {
+          return Promise.resolve(staleOr(key, known));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
       const pending = pendingCall(key, substitute, planned);
       if (pending) {
         report('join');
@@ -221,11 +249,15 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
             // re-sent to gw once v1 was gone, answers the key requests use now.
             const entry = { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs };
             entries?.set(key, entry);
+            unusable?.delete(key);
             const answeredKey = linkStructureRequestKey(answered(request, value));
             if (answeredKey !== key) entries?.set(answeredKey, entry);
             return value;
           },
-          (error: unknown) => staleOr(key, error),
+          (error: unknown) => {
+            if (isUnusableAnswer(error)) unusable?.set(key, { error, until: Date.now() + options.ttlMs });
+            return staleOr(key, error);
+          },
         )
         .finally(() => {
           inFlight.delete(key);
@@ -239,7 +271,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const key = linkStructureRequestKey(request);
       const substitute = substituteKey(request);
       const now = Date.now();
-      if (freshEntry(key, substitute, now, true)) return 'fresh';
+      // An unusable answer remembered is as good as a fresh one for what a load would cost: no call.
+      if (freshEntry(key, substitute, now, true) || unusableAnswer(key, now)) return 'fresh';
       if (pendingCall(key, substitute, undefined)) return 'in-flight';
       return usable(entries?.peek(key), now) ? 'stale' : 'absent';
     },
@@ -250,7 +283,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         const needed: LinkStructureRequest[] = [];
         for (const [key, request] of distinct) {
           const substitute = substituteKey(request);
-          if (freshEntry(key, substitute, now + planMarginMs, true)) continue;
+          if (freshEntry(key, substitute, now + planMarginMs, true) || unusableAnswer(key, now + planMarginMs)) continue;
           const pending = pendingCall(key, substitute, planned);
           if (!pending) needed.push(request);
           else planned?.set(key, pending.call);
@@ -279,6 +312,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
     },
     clear() {
       entries?.clear();
+      unusable?.clear();
     },
   };
   return cache;
