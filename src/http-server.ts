@@ -158,9 +158,10 @@ function answerUnreadable(
   if (error.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
   const inProgress = socket._httpMessage;
   if (inProgress?._headerSent) return;
-  // A request handed over (its response in progress, or its body still arriving after an early answer) has its line
-  // written by what answered it: this answer carries that request's id, and writes no line of its own.
-  const handed = inProgress?.req ?? (lastRequest && !lastRequest.complete ? lastRequest : undefined);
+  // Node reads a connection in order, so what it failed on is the last request handed over if that one is still
+  // arriving (its body cut off): its line is written by what answered it, and this answer carries its id and writes no
+  // line. Else it failed on bytes after every request handed over, one of which may still be being answered: a new id.
+  const handed = lastRequest && !lastRequest.complete ? lastRequest : undefined;
   const given = handed?.headers[requestIdHeader];
   const requestId = requestIdFrom(typeof given === 'string' ? given : undefined);
   const { status, error: coded, detail } = unreadable(error.code);

@@ -259,6 +259,57 @@ describe('the HTTP server (src/http-server.ts)', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(lines()).toEqual([expect.objectContaining({ requestId: earlyId, status: 401, errorCodes: ['UNAUTHENTICATED'] })]);
   });
+
+  /** A complete query with the given `x-request-id`, whose answer waits on the upstream. */
+  const postQuery = (requestId: string) => {
+    const body = JSON.stringify({ query: '{ creator(kolId: "5") { linkStructure { summary { value } } } }' });
+    return (
+      `POST /graphql HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\n` +
+      `content-length: ${body.length}\r\n\r\n${body}`
+    );
+  };
+
+  it('answers bytes Node cannot read after a complete request still being answered under a new id, with their own line', async () => {
+    const { port, lines } = await serve({}, {}, () => reply.ok(undefined, 300));
+    // One write: Node hands the query over, then fails on what follows it while the query's answer is pending.
+    const { text } = await raw(port, [postQuery('first') + 'GARBAGE\r\n\r\n'], { endAfterMs: 0 });
+    const [head] = text.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 400 /);
+    const requestId = /^x-request-id: (\S+)$/im.exec(head!)?.[1];
+    expect(requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The query's own line (written once its upstream call ends) is not this answer's.
+    expect(lines().filter((line) => line['requestId'] !== 'first')).toEqual([
+      {
+        time: expect.any(String),
+        level: 'info',
+        msg: 'request',
+        requestId,
+        method: null,
+        path: null,
+        status: 400,
+        client: 'ip:127.0.0.1',
+        outcome: 'error',
+        errorCodes: ['BAD_REQUEST'],
+        detail: expect.stringMatching(/\(HPE_\w+\)$/),
+      },
+    ]);
+  });
+
+  it('a request pipelined behind one still being answered, cut off in its body, gets its 408 under its own id', async () => {
+    const { port, lines } = await serve({ headersTimeoutMs: 200, requestTimeoutMs: 300 }, {}, () => reply.ok(undefined, 900));
+    const stalled =
+      'POST /graphql HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\nx-request-id: second\r\n' +
+      'content-length: 100\r\n\r\n{"query":';
+    const { text } = await raw(port, [postQuery('first') + stalled], { endAfterMs: 0 });
+    const [head] = text.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 408 /);
+    expect(/^x-request-id: (\S+)$/im.exec(head!)?.[1]).toBe('second');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Handed to the app, which writes its line: the 408 gets none of its own.
+    expect(lines()).toContainEqual(expect.objectContaining({ requestId: 'second', path: '/graphql' }));
+    expect(lines().filter((line) => line['path'] === null)).toEqual([]);
+  });
 });
 
 describe('upstream calls nobody waits for any more', () => {
