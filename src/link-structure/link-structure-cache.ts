@@ -200,11 +200,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         // Answered from memory, without a call: the failure the upstream's last answer was, or the expired copy it would
         // have fallen back to.
         report('hit');
-        try {
-          return Promise.resolve(staleOr(key, known));
-        } catch (error) {
-          return Promise.reject(error);
-        }
+        return new Promise<LinkStructure>((resolve) => resolve(staleOr(key, known)));
       }
       const pending = pendingCall(key, substitute, planned);
       if (pending) {
