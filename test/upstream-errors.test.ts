@@ -231,6 +231,28 @@ describe('upstream timeout', () => {
   });
 });
 
+describe('a failure status with a long body', () => {
+  it('is the status it is (HTTP 503, retried), not an oversize answer: its body is dropped after 128 KiB, never read to the 1 MiB cap', async () => {
+    // 2 MiB of error page: kept and read whole, it would pass the 1 MiB answer cap and fail as UPSTREAM_BAD_RESPONSE
+    // (an answer the account paid for, never retried) instead of the outage it reports.
+    const upstream = await startFakeUpstream(() => reply.http(503, 'x'.repeat(2 * 1024 * 1024)));
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_RETRIES: '1', UPSTREAM_RETRY_BASE_MS: '1' });
+    try {
+      const { body } = await gateway.query(query, { kolId: '48' });
+      expect(body.errors![0]!.extensions).toEqual({ code: 'UPSTREAM_UNAVAILABLE', retryable: true, kolId: '48' });
+      expect(upstream.calls('48')).toBe(2);
+      const failures = gateway.logs.filter((line) => line.msg === 'upstream call failed');
+      expect(failures.map((line) => [line.attempt, line.detail])).toEqual([
+        [1, 'HTTP 503'],
+        [2, 'HTTP 503'],
+      ]);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
+
 describe('connection refused', () => {
   it('is UPSTREAM_UNAVAILABLE, retried', async () => {
     const upstream = await startFakeUpstream();

@@ -191,34 +191,11 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   async function attemptOnce(request: LinkStructureRequest, endpoint: UpstreamEndpoint, dispatcher: Dispatcher): Promise<LinkStructure> {
     const spec = endpointSpecs[endpoint];
     const query = new URLSearchParams({ token: options.token, ...spec.params(request) });
-    // A plain timer, cleared as soon as the answer is in: AbortSignal.timeout() costs several times more per call on
-    // Node 20 (weak references, a finalization registry) and keeps its timer until it fires.
-    const controller = new AbortController();
-    const { signal } = controller;
-    const timer = setTimeout(() => controller.abort(), options.timeoutMs);
-    let statusCode: number;
-    let text = '';
-    let retryAfter: string | string[] | undefined;
-    let encoded: { coding: string; bytes: Uint8Array } | undefined;
+    let answer: Answer;
     try {
-      const response = await dispatcher.request({
-        method: 'GET',
-        path: `${pathPrefix}${spec.path}?${query}`,
-        headers: requestHeaders,
-        signal,
-      });
-      statusCode = response.statusCode;
-      retryAfter = response.headers['retry-after'];
-      // A failure status says all there is to say: its body is drained (a little) or dropped, never read whole.
-      if (statusCode < 200 || statusCode > 299) await response.body.dump().catch(() => undefined);
-      else {
-        const header = response.headers['content-encoding'];
-        const coding = header === undefined ? undefined : contentCoding(header);
-        if (coding === undefined) text = await response.body.text();
-        else encoded = { coding, bytes: await response.body.bytes() };
-      }
+      answer = await send(dispatcher, `${pathPrefix}${spec.path}?${query}`, options.timeoutMs);
     } catch (cause) {
-      if (signal.aborted || cause instanceof undiciErrors.HeadersTimeoutError || cause instanceof undiciErrors.BodyTimeoutError) {
+      if (cause instanceof AttemptTimedOut || cause instanceof undiciErrors.HeadersTimeoutError || cause instanceof undiciErrors.BodyTimeoutError) {
         throw new UpstreamError('UPSTREAM_TIMEOUT', `no complete answer within ${options.timeoutMs} ms`);
       }
       if (cause instanceof undiciErrors.ResponseExceededMaxSizeError) {
@@ -228,25 +205,26 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       // undici errors may quote the request URL, which holds the token: keep only the error's class and code.
       const kind = cause instanceof Error ? `${cause.name}${'code' in cause ? ` ${String(cause.code)}` : ''}` : 'unknown';
       throw new UpstreamError('UPSTREAM_UNAVAILABLE', `connection failed: ${kind}`);
-    } finally {
-      clearTimeout(timer);
     }
+    const { statusCode, headers, body } = answer;
     if (statusCode < 200 || statusCode > 299) {
       throw new UpstreamError('UPSTREAM_UNAVAILABLE', `HTTP ${statusCode}`, {
         httpStatus: statusCode,
-        ...(statusCode === 429 ? { retryAfterMs: retryAfterMs(retryAfter) } : {}),
+        ...(statusCode === 429 ? { retryAfterMs: retryAfterMs(headers['retry-after']) } : {}),
       });
     }
-    if (encoded) text = decodeAnswer(encoded.coding, encoded.bytes);
-    let body: unknown;
+    const header = headers['content-encoding'];
+    const coding = header === undefined ? undefined : contentCoding(header);
+    const text = coding === undefined ? utf8.decode(body) : decodeAnswer(coding, body);
+    let parsed: unknown;
     try {
-      body = JSON.parse(text);
+      parsed = JSON.parse(text);
     } catch {
       throw new UpstreamError('UPSTREAM_UNAVAILABLE', `HTTP ${statusCode} body is not JSON (${text.length} bytes)`, {
         httpStatus: statusCode,
       });
     }
-    return parseLinkStructBody(body, { kolId: request.kolId, platform: request.platform, source: endpoint }, new Date());
+    return parseLinkStructBody(parsed, { kolId: request.kolId, platform: request.platform, source: endpoint }, new Date());
   }
 
   /** One attempt in one concurrency slot, classified: ok, or a failure and what to do next. */
@@ -443,6 +421,73 @@ export const maxAnswerBytes = 1024 * 1024;
  * API, or a proxy in front of it, could compress the answer; undici's `request` does not decode it. One object for all.
  */
 const requestHeaders = { accept: 'application/json', 'accept-encoding': 'identity' } as const;
+
+/** An answer as sent: its 2xx body whole, or none for any other status (its body is read and dropped). */
+interface Answer {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** The attempt ran out of time (UPSTREAM_TIMEOUT); no message, since nothing but its class is ever read. */
+class AttemptTimedOut extends Error {}
+/** Cut off: the body of a failure status longer than anyone reads. */
+class FailureBodyTooLong extends Error {}
+
+/** How much of a failure status's body is read (and dropped) to keep the connection, as undici's `body.dump()`: past it, the connection is cut. */
+const maxDroppedBytes = 128 * 1024;
+
+/**
+ * One upstream request through undici's `dispatch`, the handler interface its `request()` is built on, minus what that
+ * adds per call for a body read whole anyway: a Readable stream, an AsyncResource, an AbortSignal and its listener.
+ * The timer runs from sending to the last byte of the body (AttemptTimedOut); undici's own errors (timeouts, the
+ * pool's maxResponseSize, a lost connection) reject as they are.
+ */
+function send(dispatcher: Dispatcher, path: string, timeoutMs: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      // Queued for a connection, it has no controller yet: it is cut off as soon as it gets one.
+      controller?.abort(new AttemptTimedOut());
+    }, timeoutMs);
+    let statusCode = 0;
+    let headers: Answer['headers'] = {};
+    let kept: Buffer[] | undefined;
+    let dropped = 0;
+    const settle = (error?: Error) => {
+      clearTimeout(timer);
+      if (error instanceof FailureBodyTooLong) resolve({ statusCode, headers, body: empty });
+      else if (error) reject(error);
+      else resolve({ statusCode, headers, body: kept === undefined ? empty : kept.length === 1 ? kept[0]! : Buffer.concat(kept) });
+    };
+    dispatcher.dispatch(
+      { method: 'GET', path, headers: requestHeaders },
+      {
+        onRequestStart(started) {
+          controller = started;
+          if (timedOut) started.abort(new AttemptTimedOut());
+        },
+        onResponseStart(_controller, code, responseHeaders) {
+          // An informational answer (1xx) is not the answer: as undici's request() does, wait for the final one.
+          if (code < 200) return;
+          statusCode = code;
+          headers = responseHeaders;
+          kept = code <= 299 ? [] : undefined;
+        },
+        onResponseData(current, chunk) {
+          if (kept) kept.push(chunk);
+          else if ((dropped += chunk.length) > maxDroppedBytes) current.abort(new FailureBodyTooLong());
+        },
+        onResponseEnd: () => settle(),
+        onResponseError: (_controller, error) => settle(error),
+      },
+    );
+  });
+}
+
+const empty = Buffer.alloc(0);
 
 /**
  * The content coding an answer says it carries, in lower case; undefined for none (`identity`, or an empty header). Codings
