@@ -56,29 +56,9 @@ export function createGraphiQLAssets(mountPath = '/graphiql-assets') {
   };
 
   const plugin: Plugin = {
-    async onRequest({ url, request, endResponse, fetchAPI }) {
-      if (!url.pathname.startsWith(`${mountPath}/`)) return;
-      const { base, assets } = await load();
-      const [requestedBase, name] = [url.pathname.slice(0, url.pathname.lastIndexOf('/')), url.pathname.slice(url.pathname.lastIndexOf('/') + 1)];
-      const asset = requestedBase === base && name ? assets.get(name) : undefined;
-      if (!asset || (request.method !== 'GET' && request.method !== 'HEAD')) {
-        endResponse(new fetchAPI.Response('Not found', { status: 404 }));
-        return;
-      }
-      const headers: Record<string, string> = {
-        'content-type': asset.contentType,
-        // The path changes whenever the bundle does, so the file under it never changes.
-        'cache-control': 'public, max-age=31536000, immutable',
-        vary: 'accept-encoding',
-      };
-      let body = asset.body;
-      if (/\bgzip\b/.test(request.headers.get('accept-encoding') ?? '')) {
-        asset.gzipped ??= gzipSync(asset.body);
-        body = asset.gzipped;
-        headers['content-encoding'] = 'gzip';
-      }
-      headers['content-length'] = String(body.length);
-      endResponse(new fetchAPI.Response(request.method === 'HEAD' ? null : (body as Uint8Array<ArrayBuffer>), { status: 200, headers }));
+    // Synchronous for every other path: an async hook hands Yoga a promise to wait for on every request.
+    onRequest(payload) {
+      return payload.url.pathname.startsWith(`${mountPath}/`) ? serveAsset(payload) : undefined;
     },
     // The page runs operations with whatever key the analyst typed: no other site may frame it (clickjacking),
     // and no browser may sniff it as something else. Only an HTML answer is the page; the check is one header read.
@@ -89,6 +69,30 @@ export function createGraphiQLAssets(mountPath = '/graphiql-assets') {
       response.headers.set('x-content-type-options', 'nosniff');
     },
   };
+
+  async function serveAsset({ url, request, endResponse, fetchAPI }: Parameters<NonNullable<Plugin['onRequest']>>[0]) {
+    const { base, assets } = await load();
+    const [requestedBase, name] = [url.pathname.slice(0, url.pathname.lastIndexOf('/')), url.pathname.slice(url.pathname.lastIndexOf('/') + 1)];
+    const asset = requestedBase === base && name ? assets.get(name) : undefined;
+    if (!asset || (request.method !== 'GET' && request.method !== 'HEAD')) {
+      endResponse(new fetchAPI.Response('Not found', { status: 404 }));
+      return;
+    }
+    const headers: Record<string, string> = {
+      'content-type': asset.contentType,
+      // The path changes whenever the bundle does, so the file under it never changes.
+      'cache-control': 'public, max-age=31536000, immutable',
+      vary: 'accept-encoding',
+    };
+    let body = asset.body;
+    if (/\bgzip\b/.test(request.headers.get('accept-encoding') ?? '')) {
+      asset.gzipped ??= gzipSync(asset.body);
+      body = asset.gzipped;
+      headers['content-encoding'] = 'gzip';
+    }
+    headers['content-length'] = String(body.length);
+    endResponse(new fetchAPI.Response(request.method === 'HEAD' ? null : (body as Uint8Array<ArrayBuffer>), { status: 200, headers }));
+  }
 
   return { plugin, render };
 }

@@ -6,6 +6,7 @@ import * as bundled from '@graphql-yoga/render-graphiql/graphiql';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+import { createGraphiQLAssets } from '../src/graphiql-assets.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
 
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -92,6 +93,15 @@ describe('GraphiQL page and its assets, in-process', () => {
       const response = await gateway.app.fetch(`http://gateway.test${url}`);
       expect(response.status, url).toBe(404);
     }
+  });
+});
+
+describe('the asset route on every other request', () => {
+  it('answers nothing and hands Yoga no promise: the hook is synchronous off its path', () => {
+    const { plugin } = createGraphiQLAssets();
+    const payload = { url: new URL('http://gateway.test/graphql'), request: new Request('http://gateway.test/graphql', { method: 'POST' }) };
+    // An async hook returns a promise even when it does nothing, and Yoga waits for it on every request.
+    expect(plugin.onRequest!(payload as unknown as Parameters<NonNullable<typeof plugin.onRequest>>[0])).toBeUndefined();
   });
 });
 
