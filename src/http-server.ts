@@ -88,6 +88,26 @@ export function createHttpServer(
       detail: 'Expect header other than 100-continue',
     });
   });
+  // CONNECT (a proxy tunnel), which Node hands to this event and, with no listener, answers by closing the connection
+  // without a word. No route here takes it: 405 with a code, an id and a line (its target is an authority, not a path).
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    const requestId = received(req);
+    const startedAt = performance.now();
+    const error = codedError('BAD_REQUEST', { message: 'The gateway is not a proxy: CONNECT is not answered here.' });
+    const body = codedBody(error);
+    socket.end(
+      `HTTP/1.1 405 ${STATUS_CODES[405]}\r\nallow: GET, HEAD, POST\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n${requestIdHeader}: ${requestId}\r\n\r\n${body}`,
+    );
+    options.logRefusal({
+      requestId,
+      status: 405,
+      code: String(error.extensions['code']),
+      detail: 'CONNECT request: the gateway is not a proxy',
+      remoteAddress: req.socket.remoteAddress,
+      request: { method: 'CONNECT', target: req.url ?? '', headers: req.headers, durationMs: performance.now() - startedAt },
+    });
+  });
   // Instead of Node's own answer to a request it cannot read, which is a bare status line.
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     try {

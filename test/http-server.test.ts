@@ -194,6 +194,31 @@ describe('the HTTP server (src/http-server.ts)', () => {
     expect(sample(await scrapeMetrics(gateway.app), 'xingtu_graphql_errors_total', { code: 'BAD_REQUEST' })).toBe(2);
   });
 
+  it('answers CONNECT (Node closed the connection without a word) 405 with a code, an id and one line, counted nowhere', async () => {
+    const { port, lines, gateway, upstream } = await serve();
+    const { text, closedAfterMs } = await raw(port, ['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'], { endAfterMs: 0 });
+    const [head, body] = text.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 405 /);
+    expect(head).toMatch(/^allow: GET, HEAD, POST$/im);
+    expect(JSON.parse(body!)).toEqual({
+      errors: [{ message: 'The gateway is not a proxy: CONNECT is not answered here.', extensions: { code: 'BAD_REQUEST', retryable: false } }],
+    });
+    // The gateway closed it, not the client (which never ends its side here).
+    expect(closedAfterMs).toBeLessThan(2_000);
+    const requestId = /^x-request-id: (\S+)$/im.exec(head!)?.[1];
+    await expect.poll(lines).toHaveLength(1);
+    // Its target is an authority, not a path: where it was going is not known, so no GraphQL fields and no metrics.
+    expect(lines()).toEqual([
+      {
+        ...unreadableLine(requestId, 405, 'CONNECT request: the gateway is not a proxy'),
+        method: 'CONNECT',
+        durationMs: expect.any(Number),
+      },
+    ]);
+    expect(sample(await scrapeMetrics(gateway.app), 'xingtu_graphql_errors_total', { code: 'BAD_REQUEST' })).toBe(0);
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('still serves a well-formed request (and one with no Host header)', async () => {
     const { port } = await serve();
     const body = JSON.stringify({ query: '{ creator(kolId: "5") { linkStructure { summary { value } } } }' });
