@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { getOperationAST, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from './context.js';
 import { isKolId } from './link-structure/kol-id.js';
 import { afterIo, type LogFields, type Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { clientOf, peerAddress, requestSocket, type ApiKeys } from './protection/api-keys.js';
+import { clientOf, peerAddress, type ApiKeys } from './protection/api-keys.js';
 import type { RequestCost } from './request-cost.js';
 
 export const requestIdHeader = 'x-request-id';
@@ -200,10 +200,12 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
       records.delete(request);
       response.headers.set(requestIdHeader, record.id);
       const durationMs = performance.now() - record.startedAt;
+      // A client too slow to send this request was answered 408 by src/http-server.ts (Node's deadline), not this
+      // response. Pipelined behind another, the request was cut off all the same, though nothing here saw its connection close.
+      const cutOff = cutOffByRequestDeadline(serverContext);
       // The client closed the connection before its answer: what the answer holds never reached anyone.
-      const clientGone = request.signal.aborted;
-      // A client too slow to send its request was answered 408 by src/http-server.ts (Node's deadline), not this response.
-      const status = clientGone && cutOffByRequestDeadline(serverContext) ? 408 : response.status;
+      const clientGone = cutOff || request.signal.aborted;
+      const status = cutOff ? 408 : response.status;
       // Everything else waits until the response is on its way: building and writing the log line and recording
       // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
       afterIo(logger, 'request log line and metrics', () => {
@@ -334,9 +336,14 @@ function apiKeyHeaders(given: IncomingHttpHeaders | undefined): Headers {
   return headers;
 }
 
-/** Whether Node cut the connection off because the request did not arrive within `requestTimeout` (it answered 408). */
+/**
+ * Whether Node cut the connection off because this request did not arrive within `requestTimeout` (it was answered 408).
+ * Only the request still arriving was: one before it on the connection, which had arrived whole, lost its connection.
+ */
 function cutOffByRequestDeadline(context: unknown): boolean {
-  return (requestSocket(context)?.errored as NodeJS.ErrnoException | null | undefined)?.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const incoming = (context as { req?: IncomingMessage } | undefined)?.req;
+  if (incoming === undefined || incoming.complete) return false;
+  return (incoming.socket?.errored as NodeJS.ErrnoException | null | undefined)?.code === 'ERR_HTTP_REQUEST_TIMEOUT';
 }
 
 /**

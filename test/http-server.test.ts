@@ -319,10 +319,23 @@ describe('the HTTP server (src/http-server.ts)', () => {
     const [head] = text.split('\r\n\r\n');
     expect(head).toMatch(/^HTTP\/1\.1 408 /);
     expect(/^x-request-id: (\S+)$/im.exec(head!)?.[1]).toBe('second');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    // Handed to the app, which writes its line: the 408 gets none of its own.
-    expect(lines()).toContainEqual(expect.objectContaining({ requestId: 'second', path: '/graphql' }));
+    // Handed to the app, which writes its line: the 408 gets none of its own. It says what the client got (it said 400,
+    // the app's answer to a body that never came, which no one received).
+    await expect.poll(() => lines().find((line) => line['requestId'] === 'second')).toMatchObject({
+      path: '/graphql',
+      status: 408,
+      outcome: 'cancelled',
+      clientGone: true,
+      errorCodes: [],
+    });
     expect(lines().filter((line) => line['path'] === null)).toEqual([]);
+    // The query before it had arrived whole: the connection was cut under it (its client got nothing), but the 408 was
+    // not its answer. Its line, once its upstream call ends, says so.
+    await expect.poll(() => lines().find((line) => line['requestId'] === 'first'), { timeout: 3_000 }).toMatchObject({
+      status: 200,
+      outcome: 'cancelled',
+      clientGone: true,
+    });
   });
 });
 
