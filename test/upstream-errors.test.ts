@@ -355,6 +355,27 @@ describe('HTTP 429 from whatever stands in front of the API', () => {
     }
   });
 
+  it('is still HTTP 429 when its body stalls past the attempt’s timer: the pause holds and it counts as http_429, not a timeout', async () => {
+    const arrivals: number[] = [];
+    const upstream = await startFakeUpstream((request) => {
+      arrivals.push(performance.now());
+      // content-length promises 100 bytes; 9 come, then nothing until the attempt's timer fires.
+      if (request.nth === 1) return { kind: 'raw', status: 429, text: 'slow down', headers: { 'retry-after': '1', 'content-length': '100' } };
+      return reply.ok();
+    });
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_TIMEOUT_MS: '200', UPSTREAM_RETRY_BASE_MS: '1', UPSTREAM_BACKOFF_MAX_MS: '20000' });
+    try {
+      const { body } = await gateway.query(query, { kolId: '903' });
+      expect(body.errors).toBeUndefined();
+      expect(gateway.logs.filter((line) => line.msg === 'upstream call failed').map((line) => line.detail)).toEqual(['HTTP 429']);
+      expect(arrivals[1]! - arrivals[0]!).toBeGreaterThanOrEqual(950);
+      expect(await gateway.metrics!.registry.metrics()).toMatch(/^xingtu_upstream_rate_limited_total\{cause="http_429"\} 1$/m);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+
   it('reads Retry-After as seconds or as an HTTP date, and ignores what is neither', () => {
     const now = Date.parse('2026-12-02T06:00:00Z');
     expect(retryAfterMs('5', now)).toBe(5_000);

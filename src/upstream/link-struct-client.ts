@@ -431,7 +431,7 @@ interface Answer {
 
 /** The attempt ran out of time (UPSTREAM_TIMEOUT); no message, since nothing but its class is ever read. */
 class AttemptTimedOut extends Error {}
-/** Cut off: the body of a failure status longer than anyone reads. */
+/** Cut off: the body of a failure status longer than anyone reads (the status is the answer). */
 class FailureBodyTooLong extends Error {}
 
 /** How much of a failure status's body is read (and dropped) to keep the connection, as undici's `body.dump()`: past it, the connection is cut. */
@@ -458,8 +458,11 @@ function send(dispatcher: Dispatcher, path: string, timeoutMs: number): Promise<
     let dropped = 0;
     const settle = (error?: Error) => {
       clearTimeout(timer);
-      if (error instanceof FailureBodyTooLong) resolve({ statusCode, headers, body: empty });
-      else if (error) reject(error);
+      // A failure status is the answer, however reading (and dropping) its body ended, as with body.dump(), which never
+      // failed: a 429 whose body stalls or is cut off still starts its Retry-After pause.
+      if (error && statusCode !== 0 && kept === undefined) resolve({ statusCode, headers, body: empty });
+      // Once the timer has fired, what undici reports next (its abort, or a connection that failed late) is the timeout.
+      else if (error) reject(timedOut ? new AttemptTimedOut() : error);
       else resolve({ statusCode, headers, body: kept === undefined ? empty : kept.length === 1 ? kept[0]! : Buffer.concat(kept) });
     };
     dispatcher.dispatch(
