@@ -90,9 +90,11 @@ export function planUpstreamCalls(
   // sibling fields before it would already have loaded (and paid for) their creators. So it is refused now, as
   // BAD_USER_INPUT. What gets here passed validation: a variable with a default, sent as an explicit null, in a
   // non-null position (`$id: ID = "1"` for `kolId: ID!`, `{"id": null}`).
-  const refuse = (error: unknown, selection: SelectionNode, path: readonly string[]) =>
-    errors.push(atPath(badUserInput(error instanceof Error ? error.message : String(error)), path, selection));
-  const included = (selection: SelectionNode, path: readonly string[]) => {
+  const refuse = (error: unknown, selection: SelectionNode, path: Path) =>
+    errors.push(atPath(badUserInput(error instanceof Error ? error.message : String(error)), pathArray(path), selection));
+  const included = (selection: SelectionNode, path: Path) => {
+    // No directives (most selections): nothing to read, nothing that can fail.
+    if (!selection.directives?.length) return true;
     const n = selection as Parameters<typeof getDirectiveValues>[1];
     try {
       return getDirectiveValues(GraphQLSkipDirective, n, variables)?.if !== true && getDirectiveValues(GraphQLIncludeDirective, n, variables)?.if !== false;
@@ -104,30 +106,34 @@ export function planUpstreamCalls(
 
   // `visited`: the named fragments already spread into this level's selection, as graphql-js keeps them when it
   // collects fields. Without it, fragments that each spread the next one twice took 2^n steps to walk: a
-  // 600-token document (within every query limit) would block the event loop for hours.
+  // 600-token document (within every query limit) would block the event loop for hours. Made when this level first
+  // has a fragment, and handed down into it, so a level without fragments allocates nothing.
   const walk = (
     selectionSet: SelectionSetNode,
     parentType: GraphQLCompositeType,
     creators: readonly string[],
-    path: readonly string[],
-    visited: Set<string>,
+    path: Path,
+    visited: Set<string> | undefined,
   ) => {
     for (const selection of selectionSet.selections) {
       // Directives first, then whether a fragment was already spread here: the order of the executor Yoga runs
       // (@graphql-tools/executor), which refuses a null `if` even on a repeated spread (graphql-js looks the other way).
-      if (!included(selection, selection.kind === Kind.FIELD ? [...path, selection.alias?.value ?? selection.name.value] : path)) continue;
       if (selection.kind === Kind.FIELD) {
+        const responsePath: Path = { prev: path, key: selection.alias?.value ?? selection.name.value };
+        if (!included(selection, responsePath)) continue;
         if (!isObjectType(parentType) && !isInterfaceType(parentType)) continue;
         const field = parentType.getFields()[selection.name.value];
         if (!field) continue; // __typename and friends
         const coordinate = `${parentType.name}.${field.name}`;
-        const responsePath = [...path, selection.alias?.value ?? selection.name.value];
-        let args: Args;
-        try {
-          args = getArgumentValues(field, selection, variables);
-        } catch (error) {
-          refuse(error, selection, responsePath);
-          continue;
+        let args: Args = noArgs;
+        // A field that takes no arguments has none to coerce (validation refused any written on it).
+        if (field.args.length > 0) {
+          try {
+            args = getArgumentValues(field, selection, variables);
+          } catch (error) {
+            refuse(error, selection, responsePath);
+            continue;
+          }
         }
         const source = creatorSources[coordinate];
         let children: readonly string[] = [];
@@ -135,7 +141,7 @@ export function planUpstreamCalls(
           try {
             children = source(args, maxKolIds);
           } catch (error) {
-            errors.push(atPath(error, responsePath, selection));
+            errors.push(atPath(error, pathArray(responsePath), selection));
             continue;
           }
         }
@@ -150,8 +156,10 @@ export function planUpstreamCalls(
         // nothing below costs a call or can fail.
         if (source && children.length === 0) continue;
         const fieldType = getNamedType(field.type);
-        if (selection.selectionSet) walk(selection.selectionSet, fieldType as GraphQLCompositeType, children, responsePath, new Set());
+        if (selection.selectionSet) walk(selection.selectionSet, fieldType as GraphQLCompositeType, children, responsePath, undefined);
       } else {
+        if (!included(selection, path)) continue;
+        visited ??= new Set();
         if (selection.kind === Kind.FRAGMENT_SPREAD) {
           if (visited.has(selection.name.value)) continue;
           visited.add(selection.name.value);
@@ -164,9 +172,20 @@ export function planUpstreamCalls(
     }
   };
 
-  walk(operation.selectionSet, root, [], [], new Set());
+  walk(operation.selectionSet, root, [], undefined, undefined);
   return { requests: [...requests.values()], errors };
 }
+
+/** A response path as the walk builds it, one link per field; made into an array only for an error. */
+type Path = { readonly prev: Path; readonly key: string } | undefined;
+
+function pathArray(path: Path): string[] {
+  const keys: string[] = [];
+  for (let link = path; link !== undefined; link = link.prev) keys.push(link.key);
+  return keys.reverse();
+}
+
+const noArgs: Args = Object.freeze({});
 
 function atPath(error: unknown, path: readonly string[], node?: ASTNode): GraphQLError {
   const coded = error instanceof GraphQLError ? error : badUserInput(String(error));
