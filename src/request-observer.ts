@@ -184,10 +184,12 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
             const code = typeof given === 'string' ? given : 'UNKNOWN';
             record.errorCodes.push(code);
             // Which creators failed, and how: on-call's first question, which `errorCodes` alone cannot answer.
-            // Not an id refused as bad input: it is whatever the client sent (a secret, even), cut short past redaction's
-            // reach, and the first 32 digits of a longer one would read as an id the client never asked for.
+            // Not an id the gateway refused as bad input: it is whatever the client sent (a secret, even), cut short past
+            // redaction's reach, and the first 32 digits of a longer one would read as an id the client never asked for.
+            // One the upstream refused (its code 400, `upstreamCode`) was a well-formed id it was asked about: named.
             const kolId = error.extensions?.['kolId'];
-            if (code !== 'BAD_USER_INPUT' && isKolId(kolId)) (record.failedKolIds ??= new Map()).set(`${code}\n${kolId}`, { kolId, code });
+            const refusedHere = code === 'BAD_USER_INPUT' && error.extensions?.['upstreamCode'] === undefined;
+            if (!refusedHere && isKolId(kolId)) (record.failedKolIds ??= new Map()).set(`${code}\n${kolId}`, { kolId, code });
           }
         } else {
           record.outcome ??= 'success';

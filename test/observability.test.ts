@@ -467,6 +467,15 @@ describe('request log', () => {
     expect(clean!['failedKolIdsOmitted']).toBeUndefined();
   });
 
+  it('names a creator the upstream refused as bad input (its code 400): a well-formed id it was asked about', async () => {
+    const { gateway } = await setUp((request) => (request.kolId === '40001' ? reply.business(400) : reply.ok()));
+    await gateway.query('{ creators(kolIds: ["40001", "40002"]) { linkStructure { fetchedAt } } }');
+    await logsWritten();
+    expect(requestLines(gateway)).toEqual([
+      expect.objectContaining({ outcome: 'partial', errorCodes: ['BAD_USER_INPUT'], failedKolIds: [{ kolId: '40001', code: 'BAD_USER_INPUT' }] }),
+    ]);
+  });
+
   it('counts the requests its calls sent, retries and the re-send to gw included: what the upstream may bill', async () => {
     const { upstream, gateway } = await setUp((request) => {
       if (request.kolId === '102' && request.nth <= 2) return reply.business(request.nth === 1 ? 500 : 301);
