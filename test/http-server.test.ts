@@ -423,6 +423,33 @@ describe('upstream calls nobody waits for any more', () => {
     expect(upstream.calls('2')).toBe(1);
   });
 
+  it('an acceptCache request counted on joining the fresh call keeps it wanted when the request that started it leaves', async () => {
+    const upstream = await startFakeUpstream(() => reply.ok(undefined, 300));
+    const gateway = createTestGateway(upstream.url, { UPSTREAM_CONCURRENCY: '1' });
+    onTestFinished(async () => {
+      await gateway.close();
+      await upstream.close();
+    });
+    const holding = gateway.cache.load(creator('1')); // the only slot, for 300 ms
+    const leaving = new AbortController();
+    const first = gateway.cache.load(creator('9'), undefined, undefined, leaving.signal); // queued for the slot
+    // Another request asks with acceptCache: the fresh call does for it, so the cost check counts it free, a join.
+    const cached = { ...creator('9'), acceptCache: true };
+    const planned = new Map();
+    expect(gateway.cache.upstreamCallsFor([cached], planned)).toBe(0);
+    const staying = new AbortController();
+    const outcomes: string[] = [];
+    const second = gateway.cache.load(cached, (outcome) => outcomes.push(outcome), planned, staying.signal);
+    // The request that started the call leaves; the one that joined it still waits, so the call is still wanted.
+    leaving.abort();
+    first.catch(() => undefined);
+    expect((await second).kolId).toBe('9');
+    await holding;
+    expect(upstream.requests.filter((request) => request.kolId === '9').map((request) => request.params['acceptCache'])).toEqual(['false']);
+    expect(outcomes).toEqual(['join']);
+    expect(await abandoned(gateway)).toBe(0);
+  });
+
   it('gives up a call whose only asker had gone before it asked, and one that sat out a 302 pause for nobody', async () => {
     const upstream = await startFakeUpstream((request) => (request.kolId === '4' ? reply.business(302) : reply.ok(undefined, 300)));
     const gateway = createTestGateway(upstream.url, { UPSTREAM_CONCURRENCY: '2', UPSTREAM_RETRIES: '0', UPSTREAM_RETRY_BASE_MS: '400' });

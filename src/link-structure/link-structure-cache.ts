@@ -153,15 +153,17 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
     const other = quiet ? entries?.peek(substitute) : entries?.get(substitute);
     return other && until < other.freshUntil ? other : undefined;
   };
-  /** The call for `key` in flight, else one the plan counted on joining (settled, maybe: its askers are not known). */
-  const callFor = (key: string, planned: PlannedJoins | undefined) => {
-    const flying = inFlight.get(key);
+  /**
+   * The call in flight for `key`, else for its substitute; else one the plan counted on joining (settled, maybe: its
+   * askers are not known). In flight first, the substitute's too: the plan keeps a substitute's call under the asking
+   * key, and a join through the plan is not one of the call's askers, so the call could be given up while it waits.
+   */
+  const pendingCall = (key: string, substitute: string | undefined, planned: PlannedJoins | undefined) => {
+    const flying = inFlight.get(key) ?? (substitute === undefined ? undefined : inFlight.get(substitute));
     if (flying) return flying;
-    const counted = planned?.get(key);
+    const counted = planned?.get(key) ?? (substitute === undefined ? undefined : planned?.get(substitute));
     return counted && { call: counted };
   };
-  const pendingCall = (key: string, substitute: string | undefined, planned: PlannedJoins | undefined) =>
-    callFor(key, planned) ?? (substitute === undefined ? undefined : callFor(substitute, planned));
 
   const cache: LinkStructureCache = {
     load(asked, observe, planned, gone) {
