@@ -101,10 +101,21 @@ type Entry = z.infer<typeof entrySchema>;
 
 const errorCodes = Object.keys(errorCatalog) as [ErrorCode, ...ErrorCode[]];
 
-/** Published on the fill channel when a lock holder's call ends, so waiters need not poll. */
+/**
+ * Published on the fill channel when a lock holder's call ends, so waiters need not poll. A failure carries what a
+ * waiter's in-process cache needs to treat it as the holder's does: `accountServed` marks an answer paid for that cannot
+ * be used, which is remembered rather than paid for again. Optional, and unknown keys are dropped on parsing, so replicas
+ * of an older release and of this one read each other's messages.
+ */
 const fillMessageSchema = z.discriminatedUnion('ok', [
   z.object({ key: z.string(), ok: z.literal(true), entry: entrySchema }),
-  z.object({ key: z.string(), ok: z.literal(false), code: z.enum(errorCodes), upstreamCode: z.number().optional() }),
+  z.object({
+    key: z.string(),
+    ok: z.literal(false),
+    code: z.enum(errorCodes),
+    upstreamCode: z.number().optional(),
+    accountServed: z.boolean().optional(),
+  }),
 ]);
 type FillMessage = z.infer<typeof fillMessageSchema>;
 /** A request of the holder's has left for the upstream (it may have queued for a slot before): waiters' clocks restart. */
@@ -430,7 +441,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       } catch (error) {
         const failure =
           error instanceof UpstreamError
-            ? { key, ok: false as const, code: error.code, upstreamCode: error.upstreamCode }
+            ? { key, ok: false as const, code: error.code, upstreamCode: error.upstreamCode, ...(error.accountServed ? { accountServed: true } : {}) }
             : { key, ok: false as const, code: 'UPSTREAM_BAD_RESPONSE' as const };
         await unlessFailing(Promise.all([attempt(() => redis.publish(channel, JSON.stringify(failure))), release()]));
         if (stale) return serveStale(stale, error);
@@ -523,6 +534,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         if (message && !message.ok) {
           const error = new UpstreamError(message.code, 'the upstream call another replica made for this creator failed', {
             upstreamCode: message.upstreamCode,
+            accountServed: message.accountServed,
           });
           if (stale) return serveStale(stale, error);
           throw error;
