@@ -606,6 +606,43 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(await control.exists(linkKey('82'))).toBe(0);
   });
 
+  it('an outcome already heard when the lock attempt succeeds is used (lock released), not paid for again: answer or failure', async () => {
+    // Nothing stored in Redis: the re-read under the lock finds nothing, so only the fill message can tell the waiter.
+    const { upstream, control, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '0' });
+    const [holder, waiter] = gateways as [TestGateway, TestGateway];
+    upstream.setBehaviour((request) =>
+      request.kolId === '721' ? { kind: 'json', body: { code: 500, message: 'internal', data: null }, delayMs: 300 } : reply.ok(undefined, 300),
+    );
+    for (const kolId of ['720', '721']) {
+      const lockKey = `${prefix}lock:${kolId}:fresh:SHORT_VIDEO`;
+      const held = holder.query(query(kolId));
+      // The holder has its lock and its call is out: the next `SET … NX` any replica sends is the waiter's.
+      await waitFor(() => upstream.calls(kolId) === 1);
+      const set = Redis.prototype.set as (...args: unknown[]) => Promise<unknown>;
+      const lockAttempt = vi.spyOn(Redis.prototype, 'set').mockImplementation(async function (this: Redis, ...args: unknown[]) {
+        if (args.includes('NX')) {
+          lockAttempt.mockRestore();
+          // It reaches Redis just after the holder's store, announce and release: the waiter (listening since before
+          // the attempt) has the fill message in hand, and its lock attempt succeeds.
+          await held;
+          await waitFor(async () => (await control.exists(lockKey)) === 0);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        return set.apply(this, args);
+      } as never);
+      const [first, second] = await Promise.all([held, waiter.query(query(kolId))]);
+      expect(upstream.calls(kolId)).toBe(1);
+      expect(second.body).toEqual(first.body);
+      expect(await control.exists(lockKey)).toBe(0);
+    }
+    expect(requestLines(waiter).map((line) => [line['upstreamCalls'], line['redisHits']])).toEqual([
+      [0, 1],
+      [0, 0],
+    ]);
+    expect(requestLines(waiter)[1]).toMatchObject({ errorCodes: ['UPSTREAM_INTERNAL_ERROR'] });
+    expect(waiter.sharedTier?.counters.lock_takeover).toBe(0);
+  });
+
   it('takes over when the lock holder died: its lock expires and another replica makes the call', async () => {
     const { upstream, control, gateways } = await setUp(1);
     // A holder that took the lock and vanished without filling or releasing it.

@@ -139,6 +139,8 @@ const closeWaitForFillsMs = 1_000;
 const maxClockSkewMs = 60_000;
 
 type Via = (source: FetchSource) => void;
+/** What another replica's call came to, as its fill message tells it. */
+type Outcome = { value: LinkStructure } | { error: UpstreamError };
 
 /**
  * The cache level shared by every replica, between the in-process cache and the upstream client:
@@ -387,6 +389,14 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           deliver = end;
           until?.addEventListener('abort', stop, { once: true });
         }),
+      /**
+       * The outcome (answer or failure) of a call already received and not yet handed over, if any, without waiting;
+       * the `sending` messages before it are dropped (they only matter to a wait).
+       */
+      heard: (): FillMessage | undefined => {
+        for (let next = received.shift(); next; next = received.shift()) if (!('sending' in next)) return next;
+        return undefined;
+      },
       stop: () => {
         set.delete(listener);
         if (set.size === 0 && waiters.get(key) === set) waiters.delete(key);
@@ -400,6 +410,33 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
    */
   async function unlessFailing(bookkeeping: Promise<unknown>): Promise<void> {
     if (!skipRedis()) await bookkeeping;
+  }
+
+  /** Best effort: deletes the lock only while it holds `token`. */
+  const releaseLock = (lockKey: string, token: string) => attempt(() => redis.eval(releaseLockScript, 1, lockKey, token));
+
+  /** What a fill message tells a waiter: the holder's answer or its failure; undefined for an answer this replica cannot serve. */
+  function outcomeOf(message: FillMessage, key: string, request: LinkStructureRequest): Outcome | undefined {
+    if (message.ok) {
+      // Checked as a stored entry is: what another replica announces may not be what this one can serve.
+      const entry = usableEntry(key, message.entry, request);
+      return entry && { value: entry.value };
+    }
+    const error = new UpstreamError(message.code, 'the upstream call another replica made for this creator failed', {
+      upstreamCode: message.upstreamCode,
+      accountServed: message.accountServed,
+    });
+    return { error };
+  }
+
+  /** A waiter's answer from another replica's call: its value, or its failure (covered by an expired copy, if there is one). */
+  function settle(outcome: Outcome, stale: LinkStructure | undefined, via: Via): SharedLinkStructure {
+    if ('value' in outcome) {
+      via('replica');
+      return outcome.value;
+    }
+    if (stale) return serveStale(stale, outcome.error);
+    throw outcome.error;
   }
 
   /** This replica holds the lock: call the upstream once, store and announce the outcome, release. */
@@ -417,7 +454,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       Math.max(1, Math.floor(options.lockTtlMs / 3)),
     );
     renew.unref();
-    const release = () => attempt(() => redis.eval(releaseLockScript, 1, lockKey, token));
+    const release = () => releaseLock(lockKey, token);
     try {
       // Another replica may have filled the key between our read and our lock. The lock is ours all the
       // same: released at once, or the others would wait on it, then take it over, until it expired.
@@ -496,13 +533,27 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         try {
           acquired = await command(() => redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX'));
         } catch (error) {
-          // No reply in time, yet Redis may have set the lock all the same. Act as its holder, as far as Redis lets
-          // us: store and announce the answer and release the lock (only if it holds our token), so no other
-          // replica waits it out and pays for this creator again.
-          if (error instanceof RedisUnavailable) return await fill(request, key, lockKey, token, stale, via);
-          throw error;
+          if (!(error instanceof RedisUnavailable)) throw error;
+          // No reply in time, yet Redis may have set the lock all the same. An outcome already received answers as
+          // below (the lock released in the background: Redis is failing). Otherwise act as the lock's holder, as far
+          // as Redis lets us: store and announce the answer and release the lock (only if it holds our token), so no
+          // other replica waits it out and pays for this creator again.
+          const known = heardOutcome(fillMessage, key, request);
+          if (known) {
+            await unlessFailing(releaseLock(lockKey, token));
+            return settle(known, stale, via);
+          }
+          return await fill(request, key, lockKey, token, stale, via);
         }
         if (acquired === 'OK') {
+          // The lock was free because a call for this creator has just ended, and its outcome may have reached us
+          // already (we listen from before the first attempt): that is this request's answer, not a reason to pay again.
+          // The lock is ours all the same: released at once, or the others would wait on it, then take it over.
+          const known = heardOutcome(fillMessage, key, request);
+          if (known) {
+            await releaseLock(lockKey, token);
+            return settle(known, stale, via);
+          }
           if (waited) {
             emit('lock_takeover');
             logger.info('took over an expired fill lock', { kolId: request.kolId });
@@ -522,22 +573,10 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           deadline = Math.max(deadline, Date.now() + options.waitTimeoutMs);
           continue;
         }
-        if (message?.ok) {
-          // Checked as a stored entry is: what another replica announces may not be what this one can serve.
-          const entry = usableEntry(key, message.entry, request);
-          if (entry) {
-            via('replica');
-            return entry.value;
-          }
+        if (message) {
+          const outcome = outcomeOf(message, key, request);
+          if (outcome) return settle(outcome, stale, via);
           continue;
-        }
-        if (message && !message.ok) {
-          const error = new UpstreamError(message.code, 'the upstream call another replica made for this creator failed', {
-            upstreamCode: message.upstreamCode,
-            accountServed: message.accountServed,
-          });
-          if (stale) return serveStale(stale, error);
-          throw error;
         }
         // No message in time: the fill may have happened unannounced (subscriber down), or the holder died.
         const entry = await read(key, request);
@@ -549,6 +588,15 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     } finally {
       fillMessage.stop();
     }
+  }
+
+  /** The first outcome received and not handed over that this replica can use, if any (without waiting). */
+  function heardOutcome(fillMessage: ReturnType<typeof listen>, key: string, request: LinkStructureRequest): Outcome | undefined {
+    for (let message = fillMessage.heard(); message; message = fillMessage.heard()) {
+      const outcome = outcomeOf(message, key, request);
+      if (outcome) return outcome;
+    }
+    return undefined;
   }
 
   async function peekFresh(requests: readonly LinkStructureRequest[], minFreshMs: number): Promise<Array<LinkStructure | undefined>> {
