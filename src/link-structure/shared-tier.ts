@@ -518,6 +518,11 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     const lockKey = `${prefix}lock:${linkStructureRequestKey(request)}`;
     let deadline = Date.now() + options.waitTimeoutMs;
     let waited = false;
+    // While waiting: since when Redis has failed or been skipped, with no command answered nor message heard since.
+    let unansweredSince: number | undefined;
+    // A lock attempt of this wait that got no reply: Redis may have set the lock with this token. Tried again with the same
+    // token (so it becomes ours once free), and released when the wait ends without having filled.
+    let maybeHeld: string | undefined;
     // Listening before trying the lock: a fill that ends right after our failed attempt is not missed.
     const fillMessage = listen(key);
     try {
@@ -528,24 +533,40 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           logger.debug('stopped waiting for another replica’s upstream call: every request that wanted it has gone', { kolId: request.kolId });
           throw new CallAbandoned();
         }
-        const token = randomUUID();
-        let acquired: string | null;
-        try {
-          acquired = await command(() => redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX'));
-        } catch (error) {
-          if (!(error instanceof RedisUnavailable)) throw error;
-          // No reply in time, yet Redis may have set the lock all the same. An outcome already received answers as
-          // below (the lock released in the background: Redis is failing). Otherwise act as the lock's holder, as far
-          // as Redis lets us: store and announce the answer and release the lock (only if it holds our token), so no
-          // other replica waits it out and pays for this creator again.
-          const known = heardOutcome(fillMessage, key, request);
-          if (known) {
-            await unlessFailing(releaseLock(lockKey, token));
-            return settle(known, stale, via);
+        // Closing: Redis is going, and with it the answer this replica waits for.
+        if (waited && closing.signal.aborted) return await direct(request, stale, via, interest);
+        const token = maybeHeld ?? randomUUID();
+        let acquired: string | null = null;
+        // Once waiting, Redis trouble is no reason to pay for the call a live holder is making: while Redis is marked down
+        // the wait goes on listening, without commands, and a lock attempt that fails is as one refused.
+        if (waited && skipRedis()) {
+          unansweredSince ??= Date.now();
+        } else {
+          try {
+            acquired = await command(() => redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX'));
+            unansweredSince = undefined;
+          } catch (error) {
+            if (!(error instanceof RedisUnavailable)) throw error;
+            if (waited) {
+              unansweredSince ??= Date.now();
+              maybeHeld = token;
+            } else {
+              // No reply in time, yet Redis may have set the lock all the same. An outcome already received answers as
+              // below (the lock released in the background: Redis is failing). Otherwise act as the lock's holder, as far
+              // as Redis lets us: store and announce the answer and release the lock (only if it holds our token), so no
+              // other replica waits it out and pays for this creator again.
+              const known = heardOutcome(fillMessage, key, request);
+              if (known) {
+                await unlessFailing(releaseLock(lockKey, token));
+                return settle(known, stale, via);
+              }
+              return await fill(request, key, lockKey, token, stale, via);
+            }
           }
-          return await fill(request, key, lockKey, token, stale, via);
         }
         if (acquired === 'OK') {
+          // fill() releases it from now on.
+          maybeHeld = undefined;
           // The lock was free because a call for this creator has just ended, and its outcome may have reached us
           // already (we listen from before the first attempt): that is this request's answer, not a reason to pay again.
           // The lock is ours all the same: released at once, or the others would wait on it, then take it over.
@@ -562,12 +583,21 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         }
         if (!waited) emit('lock_wait');
         waited = true;
-        const remaining = deadline - Date.now();
-        if (remaining <= 0) {
-          warnLimited('gave up waiting for another replica’s upstream call', { kolId: request.kolId });
+        const now = Date.now();
+        // Redis answering nothing for as long as a lock outlives a holder that stopped renewing it: the holder could not
+        // renew, store or announce either, and the wait would only delay this request.
+        const giveUpAt = unansweredSince === undefined ? deadline : Math.min(deadline, unansweredSince + options.lockTtlMs);
+        if (giveUpAt <= now) {
+          const redisSilent = giveUpAt < deadline;
+          warnLimited(
+            'gave up waiting for another replica’s upstream call',
+            { kolId: request.kolId, ...(redisSilent ? { reason: 'redis not answering' } : {}) },
+            redisSilent ? 'redis' : '',
+          );
           return await direct(request, stale, via, interest);
         }
-        const message = await fillMessage.wait(Math.min(pollMs, remaining), interest?.lost);
+        const message = await fillMessage.wait(Math.min(pollMs, giveUpAt - now), interest?.lost);
+        if (message) unansweredSince = undefined;
         if (message && 'sending' in message) {
           // Its call has only now gone out: it may have queued behind others, which is no reason to pay twice.
           deadline = Math.max(deadline, Date.now() + options.waitTimeoutMs);
@@ -579,7 +609,16 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           continue;
         }
         // No message in time: the fill may have happened unannounced (subscriber down), or the holder died.
-        const entry = await read(key, request);
+        if (skipRedis()) continue;
+        let entry: Entry | undefined;
+        try {
+          entry = await read(key, request);
+          unansweredSince = undefined;
+        } catch (error) {
+          if (!(error instanceof RedisUnavailable)) throw error;
+          unansweredSince ??= Date.now();
+          continue;
+        }
         if (entry && isFresh(entry)) {
           via('replica');
           return entry.value;
@@ -587,6 +626,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       }
     } finally {
       fillMessage.stop();
+      if (maybeHeld) void releaseLock(lockKey, maybeHeld);
     }
   }
 

@@ -1,0 +1,159 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { LinkStructureFetch } from '../src/link-structure/link-structure-cache.js';
+import type { LinkStructureRequest } from '../src/link-structure/model.js';
+import { createSharedTier, type SharedTierOptions } from '../src/link-structure/shared-tier.js';
+import { createLogger } from '../src/logger.js';
+import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
+import { createTestGateway, type TestGateway } from './gateway.js';
+import { startRedisServer, type RedisServer } from './redis-server.js';
+
+// Replicas sharing one Redis when something goes wrong: Redis slow or gone while a replica waits on another's call.
+// A file of its own, beside test/shared-cache.test.ts, so that each stays well under a minute.
+
+const prefix = 'xingtu-gw:v1:';
+const lockKey = (kolId: string) => `${prefix}lock:${kolId}:fresh:SHORT_VIDEO`;
+const query = (kolId: string) => `{ creator(kolId: "${kolId}") { linkStructure { fetchedAt summary { value } } } }`;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let upstream: FakeUpstream | undefined;
+let redis: RedisServer | undefined;
+let control: Redis | undefined;
+let gateways: TestGateway[] = [];
+let tiers: Array<ReturnType<typeof createSharedTier>> = [];
+
+afterEach(async () => {
+  await Promise.all([...gateways, ...tiers].map((closable) => closable.close()));
+  gateways = [];
+  tiers = [];
+  control?.disconnect();
+  control = undefined;
+  await redis?.close();
+  redis = undefined;
+  await upstream?.close();
+  upstream = undefined;
+});
+
+/** A fake upstream, a fresh redis-server, a control connection to it, and `replicas` gateways sharing both. */
+async function setUp(replicas: number, vars: Record<string, string> = {}, behaviour: FakeBehaviour = () => reply.ok()) {
+  upstream = await startFakeUpstream(behaviour);
+  redis = await startRedisServer();
+  control = new Redis(redis.url);
+  // Some tests kill the server: the control connection's reconnect errors are expected.
+  control.on('error', () => {});
+  const url = upstream.url;
+  const redisUrl = redis.url;
+  gateways = Array.from({ length: replicas }, () =>
+    createTestGateway(url, { REDIS_URL: redisUrl, REDIS_TIMEOUT_MS: '500', UPSTREAM_RETRIES: '0', ...vars }),
+  );
+  await Promise.all(gateways.map((gateway) => waitFor(() => gateway.sharedTier?.status === 'ready')));
+  await waitFor(async () => (await fillListeners(control!)) === replicas);
+  return { upstream, redis, control, gateways };
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+/** How many connections listen for fill messages: one per replica once its subscriber is up. */
+async function fillListeners(control: Redis): Promise<number> {
+  const [, count] = (await control.pubsub('NUMSUB', `${prefix}filled`)) as [string, number];
+  return count;
+}
+
+/** A shared tier of its own on `redisUrl` (entries fresh for a minute, no stale grace), once its connection is ready. */
+async function startTier(redisUrl: string, fetch: LinkStructureFetch, options: Partial<SharedTierOptions> = {}, connectionOptions: RedisOptions = {}) {
+  const connection = new Redis(redisUrl, { enableOfflineQueue: false, ...connectionOptions });
+  connection.on('error', () => {});
+  await new Promise((resolve) => connection.once('ready', resolve));
+  const tier = createSharedTier({
+    redis: connection,
+    prefix,
+    ttlMs: 60_000,
+    staleMs: 0,
+    lockTtlMs: 5_000,
+    waitTimeoutMs: 10_000,
+    logger: createLogger({ level: 'silent' }),
+    fetch,
+    ...options,
+  });
+  tiers.push(tier);
+  return tier;
+}
+
+/** An answer as the upstream client returns it, for `kolId`. */
+const answer = (kolId: string) => ({
+  kolId,
+  platform: 'SHORT_VIDEO' as const,
+  source: 'v1',
+  authorLinkType: 'own',
+  buckets: [],
+  summary: { value: 1, rankPercent: null, relativeRatio: null },
+  fetchedAt: new Date(),
+});
+
+/** The info-level line each GraphQL request writes. */
+const requestLines = (gateway: TestGateway) => gateway.logs.filter((line) => line['msg'] === 'request' && line['level'] === 'info');
+
+describe('REDIS_URL: a replica waiting on another’s call through Redis trouble', () => {
+  it('keeps waiting through a short Redis slowdown, and pays nothing', async () => {
+    const { upstream, control, gateways } = await setUp(2, { REDIS_TIMEOUT_MS: '100' }, () => reply.ok(undefined, 1_000));
+    const [holder, waiter] = gateways as [TestGateway, TestGateway];
+    // A latency spike (a failover, a slow fork) 100 ms into the wait: first for every command (the waiter's poll GET
+    // times out), then for writes only (its lock attempt times out while its GET is answered).
+    for (const [round, [kolId, pause]] of ([
+      ['710', 'ALL'],
+      ['711', 'WRITE'],
+    ] as const).entries()) {
+      // Back from the last round's slowdown: a replica skips Redis for a while after one.
+      await waitFor(() => holder.sharedTier!.status === 'ready' && waiter.sharedTier!.status === 'ready');
+      const errorsBefore = waiter.sharedTier!.counters.redis_error;
+      const held = holder.query(query(kolId));
+      await waitFor(() => upstream.calls(kolId) === 1);
+      const waited = waiter.query(query(kolId));
+      await waitFor(() => waiter.sharedTier!.counters.lock_wait === round + 1);
+      await sleep(100);
+      await control.call('CLIENT', 'PAUSE', '400', pause);
+      const [first, second] = await Promise.all([held, waited]);
+      expect(first.body.errors).toBeUndefined();
+      expect(second.body).toEqual(first.body);
+      expect(upstream.calls(kolId)).toBe(1);
+      // The slowdown did reach the waiter: a command of its timed out while it waited.
+      expect(waiter.sharedTier!.counters.redis_error).toBeGreaterThan(errorsBefore);
+    }
+    expect(requestLines(waiter).map((line) => [line['upstreamCalls'], line['redisHits']])).toEqual([
+      [0, 1],
+      [0, 1],
+    ]);
+    expect(waiter.sharedTier!.counters.lock_takeover).toBe(0);
+  });
+
+  it('with Redis down for good, calls the upstream itself once a lock would have expired, not at its deadline', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '712', acceptCache: false, platform: 'SHORT_VIDEO' };
+    const holderFetch: LinkStructureFetch = async (_asked, via) => {
+      via?.('upstream');
+      return new Promise<never>(() => {});
+    };
+    const waiterFetch = vi.fn<LinkStructureFetch>(async (asked) => answer(asked.kolId));
+    // Locks of 600 ms; a wait of 30 s, far past the test's bound.
+    const holder = await startTier(redis.url, holderFetch, { lockTtlMs: 600, waitTimeoutMs: 30_000 });
+    const waiter = await startTier(redis.url, waiterFetch, { lockTtlMs: 600, waitTimeoutMs: 30_000 }, { commandTimeout: 100 });
+    await waitFor(async () => (await fillListeners(control)) === 2);
+    void holder.fetch(request).catch(() => undefined);
+    await waitFor(async () => (await control.exists(lockKey('712'))) === 1);
+    const waited = waiter.fetch(request);
+    await waitFor(() => waiter.counters.lock_wait === 1);
+    const killed = Date.now();
+    await redis.kill();
+    expect(await waited).toMatchObject({ kolId: '712', authorLinkType: 'own' });
+    expect(waiterFetch).toHaveBeenCalledOnce();
+    // The lock's 600 ms (and a poll), not the 30 s a live holder would be waited for.
+    expect(Date.now() - killed).toBeGreaterThanOrEqual(550);
+    expect(Date.now() - killed).toBeLessThan(2_000);
+  });
+});
