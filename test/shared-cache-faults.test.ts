@@ -157,3 +157,34 @@ describe('REDIS_URL: a replica waiting on another’s call through Redis trouble
     expect(Date.now() - killed).toBeLessThan(2_000);
   });
 });
+
+describe('REDIS_URL: a replica cut off by a forced shutdown while it holds a fill lock', () => {
+  it('does not pass its cut-off on to the replicas waiting on it: it releases the lock, and one of them calls at once', async () => {
+    // The first call for the creator is slow (it is the one cut off); any later one answers at once.
+    const { upstream, control, gateways } = await setUp(2, {}, (request) => reply.ok(undefined, request.nth === 1 ? 5_000 : 0));
+    const [stopping, healthy] = gateways as [TestGateway, TestGateway];
+    // Closed here (as src/serve.ts does it), not again after the test.
+    gateways.splice(0, 1);
+    const held = stopping.query(query('700'));
+    await waitFor(() => upstream.calls('700') === 1);
+    const waited = healthy.query(query('700'));
+    await waitFor(() => healthy.sharedTier!.counters.lock_wait === 1);
+    // What src/serve.ts does when the drain times out, or at a second signal: destroy the pool, then close Redis.
+    const cutOff = Date.now();
+    await stopping.upstream.destroy();
+    await stopping.sharedTier!.close();
+    expect((await held).body.errors?.[0]?.extensions).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+    const answer = await waited;
+    expect(answer.body.errors).toBeUndefined();
+    expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    // Taken over at its next look at the lock, not once the lock expired (5 s) or the wait ran out.
+    expect(Date.now() - cutOff).toBeLessThan(1_500);
+    expect(healthy.sharedTier!.counters.lock_takeover).toBe(1);
+    expect(upstream.calls('700')).toBe(2);
+    expect(await control.exists(lockKey('700'))).toBe(0);
+    expect(stopping.logs.filter((line) => line['msg'] === 'upstream call failed').at(-1)).toMatchObject({
+      code: 'UPSTREAM_UNAVAILABLE',
+      detail: 'the gateway is shutting down: upstream calls were cut off',
+    });
+  });
+});

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { errorCatalog, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { CallAbandoned, UpstreamError } from '../upstream/upstream-error.js';
+import { CallAbandoned, CallCutOff, UpstreamError } from '../upstream/upstream-error.js';
 import type { CallInterest, FetchSource, LinkStructureFetch } from './link-structure-cache.js';
 import { linkStructureRequestKey, linkStructureSchema, type LinkStructure, type LinkStructureRequest } from './model.js';
 
@@ -24,7 +24,7 @@ export const sharedTierEvents = [
   'redis_bypass',
   /** Another replica held the lock for this creator: waited for its answer. */
   'lock_wait',
-  /** A lock holder vanished (its lock expired unfilled): this replica took over the call. */
+  /** A lock holder vanished (its lock expired, or was released at its shutdown, unfilled): this replica took over the call. */
   'lock_takeover',
   /** The upstream failed and an answer past its TTL, within CACHE_STALE_SECONDS, was served instead. */
   'stale_served',
@@ -476,6 +476,13 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       try {
         value = await options.fetch(request, sent);
       } catch (error) {
+        if (error instanceof CallCutOff) {
+          // This process is being shut down: the upstream did not fail. Not announced (the waiters would pass the cut-off
+          // on to their clients as the upstream's failure); the lock is released, so one of them takes it over and calls.
+          await unlessFailing(release());
+          if (stale) return serveStale(stale, error);
+          throw error;
+        }
         const failure =
           error instanceof UpstreamError
             ? { key, ok: false as const, code: error.code, upstreamCode: error.upstreamCode, ...(error.accountServed ? { accountServed: true } : {}) }
@@ -577,7 +584,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           }
           if (waited) {
             emit('lock_takeover');
-            logger.info('took over an expired fill lock', { kolId: request.kolId });
+            logger.info('took over a fill lock its holder left unfilled (expired, or released at its shutdown)', { kolId: request.kolId });
           }
           return await fill(request, key, lockKey, token, stale, via);
         }
@@ -715,8 +722,8 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     counters,
     async close() {
       closing.abort();
-      // Fills still running (their calls cut off by a forced shutdown) announce their failure and release their locks
-      // first: otherwise other replicas wait those locks out before calling themselves.
+      // Fills still running (their calls cut off by a forced shutdown) release their locks first, and announce any
+      // other failure: otherwise other replicas wait those locks out before calling themselves.
       // A second at most: a fill whose call never ends must not hold close() forever.
       if (filling > 0) {
         let timer: NodeJS.Timeout | undefined;

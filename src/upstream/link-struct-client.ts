@@ -10,7 +10,7 @@ import { endpointSpecs, isUpstreamEndpoint, v1GoneReason, type LinkEndpointMode,
 import { parseLinkStructBody } from './link-struct-schema.js';
 import { RateLimitBackoff } from './rate-limit-backoff.js';
 import { Semaphore } from './semaphore.js';
-import { CallAbandoned, UpstreamError } from './upstream-error.js';
+import { CallAbandoned, CallCutOff, UpstreamError } from './upstream-error.js';
 
 /** What paused the calls: Just One API's business code 302, or an HTTP 429 from whatever stands in front of it. */
 export const rateLimitCauses = ['code_302', 'http_429'] as const;
@@ -152,7 +152,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       options.onBreakerStateChange?.(state);
     },
   });
-  const shutDown = () => new UpstreamError('UPSTREAM_UNAVAILABLE', 'the gateway is shutting down: upstream calls were cut off');
+  const shutDown = () => new CallCutOff();
   // Calls running (between attempts included), so close() can wait for all of them, not only for requests undici holds.
   let calls = 0;
   let sending = 0;
@@ -269,10 +269,13 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       observe('ok', { upstreamCode: 0, businessCode: 0 }, false);
       return { ok: true, value };
     } catch (error) {
-      const failure =
+      const classified =
         error instanceof UpstreamError
           ? error
           : new UpstreamError('UPSTREAM_BAD_RESPONSE', 'unexpected failure while reading the answer', { cause: error });
+      // The connection failing once destroy() has begun is destroy() cutting it: no answer came, and nothing is known
+      // about the upstream. An answer that did come (a status, a code) stays what it was.
+      const failure = cutOff.signal.aborted && isConnectionFailure(classified) ? shutDown() : classified;
       const goneReason = mode === 'auto' && endpoint === 'v1' ? v1GoneReason(failure) : undefined;
       if (goneReason) {
         // Switch before the slot is released, so the request waiting for it already goes to gw. A v1 that is
@@ -402,6 +405,11 @@ function sharedController(): AbortController {
   const controller = new AbortController();
   setMaxListeners(0, controller.signal);
   return controller;
+}
+
+/** No answer at all: the connection failed, or was cut, before a status came. */
+function isConnectionFailure(failure: UpstreamError): boolean {
+  return failure.code === 'UPSTREAM_UNAVAILABLE' && failure.httpStatus === undefined;
 }
 
 /** Longest failure detail logged (it may quote the upstream's message): log pipelines split or drop lines of tens of KB. */

@@ -64,6 +64,16 @@ export class CallAbandoned extends UpstreamError {
   }
 }
 
+/**
+ * A call cut off by a forced shutdown of this process (its connection pool destroyed): it says nothing about the
+ * upstream or the creator, so it is this process's failure alone, not one to share with other replicas.
+ */
+export class CallCutOff extends UpstreamError {
+  constructor() {
+    super('UPSTREAM_UNAVAILABLE', 'the gateway is shutting down: upstream calls were cut off');
+  }
+}
+
 /** Just One API business codes (the `code` field of an HTTP 200 body) and what each means for the gateway. */
 export const businessCodes: Readonly<Record<number, ErrorCode>> = {
   100: 'UPSTREAM_AUTH_FAILED',
