@@ -188,3 +188,46 @@ describe('REDIS_URL: a replica cut off by a forced shutdown while it holds a fil
     });
   });
 });
+
+describe('REDIS_URL: a value under a creator’s key too large to be an entry', () => {
+  const linkKey = (kolId: string) => `${prefix}link:${kolId}:fresh:SHORT_VIDEO`;
+
+  it('is read only as far as an entry can go: a miss, overwritten by the next answer, and Redis stays up', async () => {
+    const { upstream, control, gateways } = await setUp(2, { REDIS_TIMEOUT_MS: '100' });
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    // 64 MB of garbage (a bad write, another tool sharing the prefix): read whole, it takes longer than REDIS_TIMEOUT_MS.
+    await control.setrange(linkKey('740'), 64 * 1024 * 1024 - 1, 'x');
+    await control.setrange(linkKey('741'), 64 * 1024 * 1024 - 1, 'x');
+    const first = await a.query(query('740'));
+    expect(first.body.errors).toBeUndefined();
+    expect(upstream.calls('740')).toBe(1);
+    // Overwritten by the answer, so the other replica is served from Redis without paying again.
+    expect((await b.query(query('740'))).body).toEqual(first.body);
+    expect(upstream.calls('740')).toBe(1);
+    expect(JSON.parse((await control.get(linkKey('740')))!)).toMatchObject({ v: 1, value: { kolId: '740' } });
+    expect(a.logs.filter((line) => line['msg'] === 'ignoring an unreadable shared cache entry').at(-1)).toMatchObject({
+      key: linkKey('740'),
+      reason: 'longer than 65536 bytes',
+    });
+    // The same through a load's own read, without the cost check's (a field of an entity the router resolves, say).
+    expect(await b.cache.load({ kolId: '741', acceptCache: false, platform: 'SHORT_VIDEO' })).toMatchObject({ kolId: '741' });
+    expect(upstream.calls('741')).toBe(1);
+    expect(await control.strlen(linkKey('741'))).toBeLessThan(65_536);
+    for (const gateway of [a, b]) {
+      expect(gateway.sharedTier!.status).toBe('ready');
+      expect(gateway.sharedTier!.counters.redis_error).toBe(0);
+    }
+  });
+
+  it('an answer too large to be read back is announced to waiting replicas, not stored', async () => {
+    const huge = { author_link_type: 'x'.repeat(70_000), link_struct: { '5': { value: 1, rank_percent: null, relative_ratio: null } } };
+    const { upstream, control, gateways } = await setUp(2, {}, () => reply.ok(huge, 300));
+    const answers = await Promise.all(gateways.map((gateway) => gateway.query(query('742'))));
+    for (const answer of answers) expect(answer.body.errors).toBeUndefined();
+    expect(upstream.calls('742')).toBe(1);
+    expect(gateways.map((gateway) => gateway.sharedTier!.counters.lock_wait).sort()).toEqual([0, 1]);
+    expect(await control.exists(linkKey('742'))).toBe(0);
+    const logged = gateways.flatMap((gateway) => gateway.logs).filter((line) => line['msg'] === 'answer too large for the shared cache: announced, not stored');
+    expect(logged).toEqual([expect.objectContaining({ level: 'warn', kolId: '742', maxEntryBytes: 65_536 })]);
+  });
+});

@@ -171,13 +171,14 @@ describe('REDIS_URL: replicas share one cache', () => {
     const { upstream, control, gateways } = await setUp(1, { RATE_LIMIT_PER_MINUTE: '1', MAX_UPSTREAM_CALLS_PER_OPERATION: '1' });
     const gateway = gateways[0]!;
     for (const kolId of ['161', '162', '163']) await control.set(linkKey(kolId), JSON.stringify(storedEntry(kolId)));
-    const gets = async () => Number(/cmdstat_get:calls=(\d+)/.exec(await control.info('commandstats'))?.[1] ?? 0);
+    const reads = async () => Number(/cmdstat_getrange:calls=(\d+)/.exec(await control.info('commandstats'))?.[1] ?? 0);
     const three = '{ creators(kolIds: ["161", "162", "163"]) { linkStructure { summary { value } } } }';
     const { body } = await gateway.query(three);
     expect(body.errors).toBeUndefined();
     expect(upstream.calls()).toBe(0);
-    // One MGET, no GET: the loads never went back to Redis, so nothing Redis did after the check could reach them.
-    expect(await gets()).toBe(0);
+    // The check's three reads (one round trip), no more: the loads never went back to Redis, so nothing Redis did after
+    // the check could reach them.
+    expect(await reads()).toBe(3);
     await control.flushall();
     expect((await gateway.query(three)).body.errors).toBeUndefined();
     expect(upstream.calls()).toBe(0);
@@ -661,9 +662,9 @@ describe('REDIS_URL: replicas share one cache', () => {
     const { tier, connection } = await startTier(redis.url, fetch, 2_000);
     try {
       // The other replica's answer lands just after this one's read found nothing.
-      const get = connection.get.bind(connection);
-      vi.spyOn(connection, 'get').mockImplementationOnce(async (key) => {
-        const found = await get(key);
+      const read = connection.getrangeBuffer.bind(connection);
+      vi.spyOn(connection, 'getrangeBuffer').mockImplementationOnce(async (key, start, end) => {
+        const found = await read(key, start, end);
         await control.set(linkKey('110'), JSON.stringify(storedEntry('110')));
         return found;
       });

@@ -72,7 +72,7 @@ export interface SharedTier {
    */
   fetch(request: LinkStructureRequest, via?: (source: FetchSource) => void, interest?: CallInterest): Promise<SharedLinkStructure>;
   /**
-   * For each request, the answer Redis holds that stays fresh for at least `minFreshMs` more (one read, bounded by
+   * For each request, the answer Redis holds that stays fresh for at least `minFreshMs` more (one round trip, bounded by
    * the command timeout), else undefined: what an operation will get without an upstream call. Undefined for every
    * request while Redis is down or skipped.
    */
@@ -126,6 +126,14 @@ type ChannelMessage = z.infer<typeof channelMessageSchema>;
 // Delete or extend the lock only while it still holds our token: after an expiry it may be another replica's.
 const releaseLockScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const renewLockScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+
+/**
+ * How far a value under a link key is read, and the longest entry stored: a real entry is under a kilobyte. A value of tens
+ * of megabytes under a creator's key (another tool sharing the prefix, a bad write) would otherwise take longer to read
+ * than REDIS_TIMEOUT_MS allows, every time, and never be replaced: read this far only, a longer value is unreadable like
+ * any other, and the next answer overwrites it. An answer whose entry would be longer is not stored (it would not read back).
+ */
+const maxEntryBytes = 64 * 1024;
 
 /** A Redis failure, kept apart from upstream failures: it sends the request straight to the upstream. */
 class RedisUnavailable extends Error {
@@ -276,25 +284,31 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   /** Best effort: a failure is counted and logged, and the caller carries on. */
   const attempt = (run: () => Promise<unknown>) => command(run).catch(() => undefined);
 
+  /** The first bytes of `key`, one past `maxEntryBytes` at most (GETRANGE: an absent key reads as empty). */
+  const readBounded = (key: string) => redis.getrangeBuffer(key, 0, maxEntryBytes);
+
   async function read(key: string, request: LinkStructureRequest): Promise<Entry | undefined> {
-    let text: string | null;
+    let bytes: Buffer;
     try {
-      text = await redis.get(key);
+      bytes = await readBounded(key);
       markHealthy();
     } catch (cause) {
       // Another type stored under our key: Redis answered, so it is up; the value is just not ours.
-      if (cause instanceof Error && cause.message.startsWith('WRONGTYPE')) {
+      if (isWrongType(cause)) {
         markHealthy();
         return unreadable(key, 'not a string');
       }
       markFailing(cause);
       throw new RedisUnavailable(errorText(cause), { cause });
     }
-    return parseEntry(key, text, request);
+    return parseEntry(key, bytes, request);
   }
 
-  function parseEntry(key: string, text: string | null, request: LinkStructureRequest): Entry | undefined {
-    if (text === null) return undefined;
+  function parseEntry(key: string, bytes: Buffer, request: LinkStructureRequest): Entry | undefined {
+    // Absent (or empty, which no entry is).
+    if (bytes.length === 0) return undefined;
+    if (bytes.length > maxEntryBytes) return unreadable(key, `longer than ${maxEntryBytes} bytes`);
+    const text = bytes.toString('utf8');
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -497,11 +511,15 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       // Under the key it was asked by (this lock's waiters read it there if they miss the message), and under the one of
       // the request it answers if that is another: a call made with acceptCache while v1 answered, re-sent to gw.
       const answeredKey = options.answered ? `${prefix}link:${linkStructureRequestKey(options.answered(request, value))}` : key;
-      const keys = keepMs > 0 ? [...new Set([key, answeredKey])] : [];
+      const stored = JSON.stringify(entry);
+      // One that would not read back (a freak answer, far past any real one) is announced to the waiters, not stored.
+      const storable = Buffer.byteLength(stored) <= maxEntryBytes;
+      if (!storable) warnLimited('answer too large for the shared cache: announced, not stored', { kolId: request.kolId, maxEntryBytes });
+      const keys = keepMs > 0 && storable ? [...new Set([key, answeredKey])] : [];
       // Sent back to back on one connection, so Redis stores before it announces and releases.
       await unlessFailing(
         Promise.all([
-          ...keys.map((stored) => attempt(() => redis.set(stored, JSON.stringify(entry), 'PX', keepMs))),
+          ...keys.map((storedKey) => attempt(() => redis.set(storedKey, stored, 'PX', keepMs))),
           attempt(() => redis.publish(channel, JSON.stringify({ key, ok: true, entry } satisfies FillMessage))),
           release(),
         ]),
@@ -651,9 +669,22 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     if (requests.length === 0 || skipRedis()) return none();
     const keys = requests.map((request) => `${prefix}link:${linkStructureRequestKey(request)}`);
     try {
-      const texts = await command(() => redis.mget(...keys));
+      // One round trip, each value read only as far as an entry can go (MGET would read a huge one whole).
+      const values = await command(async () => {
+        const pipeline = redis.pipeline();
+        for (const key of keys) pipeline.getrangeBuffer(key, 0, maxEntryBytes);
+        const replies = (await pipeline.exec()) ?? [];
+        return keys.map((_key, index) => {
+          const [error, value] = replies[index] ?? [new Error('no reply')];
+          // Another type under the key is not Redis failing: that value is unreadable, the others are read.
+          if (isWrongType(error)) return 'wrong type' as const;
+          if (error) throw error;
+          return value as Buffer;
+        });
+      });
       return requests.map((request, index) => {
-        const entry = parseEntry(keys[index]!, texts[index] ?? null, request);
+        const value = values[index]!;
+        const entry = value === 'wrong type' ? unreadable(keys[index]!, 'not a string') : parseEntry(keys[index]!, value, request);
         if (entry === undefined || ageMs(entry) + minFreshMs >= options.ttlMs) return undefined;
         emit('redis_hit');
         return entry.value;
@@ -742,6 +773,11 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       );
     },
   };
+}
+
+/** Redis refusing a command for the type of value under the key: it answered, so it is up. */
+function isWrongType(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('WRONGTYPE');
 }
 
 /** An error's class and message only: ioredis errors carry no credentials, but their objects carry the whole command. */
