@@ -607,6 +607,24 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(await control.exists(linkKey('82'))).toBe(0);
   });
 
+  it('an unusable answer is remembered though Redis held an expired copy, which is served meanwhile: asked again, no call', async () => {
+    const { upstream, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '1', CACHE_STALE_SECONDS: '60' });
+    const [first, gateway] = gateways;
+    const staleQuery = '{ creator(kolId: "83") { linkStructure { stale summary { value } } } }';
+    // Fetched by the other replica: this one's only copy is the one in Redis.
+    await first!.query(staleQuery);
+    // Expired (in memory and in Redis), and the upstream's answer is now one the gateway cannot use: code 0, a negative count.
+    upstream.setBehaviour(() => reply.ok({ link_struct: { '5': { value: -1 } } }));
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    for (let index = 0; index < 3; index += 1) {
+      const { body } = await gateway!.query(staleQuery);
+      expect(body).toEqual({ data: { creator: { linkStructure: { stale: true, summary: { value: 9875885 } } } } });
+    }
+    // The first good answer, then one call for the unusable one, remembered for the TTL: not one call per request.
+    expect(upstream.calls('83')).toBe(2);
+    expect(requestLines(gateway!).map((line) => line['upstreamCalls'])).toEqual([1, 0, 0]);
+  });
+
   it('an outcome already heard when the lock attempt succeeds is used (lock released), not paid for again: answer or failure', async () => {
     // Nothing stored in Redis: the re-read under the lock finds nothing, so only the fill message can tell the waiter.
     const { upstream, control, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '0' });

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { CallAbandoned, UpstreamError } from '../upstream/upstream-error.js';
+import { CallAbandoned, UpstreamError, isUnusableAnswer } from '../upstream/upstream-error.js';
 import { linkStructureRequestKey, type LinkStructure, type LinkStructureRequest } from './model.js';
 
 /**
@@ -105,14 +105,6 @@ interface Entry {
 const planMarginMs = 1_000;
 
 /**
- * An answer the upstream served (and most likely billed) that the gateway cannot use: it does not match the schema, its
- * numbers do not add up, it does not decode. Asked again, the upstream gives the same answer for the same creator.
- */
-function isUnusableAnswer(error: unknown): error is UpstreamError {
-  return error instanceof UpstreamError && error.code === 'UPSTREAM_BAD_RESPONSE' && error.accountServed;
-}
-
-/**
  * The process-wide cache in front of the upstream: successful answers are kept for the TTL,
  * and a key being fetched is fetched once however many requests ask for it meanwhile
  * (single-flight). Failures are not kept (the next request tries again), except an answer that was paid for and cannot
@@ -139,6 +131,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
   const inFlight = new Map<string, { call: Promise<LinkStructure>; askers?: Askers }>();
 
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
+  /** An expired copy from the shared level, within the same grace an entry here gets. */
+  const usableCopy = (copy: LinkStructure) => Date.now() < copy.fetchedAt.getTime() + options.ttlMs + staleMs;
   /**
    * The key of the request whose answer also does for this one, if any: a request that lets the upstream answer from
    * its own cache (`acceptCache`) takes the gateway's fresh answer (or the call in flight for it) just as well.
@@ -173,13 +167,18 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         observe?.(outcome);
       };
       const key = linkStructureRequestKey(request);
-      /** After a failed call: the expired copy kept for `key`, marked stale, if there is one; else the failure. */
+      /**
+       * After a failed call: the expired copy kept for `key`, marked stale, if there is one; else the one the shared level
+       * read and passed up with an unusable answer (`expiredCopy`), while it lasts; else the failure.
+       */
       const staleOr = (forKey: string, error: unknown): LinkStructure => {
         if (error instanceof CallAbandoned) throw error; // for nobody: no stale serve to count
         const entry = entries?.peek(forKey);
-        if (staleMs > 0 && entry && usable(entry)) {
+        const copy =
+          entry && usable(entry) ? entry.value : error instanceof UpstreamError && error.expiredCopy && usableCopy(error.expiredCopy) ? error.expiredCopy : undefined;
+        if (staleMs > 0 && copy) {
           report('stale');
-          return { ...entry.value, stale: true };
+          return { ...copy, stale: true };
         }
         throw error;
       };

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { errorCatalog, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { CallAbandoned, CallCutOff, UpstreamError } from '../upstream/upstream-error.js';
+import { CallAbandoned, CallCutOff, UpstreamError, isUnusableAnswer } from '../upstream/upstream-error.js';
 import type { CallInterest, FetchSource, LinkStructureFetch } from './link-structure-cache.js';
 import { linkStructureRequestKey, linkStructureSchema, type LinkStructure, type LinkStructureRequest } from './model.js';
 
@@ -357,6 +357,12 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       fetchedAt: stale.fetchedAt,
       code: error instanceof UpstreamError ? error.code : undefined,
     });
+    // An unusable paid answer is passed up with the copy: the in-process cache remembers it (asked again, the upstream
+    // would give the same, paid again) and serves the copy meanwhile. Served here, it would be forgotten at once.
+    if (isUnusableAnswer(error)) {
+      error.expiredCopy = stale;
+      throw error;
+    }
     return { ...stale, stale: true };
   }
 

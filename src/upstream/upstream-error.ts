@@ -1,4 +1,5 @@
 import { errorCatalog, type ErrorCode } from '../errors.js';
+import type { LinkStructure } from '../link-structure/model.js';
 
 /**
  * A failed upstream call, already classified. `message` is for logs only (it may quote the
@@ -25,6 +26,12 @@ export class UpstreamError extends Error {
   readonly accountServed: boolean;
   /** For the rare failure whose reason the client must be told (a request this endpoint cannot answer): shown as is. */
   readonly clientDetails: { message: string; argument?: string } | undefined;
+  /**
+   * An expired answer for the same request that the shared (Redis) level read and would have served in its place: set on
+   * an unusable answer (`isUnusableAnswer`), which is passed up rather than hidden behind the copy, so the in-process
+   * cache remembers it and serves this copy meanwhile.
+   */
+  expiredCopy: LinkStructure | undefined;
 
   constructor(
     code: ErrorCode,
@@ -52,6 +59,14 @@ export class UpstreamError extends Error {
   get retryable(): boolean {
     return errorCatalog[this.code].retryable;
   }
+}
+
+/**
+ * An answer the upstream served (and most likely billed) that the gateway cannot use: it does not match the schema, its
+ * numbers do not add up, it does not decode. Asked again, the upstream gives the same answer for the same creator.
+ */
+export function isUnusableAnswer(error: unknown): error is UpstreamError {
+  return error instanceof UpstreamError && error.code === 'UPSTREAM_BAD_RESPONSE' && error.accountServed;
 }
 
 /**
