@@ -402,14 +402,19 @@ describe('upstream calls nobody waits for any more', () => {
   const abandoned = (gateway: { metrics?: { registry: { metrics(): Promise<string> } } | undefined }) =>
     gateway.metrics!.registry.metrics().then((text) => Number(/^xingtu_upstream_calls_abandoned_total (\d+)$/m.exec(text)?.[1]));
 
-  it('a request the cost check counted on joining a call makes its own when that call is given up', async () => {
+  /** A gateway with one upstream slot (answers take 300 ms), and a call for creator 1 holding it. */
+  async function oneSlotTaken() {
     const upstream = await startFakeUpstream(() => reply.ok(undefined, 300));
     const gateway = createTestGateway(upstream.url, { UPSTREAM_CONCURRENCY: '1' });
     onTestFinished(async () => {
       await gateway.close();
       await upstream.close();
     });
-    const holding = gateway.cache.load(creator('1')); // the only slot, for 300 ms
+    return { upstream, gateway, holding: gateway.cache.load(creator('1')) };
+  }
+
+  it('a request the cost check counted on joining a call makes its own when that call is given up', async () => {
+    const { upstream, gateway, holding } = await oneSlotTaken();
     const leaving = new AbortController();
     const first = gateway.cache.load(creator('2'), undefined, undefined, leaving.signal);
     const planned = new Map();
@@ -424,13 +429,7 @@ describe('upstream calls nobody waits for any more', () => {
   });
 
   it('an acceptCache request counted on joining the fresh call keeps it wanted when the request that started it leaves', async () => {
-    const upstream = await startFakeUpstream(() => reply.ok(undefined, 300));
-    const gateway = createTestGateway(upstream.url, { UPSTREAM_CONCURRENCY: '1' });
-    onTestFinished(async () => {
-      await gateway.close();
-      await upstream.close();
-    });
-    const holding = gateway.cache.load(creator('1')); // the only slot, for 300 ms
+    const { upstream, gateway, holding } = await oneSlotTaken();
     const leaving = new AbortController();
     const first = gateway.cache.load(creator('9'), undefined, undefined, leaving.signal); // queued for the slot
     // Another request asks with acceptCache: the fresh call does for it, so the cost check counts it free, a join.

@@ -1,86 +1,41 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { LinkStructureFetch } from '../src/link-structure/link-structure-cache.js';
 import type { LinkStructureRequest } from '../src/link-structure/model.js';
 import { createSharedTier, type SharedTierOptions } from '../src/link-structure/shared-tier.js';
-import { createLogger } from '../src/logger.js';
-import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
-import { createTestGateway, type TestGateway } from './gateway.js';
-import { startRedisServer, type RedisServer } from './redis-server.js';
+import { reply, type FakeBehaviour } from './fake-upstream.js';
+import type { TestGateway } from './gateway.js';
+import {
+  fillListeners,
+  prefix,
+  query,
+  requestLines,
+  startReplicas,
+  startTier as startTierOn,
+  stopReplicas,
+  waitFor,
+  type Replicas,
+} from './shared-cache-setup.js';
 
 // Replicas sharing one Redis when something goes wrong: Redis slow or gone while a replica waits on another's call.
 // A file of its own, beside test/shared-cache.test.ts, so that each stays well under a minute.
 
-const prefix = 'xingtu-gw:v1:';
 const lockKey = (kolId: string) => `${prefix}lock:${kolId}:fresh:SHORT_VIDEO`;
-const query = (kolId: string) => `{ creator(kolId: "${kolId}") { linkStructure { fetchedAt summary { value } } } }`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-let upstream: FakeUpstream | undefined;
-let redis: RedisServer | undefined;
-let control: Redis | undefined;
-let gateways: TestGateway[] = [];
+const made: Replicas = { gateways: [] };
 let tiers: Array<ReturnType<typeof createSharedTier>> = [];
-
 afterEach(async () => {
-  await Promise.all([...gateways, ...tiers].map((closable) => closable.close()));
-  gateways = [];
+  await stopReplicas(made, tiers);
   tiers = [];
-  control?.disconnect();
-  control = undefined;
-  await redis?.close();
-  redis = undefined;
-  await upstream?.close();
-  upstream = undefined;
 });
 
-/** A fake upstream, a fresh redis-server, a control connection to it, and `replicas` gateways sharing both. */
-async function setUp(replicas: number, vars: Record<string, string> = {}, behaviour: FakeBehaviour = () => reply.ok()) {
-  upstream = await startFakeUpstream(behaviour);
-  redis = await startRedisServer();
-  control = new Redis(redis.url);
-  // Some tests kill the server: the control connection's reconnect errors are expected.
-  control.on('error', () => {});
-  const url = upstream.url;
-  const redisUrl = redis.url;
-  gateways = Array.from({ length: replicas }, () =>
-    createTestGateway(url, { REDIS_URL: redisUrl, REDIS_TIMEOUT_MS: '500', UPSTREAM_RETRIES: '0', ...vars }),
-  );
-  await Promise.all(gateways.map((gateway) => waitFor(() => gateway.sharedTier?.status === 'ready')));
-  await waitFor(async () => (await fillListeners(control!)) === replicas);
-  return { upstream, redis, control, gateways };
-}
+const setUp = (replicas: number, vars: Record<string, string> = {}, behaviour?: FakeBehaviour) => startReplicas(made, replicas, vars, behaviour);
 
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}
-
-/** How many connections listen for fill messages: one per replica once its subscriber is up. */
-async function fillListeners(control: Redis): Promise<number> {
-  const [, count] = (await control.pubsub('NUMSUB', `${prefix}filled`)) as [string, number];
-  return count;
-}
-
-/** A shared tier of its own on `redisUrl` (entries fresh for a minute, no stale grace), once its connection is ready. */
+/** `startTier` of test/shared-cache-setup.ts, closed after the test; its connection's errors (Redis killed) expected. */
 async function startTier(redisUrl: string, fetch: LinkStructureFetch, options: Partial<SharedTierOptions> = {}, connectionOptions: RedisOptions = {}) {
-  const connection = new Redis(redisUrl, { enableOfflineQueue: false, ...connectionOptions });
+  const { tier, connection } = await startTierOn(redisUrl, fetch, options, connectionOptions);
   connection.on('error', () => {});
-  await new Promise((resolve) => connection.once('ready', resolve));
-  const tier = createSharedTier({
-    redis: connection,
-    prefix,
-    ttlMs: 60_000,
-    staleMs: 0,
-    lockTtlMs: 5_000,
-    waitTimeoutMs: 10_000,
-    logger: createLogger({ level: 'silent' }),
-    fetch,
-    ...options,
-  });
   tiers.push(tier);
   return tier;
 }
@@ -96,8 +51,6 @@ const answer = (kolId: string) => ({
   fetchedAt: new Date(),
 });
 
-/** The info-level line each GraphQL request writes. */
-const requestLines = (gateway: TestGateway) => gateway.logs.filter((line) => line['msg'] === 'request' && line['level'] === 'info');
 
 describe('REDIS_URL: a replica waiting on another’s call through Redis trouble', () => {
   it('keeps waiting through a short Redis slowdown, and pays nothing', async () => {

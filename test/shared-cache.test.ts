@@ -8,92 +8,41 @@ import { createSharedTier } from '../src/link-structure/shared-tier.js';
 import { CallAbandoned, UpstreamError } from '../src/upstream/upstream-error.js';
 import { createLogger } from '../src/logger.js';
 import { RequestCost } from '../src/request-cost.js';
-import { reply, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+import { reply, startFakeUpstream } from './fake-upstream.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
 import { runMain, startMain } from './main-process.js';
 import { sample, scrapeMetrics } from './metrics-text.js';
-import { freePort, startRedisServer, type RedisServer } from './redis-server.js';
+import { freePort, startRedisServer } from './redis-server.js';
+import {
+  fillListeners,
+  prefix,
+  query,
+  requestLines,
+  startReplicas,
+  startTier as startTierOn,
+  stopReplicas,
+  tierOver,
+  waitFor,
+  type Replicas,
+} from './shared-cache-setup.js';
 
-const prefix = 'xingtu-gw:v1:';
 const linkKey = (kolId: string) => `${prefix}link:${kolId}:fresh:SHORT_VIDEO`;
-const query = (kolId: string) => `{ creator(kolId: "${kolId}") { linkStructure { fetchedAt summary { value } } } }`;
 
-let upstream: FakeUpstream | undefined;
-let redis: RedisServer | undefined;
-let control: Redis | undefined;
-let gateways: TestGateway[] = [];
+const made: Replicas = { gateways: [] };
+afterEach(() => stopReplicas(made));
 
-afterEach(async () => {
-  await Promise.all(gateways.map((gateway) => gateway.close()));
-  gateways = [];
-  control?.disconnect();
-  control = undefined;
-  await redis?.close();
-  redis = undefined;
-  await upstream?.close();
-  upstream = undefined;
-});
-
-/**
- * A fake upstream, a fresh redis-server, a control connection to it, and `replicas` gateways sharing both.
- * Without redis-server installed, every test that needs one fails saying how to install it (never skips).
- */
-async function setUp(replicas: number, vars: Record<string, string> = {}, delayMs = 0) {
-  upstream = await startFakeUpstream(() => reply.ok(undefined, delayMs));
-  redis = await startRedisServer();
-  control = new Redis(redis.url);
-  // Some tests kill the server: the control connection's reconnect errors are expected, not worth a warning.
-  control.on('error', () => {});
-  const url = upstream.url;
-  const redisUrl = redis.url;
-  gateways = Array.from({ length: replicas }, () =>
-    // A Redis reply slower than this marks Redis down: generous, so a loaded CI machine cannot fail the tests that are
-    // not about timeouts (those set their own).
-    createTestGateway(url, { REDIS_URL: redisUrl, REDIS_TIMEOUT_MS: '500', UPSTREAM_RETRIES: '0', ...vars }),
-  );
-  await Promise.all(gateways.map((gateway) => waitFor(() => gateway.sharedTier?.status === 'ready')));
-  await waitFor(async () => (await fillListeners(control!)) === replicas);
-  return { upstream, redis, control, gateways };
-}
-
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** How many connections listen for fill messages: one per replica once its subscriber is up. */
-async function fillListeners(control: Redis): Promise<number> {
-  const [, count] = (await control.pubsub('NUMSUB', `${prefix}filled`)) as [string, number];
-  return count;
-}
+/** `startReplicas`, each upstream answer after `delayMs`. */
+const setUp = (replicas: number, vars: Record<string, string> = {}, delayMs = 0) =>
+  startReplicas(made, replicas, vars, () => reply.ok(undefined, delayMs));
 
 async function health(gateway: TestGateway) {
   const response = await gateway.app.fetch('http://gateway.test/health');
   return (await response.json()) as { status: string; redis: string };
 }
 
-/** A shared tier of its own on `redisUrl` (entries fresh for a minute, no stale grace), once its connection is ready. */
-async function startTier(redisUrl: string, fetch: LinkStructureFetch, waitTimeoutMs: number, connectionOptions: RedisOptions = {}) {
-  const connection = new Redis(redisUrl, { enableOfflineQueue: false, ...connectionOptions });
-  await new Promise((resolve) => connection.once('ready', resolve));
-  const tier = createSharedTier({
-    redis: connection,
-    prefix,
-    ttlMs: 60_000,
-    staleMs: 0,
-    lockTtlMs: 5_000,
-    waitTimeoutMs,
-    logger: createLogger({ level: 'silent' }),
-    fetch,
-  });
-  return { tier, connection };
-}
-
-/** The info-level line each GraphQL request writes. */
-const requestLines = (gateway: TestGateway) => gateway.logs.filter((line) => line['msg'] === 'request' && line['level'] === 'info');
+/** `startTier` of test/shared-cache-setup.ts with its wait bound. */
+const startTier = (redisUrl: string, fetch: LinkStructureFetch, waitTimeoutMs: number, connectionOptions: RedisOptions = {}) =>
+  startTierOn(redisUrl, fetch, { waitTimeoutMs }, connectionOptions);
 
 /** A link-structure entry exactly as a replica stores it, for `kolId`, answered `ageMs` ago. */
 function storedEntry(kolId: string, ageMs = 0) {
@@ -361,9 +310,9 @@ describe('REDIS_URL: replicas share one cache', () => {
 
   it('closing a replica lets its upstream calls in flight store their answers in Redis before Redis is closed', async () => {
     const { upstream, control } = await setUp(1, {}, 300);
-    const gateway = gateways[0]!;
+    const gateway = made.gateways[0]!;
     // Closed here, not again after the test.
-    gateways = [];
+    made.gateways = [];
     const answered = gateway.query(query('150'));
     await waitFor(() => upstream.calls('150') === 1);
     await gateway.close();
@@ -412,9 +361,9 @@ describe('REDIS_URL: replicas share one cache', () => {
 
   it('keeps replicas with different REDIS_KEY_PREFIX apart', async () => {
     const { upstream, control } = await setUp(0);
-    const one = createTestGateway(upstream.url, { REDIS_URL: redis!.url, REDIS_KEY_PREFIX: 'team-a:' });
-    const two = createTestGateway(upstream.url, { REDIS_URL: redis!.url, REDIS_KEY_PREFIX: 'team-b:' });
-    gateways.push(one, two);
+    const one = createTestGateway(upstream.url, { REDIS_URL: made.redis!.url, REDIS_KEY_PREFIX: 'team-a:' });
+    const two = createTestGateway(upstream.url, { REDIS_URL: made.redis!.url, REDIS_KEY_PREFIX: 'team-b:' });
+    made.gateways.push(one, two);
     await waitFor(() => one.sharedTier?.status === 'ready' && two.sharedTier?.status === 'ready');
     await one.query(query('102'));
     await two.query(query('102'));
@@ -925,9 +874,9 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
   });
 
   it('starts and answers when Redis is unreachable from the start', async () => {
-    upstream = await startFakeUpstream();
-    const gateway = createTestGateway(upstream.url, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
-    gateways.push(gateway);
+    made.upstream = await startFakeUpstream();
+    const gateway = createTestGateway(made.upstream.url, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
+    made.gateways.push(gateway);
     const answer = await gateway.query(query('601'));
     expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
     expect(await health(gateway)).toMatchObject({ status: 'ok', redis: 'down' });
@@ -935,9 +884,9 @@ describe('REDIS_URL: Redis down or slow never takes the gateway down', () => {
   });
 
   it('without REDIS_URL reports redis as disabled', async () => {
-    upstream = await startFakeUpstream();
-    const gateway = createTestGateway(upstream.url);
-    gateways.push(gateway);
+    made.upstream = await startFakeUpstream();
+    const gateway = createTestGateway(made.upstream.url);
+    made.gateways.push(gateway);
     expect(gateway.sharedTier).toBeUndefined();
     expect(await health(gateway)).toMatchObject({ status: 'ok', redis: 'disabled' });
   });
@@ -994,18 +943,18 @@ async function startHeldProxy(port: number) {
 
 describe('REDIS_URL: a replica that starts waits for Redis before it listens, for a bounded time', () => {
   it('answers its very first request from Redis, with no upstream call, though Redis was slow to take its connection', async () => {
-    upstream = await startFakeUpstream();
-    redis = await startRedisServer();
-    control = new Redis(redis.url);
+    made.upstream = await startFakeUpstream();
+    made.redis = await startRedisServer();
+    made.control = new Redis(made.redis.url);
     // As another replica stored it, before this one started.
-    await control.set(linkKey('801'), JSON.stringify(storedEntry('801')), 'PX', 60_000);
-    const proxy = await startHeldProxy(redis.port);
+    await made.control.set(linkKey('801'), JSON.stringify(storedEntry('801')), 'PX', 60_000);
+    const proxy = await startHeldProxy(made.redis.port);
     // Let Redis answer a while after the replica has connected: the old gateway had long been listening by then.
     void proxy.connected.then(() => setTimeout(proxy.release, 750));
     try {
       const gateway = await startMain({
         JUSTONEAPI_TOKEN: 'tok',
-        JUSTONEAPI_BASE_URL: upstream.url,
+        JUSTONEAPI_BASE_URL: made.upstream.url,
         REDIS_URL: proxy.url,
         // A wait bound (10 × this) far past the hold: this test is about waiting, not about giving up.
         REDIS_TIMEOUT_MS: '2000',
@@ -1017,7 +966,7 @@ describe('REDIS_URL: a replica that starts waits for Redis before it listens, fo
           body: JSON.stringify({ query: query('801') }),
         });
         expect((await response.json()).data.creator.linkStructure.summary.value).toBe(1);
-        expect(upstream.calls()).toBe(0);
+        expect(made.upstream.calls()).toBe(0);
         const lines = logLines(gateway.stdout());
         expect(loggedAt(lines, 'redis connected')).toBeLessThanOrEqual(loggedAt(lines, 'gateway listening')!);
         expect(lines.some((line) => line['msg'] === 'redis not ready in time: listening anyway, answering from this process and the upstream until it is')).toBe(false);
@@ -1030,11 +979,11 @@ describe('REDIS_URL: a replica that starts waits for Redis before it listens, fo
   });
 
   it('with Redis unreachable, listens once the bound is over, says so, and serves from the upstream', async () => {
-    upstream = await startFakeUpstream();
+    made.upstream = await startFakeUpstream();
     // Bound: 10 × REDIS_TIMEOUT_MS, at least 1 s.
     const gateway = await startMain({
       JUSTONEAPI_TOKEN: 'tok',
-      JUSTONEAPI_BASE_URL: upstream.url,
+      JUSTONEAPI_BASE_URL: made.upstream.url,
       REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
       REDIS_TIMEOUT_MS: '100',
     });
@@ -1055,7 +1004,7 @@ describe('REDIS_URL: a replica that starts waits for Redis before it listens, fo
         body: JSON.stringify({ query: query('802') }),
       });
       expect((await response.json()).data.creator.linkStructure.summary.value).toBe(9875885);
-      expect(upstream.calls('802')).toBe(1);
+      expect(made.upstream.calls('802')).toBe(1);
       const ready = await fetch(`${gateway.url}/ready`);
       expect(ready.status).toBe(200);
       expect(await ready.json()).toMatchObject({ status: 'ready', redis: 'down' });
@@ -1065,11 +1014,11 @@ describe('REDIS_URL: a replica that starts waits for Redis before it listens, fo
   });
 
   it('a SIGTERM while it waits for Redis stops it at once: exit 0, never listening', async () => {
-    upstream = await startFakeUpstream();
+    made.upstream = await startFakeUpstream();
     // A 5 s bound (REDIS_TIMEOUT_MS 3000 would make it 30 s: capped): the exit must come from the signal, not the bound.
     const run = runMain({
       JUSTONEAPI_TOKEN: 'tok',
-      JUSTONEAPI_BASE_URL: upstream.url,
+      JUSTONEAPI_BASE_URL: made.upstream.url,
       REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
       REDIS_TIMEOUT_MS: '3000',
     });
@@ -1088,25 +1037,15 @@ describe('REDIS_URL: a replica that starts waits for Redis before it listens, fo
   });
 
   it('whenReady: true once the connection is ready; false at the bound, on abort or on close, leaving no listener behind', async () => {
-    redis = await startRedisServer();
-    const silent = createLogger({ level: 'silent' });
+    made.redis = await startRedisServer();
     const tierOn = (url: string) => {
       const connection = new Redis(url, { enableOfflineQueue: false, retryStrategy: () => 100 });
       connection.on('error', () => {});
-      const tier = createSharedTier({
-        redis: connection,
-        prefix,
-        ttlMs: 60_000,
-        staleMs: 0,
-        lockTtlMs: 5_000,
-        waitTimeoutMs: 1_000,
-        logger: silent,
-        fetch: () => Promise.reject(new Error('no upstream here')),
-      });
+      const tier = tierOver(connection, () => Promise.reject(new Error('no upstream here')), { waitTimeoutMs: 1_000 });
       return { tier, connection, listeners: connection.listenerCount('ready') };
     };
 
-    const up = tierOn(redis.url);
+    const up = tierOn(made.redis.url);
     expect(up.tier.status).toBe('down');
     expect(await up.tier.whenReady(10_000)).toBe(true);
     expect(up.tier.status).toBe('ready');
@@ -1169,14 +1108,14 @@ describe('REDIS_URL configuration', () => {
   });
 
   it('npm start with a password in REDIS_URL: shares through Redis and never logs the password', async () => {
-    upstream = await startFakeUpstream();
+    made.upstream = await startFakeUpstream();
     const password = 'redis-pw-8c1f3e';
-    redis = await startRedisServer(['--requirepass', password]);
-    control = new Redis(redis.url, { password });
+    made.redis = await startRedisServer(['--requirepass', password]);
+    made.control = new Redis(made.redis.url, { password });
     const gateway = await startMain({
       JUSTONEAPI_TOKEN: 'tok',
-      JUSTONEAPI_BASE_URL: upstream.url,
-      REDIS_URL: `redis://:${password}@127.0.0.1:${redis.port}`,
+      JUSTONEAPI_BASE_URL: made.upstream.url,
+      REDIS_URL: `redis://:${password}@127.0.0.1:${made.redis.port}`,
       LOG_LEVEL: 'debug',
     });
     try {
@@ -1189,7 +1128,7 @@ describe('REDIS_URL configuration', () => {
         body: JSON.stringify({ query: query('701') }),
       });
       expect((await response.json()).data.creator.linkStructure.summary.value).toBe(9875885);
-      expect(await control.exists(linkKey('701'))).toBe(1);
+      expect(await made.control.exists(linkKey('701'))).toBe(1);
     } finally {
       expect(await gateway.stop()).toBe(0);
     }
