@@ -111,6 +111,30 @@ describe('REDIS_URL: a replica waiting on another’s call through Redis trouble
   });
 });
 
+describe('REDIS_URL: a lock attempt that got no reply while waiting, applied late', () => {
+  it('is this replica’s lock: it fills at once, instead of waiting its own lock out as another’s', async () => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '713', acceptCache: false, platform: 'SHORT_VIDEO' };
+    const fetch = vi.fn<LinkStructureFetch>(async (asked) => answer(asked.kolId));
+    const tier = await startTier(redis.url, fetch, { lockTtlMs: 3_000, waitTimeoutMs: 30_000, pollMs: 50, cooldownMs: 100 }, { commandTimeout: 100 });
+    await waitFor(async () => (await fillListeners(control)) === 1);
+    // A holder that died: its lock is still there, and this replica waits on it.
+    await control.set(lockKey('713'), 'dead-holder', 'PX', 60_000);
+    const waited = tier.fetch(request);
+    await waitFor(() => tier.counters.lock_wait === 1);
+    // The dead holder's lock goes, then writes pause: the waiter's next SET NX gets no reply in time, and Redis applies it
+    // when the pause ends, with this replica's token.
+    const paused = Date.now();
+    await control.pipeline().del(lockKey('713')).call('CLIENT', 'PAUSE', '400', 'WRITE').exec();
+    await waitFor(() => tier.counters.redis_error > 0);
+    expect((await waited).kolId).toBe('713');
+    // Filled soon after the pause (it took a lock TTL, 3 s, when the late lock read as another replica's).
+    expect(Date.now() - paused).toBeLessThan(1_500);
+    expect(fetch).toHaveBeenCalledTimes(1);
+    expect(await control.exists(lockKey('713'))).toBe(0);
+  });
+});
+
 describe('REDIS_URL: a replica cut off by a forced shutdown while it holds a fill lock', () => {
   it('does not pass its cut-off on to the replicas waiting on it: it releases the lock, and one of them calls at once', async () => {
     // The first call for the creator is slow (it is the one cut off); any later one answers at once.

@@ -126,6 +126,11 @@ type ChannelMessage = z.infer<typeof channelMessageSchema>;
 // Delete or extend the lock only while it still holds our token: after an expiry it may be another replica's.
 const releaseLockScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const renewLockScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+/**
+ * A lock attempt again after one that got no reply, with the same token: that one may have been applied late, and the lock
+ * it set is ours (OK, its expiry renewed). SET NX alone answers nil to a lock that is already ours, and the replica waited it out.
+ */
+const retakeLockScript = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 'OK' end return redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')`;
 
 /**
  * How far a value under a link key is read, and the longest entry stored: a real entry is under a kilobyte. A value of tens
@@ -574,7 +579,11 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           unansweredSince ??= Date.now();
         } else {
           try {
-            acquired = await command(() => redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX'));
+            acquired = await command(() =>
+              maybeHeld === undefined
+                ? redis.set(lockKey, token, 'PX', options.lockTtlMs, 'NX')
+                : (redis.eval(retakeLockScript, 1, lockKey, token, options.lockTtlMs) as Promise<string | null>),
+            );
             unansweredSince = undefined;
           } catch (error) {
             if (!(error instanceof RedisUnavailable)) throw error;
