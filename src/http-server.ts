@@ -94,11 +94,7 @@ export function createHttpServer(
     const requestId = received(req);
     const startedAt = performance.now();
     const error = codedError('BAD_REQUEST', { message: 'The gateway is not a proxy: CONNECT is not answered here.' });
-    const body = codedBody(error);
-    socket.end(
-      `HTTP/1.1 405 ${STATUS_CODES[405]}\r\nallow: GET, HEAD, POST\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\n${requestIdHeader}: ${requestId}\r\n\r\n${body}`,
-    );
+    socket.end(closingAnswer(405, error, requestId, 'allow: GET, HEAD, POST\r\n'));
     options.logRefusal({
       requestId,
       status: 405,
@@ -185,11 +181,7 @@ function answerUnreadable(
   const given = handed?.headers[requestIdHeader];
   const requestId = requestIdFrom(typeof given === 'string' ? given : undefined);
   const { status, error: coded, detail } = unreadable(error.code);
-  const body = codedBody(coded);
-  socket.write(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\n${requestIdHeader}: ${requestId}\r\n\r\n${body}`,
-  );
+  socket.write(closingAnswer(status, coded, requestId));
   if (!handed) logRefusal({ requestId, status, code: String(coded.extensions['code']), detail, remoteAddress: socket.remoteAddress });
 }
 
@@ -223,6 +215,15 @@ function unreadable(code: string | undefined): { status: number; error: GraphQLE
         detail: `Node could not parse the request (${named})`,
       };
   }
+}
+
+/** A whole HTTP/1.1 answer with a coded body, written straight to a socket that is then closed (no ServerResponse to use). */
+function closingAnswer(status: number, error: GraphQLError, requestId: string, moreHeaders = ''): string {
+  const body = codedBody(error);
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${moreHeaders}connection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n${requestIdHeader}: ${requestId}\r\n\r\n${body}`
+  );
 }
 
 function codedBody(error: GraphQLError): string {

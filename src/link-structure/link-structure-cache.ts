@@ -131,8 +131,11 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
   const inFlight = new Map<string, { call: Promise<LinkStructure>; askers?: Askers }>();
 
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
-  /** An expired copy from the shared level, within the same grace an entry here gets. */
-  const usableCopy = (copy: LinkStructure) => Date.now() < copy.fetchedAt.getTime() + options.ttlMs + staleMs;
+  /** The expired copy the shared level passed up with an unusable answer (`expiredCopy`), within the grace an entry here gets. */
+  const passedUpCopy = (error: unknown) => {
+    const copy = error instanceof UpstreamError ? error.expiredCopy : undefined;
+    return copy && Date.now() < copy.fetchedAt.getTime() + options.ttlMs + staleMs ? copy : undefined;
+  };
   /**
    * The key of the request whose answer also does for this one, if any: a request that lets the upstream answer from
    * its own cache (`acceptCache`) takes the gateway's fresh answer (or the call in flight for it) just as well.
@@ -174,8 +177,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const staleOr = (forKey: string, error: unknown): LinkStructure => {
         if (error instanceof CallAbandoned) throw error; // for nobody: no stale serve to count
         const entry = entries?.peek(forKey);
-        const copy =
-          entry && usable(entry) ? entry.value : error instanceof UpstreamError && error.expiredCopy && usableCopy(error.expiredCopy) ? error.expiredCopy : undefined;
+        const copy = entry && usable(entry) ? entry.value : passedUpCopy(error);
         if (staleMs > 0 && copy) {
           report('stale');
           return { ...copy, stale: true };

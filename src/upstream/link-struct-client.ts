@@ -426,7 +426,7 @@ export const maxAnswerBytes = 1024 * 1024;
 
 /**
  * Sent with every upstream request. Without Accept-Encoding any content coding is acceptable (RFC 9110 §12.5.3), so the
- * API, or a proxy in front of it, could compress the answer; undici's `request` does not decode it. One object for all.
+ * API, or a proxy in front of it, could compress the answer, and undici does not decode it. One object for all.
  */
 const requestHeaders = { accept: 'application/json', 'accept-encoding': 'identity' } as const;
 
