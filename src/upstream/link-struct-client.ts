@@ -243,8 +243,12 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     if (!release) throw abandoned(request);
     let admission: Admission;
     try {
-      // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused.
-      if (backoff.remainingMs > 0) await biding(backoff.wait(pauseInterrupt.signal));
+      // A 302 anywhere pauses every caller; the breaker may have opened while this one queued or paused. Opened while it
+      // queued for this slot, it fails fast now: the interrupt of the pause it would wait on has already been spent.
+      if (backoff.remainingMs > 0) {
+        breaker.check();
+        await biding(backoff.wait(pauseInterrupt.signal));
+      }
       if (cutOff.signal.aborted) throw shutDown();
       // Nobody may want it any more after a 302 pause either: no reason to send it to the upstream that paused us.
       if (interest?.lost.aborted) throw abandoned(request);
