@@ -38,3 +38,24 @@ describe('review: circuit breaker vs the 302 pause', () => {
     expect(upstream.requests.map((request) => request.kolId)).toEqual(['2', '1']);
   });
 });
+
+describe('review: circuit breaker vs a retry’s backoff', () => {
+  it('a call sleeping out a retry’s backoff fails fast when the breaker opens, instead of sleeping it out first', async () => {
+    // kolId 1: 301 at once, then a retry backoff of 1.5 to 3 s (base 3000 ms). kolId 2: 303 after 300 ms opens the breaker.
+    // The retry can only fail fast (no call goes out), so its client should hear so when the breaker opens.
+    const { upstream, gateway } = await setUp(
+      (request) =>
+        request.kolId === '2' ? { kind: 'json', body: { code: 303, message: 'quota used up', data: null }, delayMs: 300 } : reply.business(301),
+      { UPSTREAM_RETRIES: '1', UPSTREAM_RETRY_BASE_MS: '3000' },
+    );
+    const started = Date.now();
+    const retrying = gateway.query(creators(['1']));
+    await vi.waitFor(() => expect(upstream.calls('1')).toBe(1));
+    const quota = await gateway.query(creators(['2']));
+    expect(quota.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED' });
+    const retried = await retrying;
+    expect(retried.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED', upstreamCode: 303 });
+    expect(Date.now() - started).toBeLessThan(1_200);
+    expect(upstream.calls('1')).toBe(1);
+  });
+});

@@ -131,7 +131,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   let active: UpstreamEndpoint = mode === 'gw' ? 'gw' : 'v1';
   // Aborted by destroy(): waits between attempts end, and nothing is retried against the destroyed pool.
   const cutOff = sharedController();
-  // Ends every wait for a 302 pause: aborted (and replaced) each time the breaker opens, so an attempt waiting
+  // Ends every wait for a 302 pause, and every retry's backoff: aborted (and replaced) each time the breaker opens, so an attempt waiting
   // fails fast then, like one queued for a slot; and by destroy(). One signal, not AbortSignal.any() of two: on
   // Node 20 that leaves each combined signal attached to the long-lived one (nodejs/node#55351).
   let pauseInterrupt = sharedController();
@@ -360,10 +360,11 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         willRetry,
       });
       if (!willRetry) throw failure;
-      // Base × 2^(attempt − 1) can outgrow Node's longest timer, which would then fire at once.
+      // Base × 2^(attempt − 1) can outgrow Node's longest timer, which would then fire at once. Ended early by the breaker
+      // opening (the loop's check then fails the call fast, as one waiting out a 302 pause) and by destroy().
       await biding(
-        sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647), undefined, { signal: cutOff.signal }).catch(() => {
-          throw shutDown();
+        sleep(Math.min(backoffMs(options.retryBaseMs, attempt), 2_147_483_647), undefined, { signal: pauseInterrupt.signal }).catch(() => {
+          if (cutOff.signal.aborted) throw shutDown();
         }),
       );
     }
