@@ -137,6 +137,24 @@ describe('process-wide cache', () => {
     expect(upstream.calls('82')).toBe(1);
   });
 
+  it('remembers a creator Xingtu itself refused in a code-0 answer (base_resp) like an unusable answer: asked again, no call', async () => {
+    const { upstream, gateway } = await gatewayOnFakeUpstream({}, (request) =>
+      request.kolId === '85' ? reply.ok({ base_resp: { status_code: 4001, status_message: 'author not found' } }) : reply.ok(),
+    );
+    const query = '{ creator(kolId: "85") { linkStructure { summary { value } } } }';
+    for (let index = 0; index < 3; index += 1) {
+      const { body } = await gateway.query(query);
+      expect(body.data.creator.linkStructure).toBeNull();
+      expect(body.errors?.[0]?.extensions).toMatchObject({ code: 'UPSTREAM_ERROR', upstreamCode: 4001, kolId: '85' });
+    }
+    expect(upstream.calls('85')).toBe(1);
+    // Business codes that also say the account was served are not remembered: 301 asks to be retried.
+    const collection = await gatewayOnFakeUpstream({ UPSTREAM_RETRIES: '0' }, () => reply.business(301));
+    await collection.gateway.query(query);
+    await collection.gateway.query(query);
+    expect(collection.upstream.calls('85')).toBe(2);
+  });
+
   it('serves the expired copy for an unusable answer it remembers, without asking again', async () => {
     let bad = false;
     const { upstream, gateway } = await gatewayOnFakeUpstream({ CACHE_TTL_SECONDS: '1', CACHE_STALE_SECONDS: '60' }, () =>

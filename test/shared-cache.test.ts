@@ -541,17 +541,21 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(upstream.calls()).toBe(2);
   });
 
-  it('an unusable answer one replica paid for is remembered by the replicas that waited for it too: none pays again', async () => {
-    const { upstream, control, gateways } = await setUp(3);
+  it.each([
     // Code 0 (served, so billed), but a share of 68.5 is no share: UPSTREAM_BAD_RESPONSE, remembered for the TTL.
-    upstream.setBehaviour(() => reply.ok({ link_struct: { '1': { proportion: 68.5, same_industry_median: 7, value: 7 } } }, 300));
+    ['data that does not fit', { link_struct: { '1': { proportion: 68.5, same_industry_median: 7, value: 7 } } }, { code: 'UPSTREAM_BAD_RESPONSE' }],
+    // Code 0 with Xingtu's own refusal of the creator: UPSTREAM_ERROR, remembered alike.
+    ['a base_resp status', { base_resp: { status_code: 4001, status_message: 'author not found' } }, { code: 'UPSTREAM_ERROR', upstreamCode: 4001 }],
+  ])('an unusable answer (%s) one replica paid for is remembered by the replicas that waited for it too: none pays again', async (_name, data, error) => {
+    const { upstream, control, gateways } = await setUp(3);
+    upstream.setBehaviour(() => reply.ok(data, 300));
     const first = await Promise.all(gateways.map((gateway) => gateway.query(query('82'))));
-    for (const answer of first) expect(answer.body.errors?.[0]?.extensions).toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
+    for (const answer of first) expect(answer.body.errors?.[0]?.extensions).toMatchObject(error);
     expect(upstream.calls('82')).toBe(1);
     expect(gateways.map((gateway) => gateway.sharedTier?.counters.lock_wait ?? 0).sort()).toEqual([0, 1, 1]);
     // Asked again on every replica within CACHE_TTL_SECONDS: each answers from memory, the two that waited included.
     const again = await Promise.all(gateways.map((gateway) => gateway.query(query('82'))));
-    for (const answer of again) expect(answer.body.errors?.[0]?.extensions).toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
+    for (const answer of again) expect(answer.body.errors?.[0]?.extensions).toMatchObject(error);
     expect(upstream.calls('82')).toBe(1);
     expect(await control.exists(linkKey('82'))).toBe(0);
   });

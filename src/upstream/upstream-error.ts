@@ -62,11 +62,13 @@ export class UpstreamError extends Error {
 }
 
 /**
- * An answer the upstream served (and most likely billed) that the gateway cannot use: it does not match the schema, its
- * numbers do not add up, it does not decode. Asked again, the upstream gives the same answer for the same creator.
+ * An answer the upstream served (code 0, so most likely billed) that the gateway cannot use: Xingtu's own failure status
+ * for the creator (`base_resp`, e.g. an author not found), or data that does not match the schema, numbers that do not add
+ * up, a body that does not decode. Asked again, the upstream gives the same answer for the same creator. (Business codes
+ * 301 and 400 also say the account was served, but are not code-0 answers: 301 asks to be retried.)
  */
 export function isUnusableAnswer(error: unknown): error is UpstreamError {
-  return error instanceof UpstreamError && error.code === 'UPSTREAM_BAD_RESPONSE' && error.accountServed;
+  return error instanceof UpstreamError && error.accountServed && (error.code === 'UPSTREAM_BAD_RESPONSE' || error.code === 'UPSTREAM_ERROR');
 }
 
 /**
