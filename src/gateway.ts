@@ -28,6 +28,8 @@ export interface Gateway {
   metrics: Metrics | undefined;
   /** The log line and metrics of a request src/http-server.ts answers without the app (its `logRefusal` option). */
   logRefusal(refusal: HttpRefusal): void;
+  /** Resolves once every request the app has taken has had its log line written (for shutdown's cut-off path). */
+  requestLinesWritten(): Promise<void>;
   /** Shutdown has begun (SHUTDOWN_DELAY_MS): /ready answers 503 `shutting-down` from now on; everything else still serves. */
   announceShutdown(): void;
   /** Releases long-lived resources (the upstream connection pool, Redis connections) once the server has stopped. */
@@ -120,6 +122,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     redisStatus: readiness.redisStatus,
     metrics,
     logRefusal: requestObserver.refused,
+    requestLinesWritten: requestObserver.settled,
     announceShutdown() {
       shuttingDown = true;
     },

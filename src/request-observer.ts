@@ -98,6 +98,12 @@ export interface RequestObserver {
    * is not a path): an `info` line without the GraphQL counters, and no metrics. Written after the current I/O.
    */
   refused(refusal: HttpRefusal): void;
+  /**
+   * Resolves once every request the app has taken has had its line written (at once when none is open). For shutdown:
+   * a request cut off at SHUTDOWN_TIMEOUT_MS finishes once its upstream calls are failed, and its line, which names its
+   * client and the attempts it paid for, must be written before the process exits.
+   */
+  settled(): Promise<void>;
 }
 
 /** What the log line says of the HTTP request. */
@@ -121,6 +127,13 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
   const { logger, metrics } = options;
   const records = new WeakMap<Request, RequestRecord>();
   const operationLabels = new Set<string>();
+  /** Requests taken whose line is not written yet, and who waits for there to be none. */
+  let open = 0;
+  const whenSettled: Array<() => void> = [];
+  const lineDone = () => {
+    open -= 1;
+    if (open === 0) for (const resolve of whenSettled.splice(0)) resolve();
+  };
 
   const listed = options.operationNames?.length ? new Set(options.operationNames) : undefined;
   const operationLabel = (name: string | null): string => {
@@ -148,6 +161,7 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
           failedKolIds: undefined,
           cost: undefined,
         });
+        open += 1;
         return wrapped();
       },
     },
@@ -205,12 +219,14 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
       // A client too slow to send this request was answered 408 by src/http-server.ts (Node's deadline), not this
       // response. Pipelined behind another, the request was cut off all the same, though nothing here saw its connection close.
       const cutOff = cutOffByRequestDeadline(serverContext);
-      // The client closed the connection before its answer: what the answer holds never reached anyone.
-      const clientGone = cutOff || request.signal.aborted;
+      // The client closed the connection before its answer: what the answer holds never reached anyone. Or the gateway
+      // closed it (cut off at SHUTDOWN_TIMEOUT_MS): the socket is destroyed at once, the request's signal aborted only
+      // once its close event comes round, after this answer to nobody.
+      const clientGone = cutOff || request.signal.aborted || connectionDestroyed(serverContext);
       const status = cutOff ? 408 : response.status;
       // Everything else waits until the response is on its way: building and writing the log line and recording
       // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
-      afterIo(logger, 'request log line and metrics', () => {
+      const writeLine = () => {
         const seen: Seen = {
           method: request.method,
           path: pathOf(request.url),
@@ -220,6 +236,13 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
         };
         if (record.graphql) finishGraphql(record, seen, status, durationMs, clientGone);
         else logger.debug('request', lineOf(record, seen, status, durationMs));
+      };
+      afterIo(logger, 'request log line and metrics', () => {
+        try {
+          writeLine();
+        } finally {
+          lineDone();
+        }
       });
     },
   };
@@ -312,7 +335,9 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
     }
   }
 
-  return { plugin, refused };
+  const settled = () => (open === 0 ? Promise.resolve() : new Promise<void>((resolve) => whenSettled.push(resolve)));
+
+  return { plugin, refused, settled };
 }
 
 const roundedMs = (ms: number) => Math.round(ms * 1000) / 1000;
@@ -346,6 +371,11 @@ function cutOffByRequestDeadline(context: unknown): boolean {
   const incoming = (context as { req?: IncomingMessage } | undefined)?.req;
   if (incoming === undefined || incoming.complete) return false;
   return (incoming.socket?.errored as NodeJS.ErrnoException | null | undefined)?.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+}
+
+/** Whether the request's connection is already destroyed, so no answer can reach its client. */
+function connectionDestroyed(context: unknown): boolean {
+  return (context as { req?: IncomingMessage } | undefined)?.req?.socket?.destroyed === true;
 }
 
 /**

@@ -122,6 +122,9 @@ async function shutdown(signal: string) {
     const teardownDeadline = Date.now() + teardownGraceMs;
     await settlesBy(gateway.upstream.destroy(), teardownDeadline);
     await settlesBy(gateway.sharedTier?.close() ?? Promise.resolve(), teardownDeadline);
+    // The requests cut off finish now that their calls have failed: their lines (client, upstream attempts paid for,
+    // `cancelled`) are written before the exit, not lost with it.
+    await settlesBy(gateway.requestLinesWritten(), teardownDeadline);
   }
   await settlesBy(simulator?.close() ?? Promise.resolve(), Date.now() + teardownGraceMs);
   logger.info('stopped', { forced: !released });

@@ -70,6 +70,39 @@ describe('SIGTERM', () => {
     }
   });
 
+  it('a request cut off at SHUTDOWN_TIMEOUT_MS still gets its request line: who it was, and the upstream attempt it paid for', async () => {
+    const upstream = await startFakeUpstream(() => reply.hang());
+    const gateway = await startMain({
+      JUSTONEAPI_TOKEN: 'tok_shutdown_test',
+      JUSTONEAPI_BASE_URL: upstream.url,
+      UPSTREAM_RETRIES: '0',
+      SHUTDOWN_TIMEOUT_MS: '300',
+    });
+    try {
+      const inFlight = fetch(`${gateway.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': 'cut-off-at-shutdown' },
+        body: query,
+      }).catch(() => 'cut off');
+      await waitFor(() => upstream.calls() === 1);
+      expect(await gateway.stop('SIGTERM')).toBe(0);
+      await inFlight;
+      const lines = gateway
+        .stdout()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(lines.filter((line) => line['msg'] === 'request')).toEqual([
+        expect.objectContaining({ requestId: 'cut-off-at-shutdown', path: '/graphql', outcome: 'cancelled', upstreamAttempts: 1, clientGone: true }),
+      ]);
+      // Before the process says it has stopped: nothing is written after that line.
+      expect(lines.at(-1)).toMatchObject({ msg: 'stopped', forced: true });
+    } finally {
+      await gateway.stop('SIGKILL');
+      await upstream.close();
+    }
+  });
+
   it('a client still sending its headers does not hold the exit: its connection is closed, nothing having run for it', async () => {
     const upstream = await startFakeUpstream();
     const gateway = await startMain({ JUSTONEAPI_TOKEN: 'tok_shutdown_test', JUSTONEAPI_BASE_URL: upstream.url, SHUTDOWN_TIMEOUT_MS: '10000' });
