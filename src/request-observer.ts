@@ -324,9 +324,10 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
       ...more,
     });
     if (metrics) {
-      // Only an operation that executed may claim a series of its own: a refused request (no API key, too large)
-      // names whatever it likes, and must not use up the label slots real operations need.
-      const executed = record.operation !== undefined;
+      // Only an operation that ran and answered with data may claim a series of its own: a refused request (no API key,
+      // too large, and also one the cost check or the rate limit refused once Yoga had started executing it, `data:
+      // null`) names whatever it likes, and must not use up the label slots real operations need.
+      const executed = record.operation !== undefined && record.outcome !== undefined && record.outcome !== 'error';
       const label = executed || operation === null || operationLabels.has(operation) || listed ? operationLabel(operation) : '(other)';
       const labels = { operation: label, outcome };
       metrics.graphqlOperations.inc(labels);

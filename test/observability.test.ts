@@ -1,4 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
+import { createHttpServer } from '../src/http-server.js';
 import { parseEnv } from '../src/env.js';
 import { afterIo, createLogger } from '../src/logger.js';
 import { bucketsUpTo, createMetrics, recordCacheLookup, recordUpstreamAttempt } from '../src/metrics.js';
@@ -270,6 +272,29 @@ describe('GET /metrics', () => {
     expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Op99', outcome: 'success' })).toBe(1);
     expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Op100', outcome: 'success' })).toBeUndefined();
     expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'success' })).toBe(3);
+  });
+
+  it('gives no series of its own to a name only operations refused before execution gave (bad input, over budget, rate limited)', async () => {
+    const { gateway } = await setUp();
+    // Over real HTTP, as an attacker would send them: each refused by the cost check before anything ran, `data: null`.
+    const { server } = createHttpServer(gateway.app, { logRefusal: gateway.logRefusal });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`;
+    const post = (query: string) =>
+      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) }).then((response) => response.json());
+    for (let index = 0; index < 100; index += 1) {
+      const body = (await post(`query Refused${index} { creator(kolId: "not-an-id") { kolId } }`)) as { data: unknown };
+      expect(body.data).toBeNull();
+    }
+    await post('query Dashboard { __typename }');
+    await logsWritten();
+    const text = await scrape(gateway);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Refused0', outcome: 'error' })).toBeUndefined();
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: '(other)', outcome: 'error' })).toBe(100);
+    expect(sample(text, 'xingtu_graphql_operations_total', { operation: 'Dashboard', outcome: 'success' })).toBe(1);
+    // The log line still names each one.
+    expect(requestLines(gateway).some((line) => line['operation'] === 'Refused0')).toBe(true);
   });
 
   it('METRICS_OPERATION_NAMES: only the listed operations get a series, however many others come first', async () => {
