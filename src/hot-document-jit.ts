@@ -85,7 +85,8 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
           if (coerced.errors) return { errors: coerced.errors.map(requestError) };
         }
         const result = compiled.query(execution.rootValue, execution.contextValue, execution.variableValues);
-        return isPromiseLike(result) ? result.then((settled) => locateErrors(settled, source)) : locateErrors(result, source);
+        const answer = (settled: ExecutionResult) => errorsFirst(locateErrors(settled, source));
+        return isPromiseLike(result) ? result.then(answer) : answer(result);
       });
     },
   };
@@ -112,6 +113,16 @@ function locateErrors<T extends ExecutionResult>(result: T, source: Source | und
     });
   });
   return { ...result, errors };
+}
+
+/**
+ * Yoga's executor answers `{ errors, data }`, graphql-jit `{ data, errors }`: Yoga writes the keys in the order it gets
+ * them, so a client reading the text (a snapshot, a log, a streaming parser) would see the answer change once compiled.
+ */
+function errorsFirst(result: ExecutionResult): ExecutionResult {
+  if (result.errors === undefined || !('data' in result)) return result;
+  const { errors, data, ...rest } = result;
+  return { errors, data, ...rest };
 }
 
 /** As @graphql-tools/executor marks an error that stops execution before it starts: the request's fault, HTTP 400. */

@@ -41,8 +41,17 @@ describe('hot documents run compiled (graphql-jit)', () => {
       expect.objectContaining({ path: ['creators', 1, 'linkStructure'], extensions: expect.objectContaining({ code: 'UPSTREAM_PERMISSION_DENIED', kolId: '13' }) }),
     ]);
     expect(first.data.creators[0].linkStructure.buckets).toHaveLength(4);
-    // Same JSON (graphql-jit writes `data` before `errors`, which JSON does not care about).
     for (const answer of answers) expect(JSON.parse(answer)).toEqual(first);
+  });
+
+  it('writes `errors` before `data` once compiled, as graphql-js did: the same bytes, not only the same JSON', async () => {
+    const query = 'query Ordered { fine: creator(kolId: "14") { kolId } failing: creator(kolId: "13") { linkStructure { source } } }';
+    const answers: string[] = [];
+    for (let run = 1; run <= compileAfterRuns + 2; run += 1) answers.push((await gateway.query(query)).text);
+    expect(compiledOperations()).toContain('Ordered');
+    expect(answers[0]).toMatch(/^\{"errors":\[.*\],"data":\{/);
+    // The key order a client reading the text (a log, a snapshot, a streaming parser) sees, unchanged by compilation.
+    for (const answer of answers) expect(answer).toBe(answers[0]);
   });
 
   it('leaves a document with a variable inside a literal to graphql-js: an inline _entities representation keeps working when hot', async () => {
