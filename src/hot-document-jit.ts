@@ -53,7 +53,11 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
       if (!entry) {
         const operation = onlyOperation(args.document);
         entry = {
-          compilable: operation !== undefined && !hasVariableInsideLiteral(args.document) && !hasSkipOrInclude(args.document),
+          compilable:
+            operation !== undefined &&
+            !hasNonNullVariableWithDefault(operation) &&
+            !hasVariableInsideLiteral(args.document) &&
+            !hasSkipOrInclude(args.document),
           operation,
           operationName: operation?.name?.value,
           runs: 0,
@@ -138,6 +142,15 @@ function lineStartsOf(body: string): number[] {
 
 function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | undefined)?.then === 'function';
+}
+
+/**
+ * `$id: ID! = "1"`: graphql-jit 0.8 gives a variable its default only when its type is nullable, so once compiled a
+ * request leaving `id` out was refused ("was not provided", no data) where graphql-js ran it with "1", after the cost
+ * check had planned and charged for the calls. Such documents stay with graphql-js.
+ */
+function hasNonNullVariableWithDefault(operation: OperationDefinitionNode): boolean {
+  return (operation.variableDefinitions ?? []).some((definition) => definition.defaultValue !== undefined && definition.type.kind === Kind.NON_NULL_TYPE);
 }
 
 /**

@@ -90,6 +90,24 @@ describe('hot documents run compiled (graphql-jit)', () => {
     expect(compiledOperations()).not.toContain('Conditional');
   });
 
+  it('leaves a document with a non-null variable that has a default to graphql-js: the default still applies when the variable is absent', async () => {
+    // graphql-jit 0.8 applies a variable's default only when the variable is nullable: `$id: ID! = "15"`, sent without
+    // `id`, failed with "was not provided" once compiled, after the cost check had charged for its call.
+    const query = 'query NonNullDefault($id: ID! = "15", $ids: [ID!]! = ["16"]) { creator(kolId: $id) { kolId linkStructure { source } } creators(kolIds: $ids) { kolId } }';
+    // A gateway of its own: the others' code 600 has opened this one's circuit breaker.
+    const fresh = createTestGateway(upstream.url);
+    upstream.reset();
+    const answers: Array<{ status: number; text: string }> = [];
+    for (let run = 1; run <= compileAfterRuns + 2; run += 1) {
+      const { status, text } = await fresh.query(query, {});
+      answers.push({ status, text });
+    }
+    await fresh.close();
+    expect(answers[0]).toEqual({ status: 200, text: '{"data":{"creator":{"kolId":"15","linkStructure":{"source":"v1"}},"creators":[{"kolId":"16"}]}}' });
+    for (const answer of answers) expect(answer).toEqual(answers[0]);
+    expect(upstream.calls('15')).toBe(1);
+  });
+
   it('runs the operation operationName names, in a document holding several', async () => {
     const document = 'query A { creator(kolId: "1") { kolId } } query B { creators(kolIds: ["2", "3"]) { kolId } }';
     const send = async (operationName: string) => {
