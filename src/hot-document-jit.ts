@@ -56,6 +56,7 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
           compilable:
             operation !== undefined &&
             !hasNonNullVariableWithDefault(operation) &&
+            !hasObjectLiteral(args.document) &&
             !hasVariableInsideLiteral(args.document) &&
             !hasSkipOrInclude(args.document),
           operation,
@@ -151,6 +152,24 @@ function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
  */
 function hasNonNullVariableWithDefault(operation: OperationDefinitionNode): boolean {
   return (operation.variableDefinitions ?? []).some((definition) => definition.defaultValue !== undefined && definition.type.kind === Kind.NON_NULL_TYPE);
+}
+
+/**
+ * An object literal, in an argument or a variable's default (only `_Any`, federation's representations, takes one):
+ * graphql-jit writes literal values into the code it generates as JSON, where a `__proto__` key sets the object's
+ * prototype instead of a key. `[{ __proto__: { __typename: "Creator", kolId: "1" } }]` is no Creator to graphql-js (nor
+ * to the cost check, which charges nothing for it) but was one once compiled: an upstream call nothing planned or
+ * charged, as many per operation as the document has such representations. Such documents stay with graphql-js.
+ */
+function hasObjectLiteral(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    ObjectValue() {
+      found = true;
+      return BREAK;
+    },
+  });
+  return found;
 }
 
 /**

@@ -108,6 +108,29 @@ describe('hot documents run compiled (graphql-jit)', () => {
     expect(upstream.calls('15')).toBe(1);
   });
 
+  it('leaves a document with an object literal to graphql-js: a `__proto__` key in a representation stays a key, never an unplanned call', async () => {
+    // graphql-jit writes literal arguments (and variable defaults) into the code it generates as JSON, where a
+    // `__proto__` key sets the object's prototype: the representation then read as a Creator to @apollo/subgraph,
+    // and its linkStructure was fetched, though the cost check (reading it as graphql-js does) planned and charged nothing.
+    const fresh = createTestGateway(upstream.url);
+    upstream.reset();
+    const documents = [
+      '{ _entities(representations: [{ __proto__: { __typename: "Creator", kolId: "27" } }]) { ... on Creator { kolId linkStructure { source } } } }',
+      'query ProtoDefault($r: [_Any!] = [{ __proto__: { __typename: "Creator", kolId: "28" } }]) { _entities(representations: $r) { ... on Creator { kolId linkStructure { source } } } }',
+    ];
+    for (const query of documents) {
+      const answers: string[] = [];
+      for (let run = 1; run <= compileAfterRuns + 2; run += 1) answers.push((await fresh.query(query, {})).text);
+      expect(JSON.parse(answers[0]!)).toMatchObject({
+        data: { _entities: [null] },
+        errors: [{ path: ['_entities', 0], extensions: { code: 'BAD_USER_INPUT', argument: 'representations', index: 0 } }],
+      });
+      for (const answer of answers) expect(answer).toBe(answers[0]);
+    }
+    await fresh.close();
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('runs the operation operationName names, in a document holding several', async () => {
     const document = 'query A { creator(kolId: "1") { kolId } } query B { creators(kolIds: ["2", "3"]) { kolId } }';
     const send = async (operationName: string) => {
