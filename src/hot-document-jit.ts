@@ -57,6 +57,7 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
             operation !== undefined &&
             !hasNonNullVariableWithDefault(operation) &&
             !hasObjectLiteral(args.document) &&
+            !hasJitMarkerString(args.document) &&
             !hasVariableInsideLiteral(args.document) &&
             !hasSkipOrInclude(args.document),
           operation,
@@ -152,6 +153,25 @@ function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
  */
 function hasNonNullVariableWithDefault(operation: OperationDefinitionNode): boolean {
   return (operation.variableDefinitions ?? []).some((definition) => definition.defaultValue !== undefined && definition.type.kind === Kind.NON_NULL_TYPE);
+}
+
+/**
+ * graphql-jit 0.8 writes literal arguments into the code it generates with JSON.stringify, then turns its marker strings
+ * (`__MAGIC_NAN__<uuid>`, `__MAGIC_DATE__<uuid>`…, public constants of the package) back into values by search and
+ * replace over that JSON: a string argument `"__MAGIC_DATE__<uuid>(…)"` became `new Date(…)`, and whatever the client
+ * wrote between the parentheses ran as JavaScript in the gateway on every request (`__type(name:)` takes any string and
+ * costs nothing, so the cost check lets it through). Documents with such a string stay with graphql-js.
+ */
+function hasJitMarkerString(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    StringValue(node) {
+      if (!node.value.includes('__MAGIC_')) return undefined;
+      found = true;
+      return BREAK;
+    },
+  });
+  return found;
 }
 
 /**

@@ -131,6 +131,21 @@ describe('hot documents run compiled (graphql-jit)', () => {
     expect(upstream.calls()).toBe(0);
   });
 
+  it('leaves a document whose string literal holds graphql-jit’s markers to graphql-js: a client’s text is never run as code', async () => {
+    // graphql-jit writes literal arguments into its generated code with JSON.stringify, then turns its own marker strings
+    // back into values: `"__MAGIC_DATE__<uuid><text>"` became `new Date(<text>)`, so the text ran as JavaScript in the
+    // gateway (any string argument: `__type(name:)` needs no key to reach, and passes the cost check). The markers are
+    // public constants of the package.
+    const flag = 'hotDocumentJitInjected';
+    const marker = '__MAGIC_DATE__33a9e76d_02e0_4128_8e92_3530ad3da74d';
+    const query = `{ __type(name: "${marker}(globalThis.${flag} = (globalThis.${flag} ?? 0) + 1)") { name } nan: __type(name: "__MAGIC_NAN__57f286b9_4c20_487f_b409_79804ddcb4f8") { name } }`;
+    const answers: string[] = [];
+    for (let run = 1; run <= compileAfterRuns + 2; run += 1) answers.push((await gateway.query(query)).text);
+    expect((globalThis as Record<string, unknown>)[flag]).toBeUndefined();
+    expect(answers[0]).toBe('{"data":{"__type":null,"nan":null}}');
+    for (const answer of answers) expect(answer).toBe(answers[0]);
+  });
+
   it('runs the operation operationName names, in a document holding several', async () => {
     const document = 'query A { creator(kolId: "1") { kolId } } query B { creators(kolIds: ["2", "3"]) { kolId } }';
     const send = async (operationName: string) => {
