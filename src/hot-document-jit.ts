@@ -58,6 +58,7 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
             !hasNonNullVariableWithDefault(operation) &&
             !hasObjectLiteral(args.document) &&
             !hasJitMarkerString(args.document) &&
+            !namesProto(args.document) &&
             !hasVariableInsideLiteral(args.document) &&
             !hasSkipOrInclude(args.document),
           operation,
@@ -167,6 +168,23 @@ function hasJitMarkerString(document: DocumentNode): boolean {
   visit(document, {
     StringValue(node) {
       if (!node.value.includes('__MAGIC_')) return undefined;
+      found = true;
+      return BREAK;
+    },
+  });
+  return found;
+}
+
+/**
+ * An alias or a variable named `__proto__`: graphql-jit builds answers and variables in plain objects, where that name is
+ * the prototype rather than a key. The alias's key moved to the end of its object once compiled, and an absent
+ * `$__proto__` read as Object.prototype and was refused where graphql-js ran the operation. Such documents stay with graphql-js.
+ */
+function namesProto(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    Name(node) {
+      if (node.value !== '__proto__') return undefined;
       found = true;
       return BREAK;
     },
