@@ -40,6 +40,30 @@ describe('query limits, refused before execution with a coded error', () => {
     expect(upstream.calls()).toBe(1);
   });
 
+  it('copies of one field that each spread the next fragment are planned once per response key, as execution runs them', async () => {
+    const { upstream, gateway } = await setUp();
+    // 40 copies of one field per level, each spreading the next level's fragment: 40^4 field visits (about a second of
+    // blocked event loop per request) when the planner walked every copy on its own; execution merges the copies and
+    // spreads each fragment once. 3 KB, no alias, within every limit; a different (free) `creators` list each time
+    // makes a new plan while the parsed and validated document is reused, and nothing is charged or rate limited.
+    const copies = (text: string) => Array.from({ length: 40 }, () => text).join(' ');
+    const query = `query Fan($ids: [ID!]!) { creators(kolIds: $ids) { kolId } ...R }
+      fragment R on Query { ${copies('creator(kolId: "7") { ...C }')} }
+      fragment C on Creator { ${copies('linkStructure { ...L }')} }
+      fragment L on LinkStructure { ${copies('buckets { ...B }')} }
+      fragment B on LinkBucket { ${copies('level')} }`;
+    const first = await gateway.query(query, { ids: ['1'] });
+    expect(first.body.errors).toBeUndefined();
+    expect(first.body.data.creator.linkStructure.buckets).toHaveLength(4);
+    const started = performance.now();
+    for (const id of ['2', '3', '4']) {
+      const { body } = await gateway.query(query, { ids: [id] });
+      expect(body.data.creators).toEqual([{ kolId: id }]);
+    }
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(upstream.calls()).toBe(1);
+  });
+
   it('MAX_ALIASES → QUERY_TOO_MANY_ALIASES', async () => {
     const { upstream, gateway } = await setUp({ MAX_ALIASES: '2' });
     const { status, body } = await gateway.query(

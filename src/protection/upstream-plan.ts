@@ -9,7 +9,9 @@ import {
   isObjectType,
   isInterfaceType,
   typeFromAST,
+  type FieldNode,
   type FragmentDefinitionNode,
+  type GraphQLField,
   type GraphQLCompositeType,
   type GraphQLSchema,
   type OperationDefinitionNode,
@@ -104,62 +106,35 @@ export function planUpstreamCalls(
     }
   };
 
-  // `visited`: the named fragments already spread into this level's selection, as graphql-js keeps them when it
-  // collects fields. Without it, fragments that each spread the next one twice took 2^n steps to walk: a
-  // 600-token document (within every query limit) would block the event loop for hours. Made when this level first
-  // has a fragment, and handed down into it, so a level without fragments allocates nothing.
-  const walk = (
+  // Fields are collected as the executor collects them: a level's selections (its fragments spread once each, the
+  // `visited` set) grouped by response key, and the fields of one group walked below as one field, with the selections
+  // of all its nodes collected together and fragments again spread once. Walking each node on its own took k^n steps for
+  // a fragment whose k copies of one field each spread the next fragment: a 3 KB document (within every query limit,
+  // no alias) held the event loop for a second on every request, before any rate limit. So did fragments that each
+  // spread the next one twice (2^n), before `visited`.
+  const collect = (
     selectionSet: SelectionSetNode,
     parentType: GraphQLCompositeType,
-    creators: readonly string[],
     path: Path,
-    visited: Set<string> | undefined,
+    visited: Set<string>,
+    into: Map<string, CollectedField>,
   ) => {
     for (const selection of selectionSet.selections) {
       // Directives first, then whether a fragment was already spread here: the order of the executor Yoga runs
       // (@graphql-tools/executor), which refuses a null `if` even on a repeated spread (graphql-js looks the other way).
       if (selection.kind === Kind.FIELD) {
-        const responsePath: Path = { prev: path, key: selection.alias?.value ?? selection.name.value };
-        if (!included(selection, responsePath)) continue;
+        const responseKey = selection.alias?.value ?? selection.name.value;
+        if (!included(selection, { prev: path, key: responseKey })) continue;
         if (!isObjectType(parentType) && !isInterfaceType(parentType)) continue;
         const field = parentType.getFields()[selection.name.value];
         if (!field) continue; // __typename and friends
-        const coordinate = `${parentType.name}.${field.name}`;
-        let args: Args = noArgs;
-        // A field that takes no arguments has none to coerce (validation refused any written on it).
-        if (field.args.length > 0) {
-          try {
-            args = getArgumentValues(field, selection, variables);
-          } catch (error) {
-            refuse(error, selection, responsePath);
-            continue;
-          }
-        }
-        const source = creatorSources[coordinate];
-        let children: readonly string[] = [];
-        if (source) {
-          try {
-            children = source(args, maxKolIds);
-          } catch (error) {
-            errors.push(atPath(error, pathArray(responsePath), selection));
-            continue;
-          }
-        }
-        const load = linkStructureFields[coordinate];
-        if (load) {
-          for (const kolId of creators) {
-            const request = load(kolId, args);
-            requests.set(linkStructureRequestKey(request), request);
-          }
-        }
-        // No creators (an empty `kolIds`, no Creator among the representations): execution runs nothing below, so
-        // nothing below costs a call or can fail.
-        if (source && children.length === 0) continue;
-        const fieldType = getNamedType(field.type);
-        if (selection.selectionSet) walk(selection.selectionSet, fieldType as GraphQLCompositeType, children, responsePath, undefined);
+        // Validation makes fields of one response key on one type the same field with the same arguments.
+        const groupKey = `${parentType.name}.${responseKey}`;
+        const group = into.get(groupKey);
+        if (group) group.nodes.push(selection);
+        else into.set(groupKey, { responseKey, coordinate: `${parentType.name}.${field.name}`, field, nodes: [selection] });
       } else {
         if (!included(selection, path)) continue;
-        visited ??= new Set();
         if (selection.kind === Kind.FRAGMENT_SPREAD) {
           if (visited.has(selection.name.value)) continue;
           visited.add(selection.name.value);
@@ -167,13 +142,64 @@ export function planUpstreamCalls(
         const fragment = selection.kind === Kind.INLINE_FRAGMENT ? selection : fragments.get(selection.name.value);
         if (!fragment) continue;
         const condition = fragment.typeCondition ? typeFromAST(schema, fragment.typeCondition) : parentType;
-        walk(fragment.selectionSet, (condition ?? parentType) as GraphQLCompositeType, creators, path, visited);
+        collect(fragment.selectionSet, (condition ?? parentType) as GraphQLCompositeType, path, visited, into);
       }
     }
   };
 
-  walk(operation.selectionSet, root, [], undefined, undefined);
+  const walk = (selectionSets: readonly SelectionSetNode[], parentType: GraphQLCompositeType, creators: readonly string[], path: Path) => {
+    const collected = new Map<string, CollectedField>();
+    const visited = new Set<string>();
+    for (const selectionSet of selectionSets) collect(selectionSet, parentType, path, visited, collected);
+    for (const { responseKey, coordinate, field, nodes } of collected.values()) {
+      const responsePath: Path = { prev: path, key: responseKey };
+      // As execution reads them: from the first node (the others have the same, or validation would have refused them).
+      const selection = nodes[0]!;
+      let args: Args = noArgs;
+      // A field that takes no arguments has none to coerce (validation refused any written on it).
+      if (field.args.length > 0) {
+        try {
+          args = getArgumentValues(field, selection, variables);
+        } catch (error) {
+          refuse(error, selection, responsePath);
+          continue;
+        }
+      }
+      const source = creatorSources[coordinate];
+      let children: readonly string[] = [];
+      if (source) {
+        try {
+          children = source(args, maxKolIds);
+        } catch (error) {
+          errors.push(atPath(error, pathArray(responsePath), selection));
+          continue;
+        }
+      }
+      const load = linkStructureFields[coordinate];
+      if (load) {
+        for (const kolId of creators) {
+          const request = load(kolId, args);
+          requests.set(linkStructureRequestKey(request), request);
+        }
+      }
+      // No creators (an empty `kolIds`, no Creator among the representations): execution runs nothing below, so
+      // nothing below costs a call or can fail.
+      if (source && children.length === 0) continue;
+      const below = nodes.flatMap((node) => (node.selectionSet ? [node.selectionSet] : []));
+      if (below.length > 0) walk(below, getNamedType(field.type) as GraphQLCompositeType, children, responsePath);
+    }
+  };
+
+  walk([operation.selectionSet], root, [], undefined);
   return { requests: [...requests.values()], errors };
+}
+
+/** The fields of one response key on one type, as collected at one level. */
+interface CollectedField {
+  responseKey: string;
+  coordinate: string;
+  field: GraphQLField<unknown, unknown>;
+  nodes: FieldNode[];
 }
 
 /** A response path as the walk builds it, one link per field; made into an array only for an error. */
