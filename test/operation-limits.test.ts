@@ -4,7 +4,7 @@ import { getIntrospectionQuery, Lexer, parse, Source, TokenKind, type DocumentNo
 import { describe, expect, it, vi } from 'vitest';
 import { boundedParserCaches } from '../src/protection/document-cache.js';
 import { countComments, useCommentsCounted } from '../src/protection/query-limits.js';
-import { gatewayOnFakeUpstream } from './gateway.js';
+import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
 
 const setUp = (vars: Record<string, string> = {}) => gatewayOnFakeUpstream(vars);
 
@@ -312,6 +312,45 @@ describe('MAX_UPSTREAM_CALLS_PER_OPERATION', () => {
       ],
     });
     expect(upstream.calls()).toBe(0);
+  });
+});
+
+describe('a variable named $__proto__', () => {
+  // The cost check reads variables with graphql-js, which keeps `$__proto__` like any other; the executor Yoga runs
+  // (@graphql-tools/executor) stores coerced variables in a plain object, where it is lost and the argument's default
+  // used instead. So the check counted one request and execution made another, neither charged nor within the budget.
+  const post = (gateway: TestGateway, body: string) =>
+    gateway.app.fetch('http://gateway.test/graphql', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' }, body });
+  const ids = JSON.stringify(['1', '2', '3', '4', '5']);
+
+  it('is refused before execution: with v1, a platform it cannot answer was counted free while SHORT_VIDEO was fetched', async () => {
+    const { upstream, gateway } = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'v1', MAX_UPSTREAM_CALLS_PER_OPERATION: '1', RATE_LIMIT_PER_MINUTE: '1' });
+    // A default is enough (GET clients too); a JSON body can also send it as `{"__proto__": …}`.
+    const defaulted = `query ($__proto__: CreatorPlatform = LIVE_STREAMING) { creators(kolIds: ${ids}) { linkStructure(platform: $__proto__) { platform } } }`;
+    const sent = 'query ($__proto__: CreatorPlatform) { creators(kolIds: ["6", "7"]) { linkStructure(platform: $__proto__) { platform } } }';
+    for (const body of [JSON.stringify({ query: defaulted }), `{"query":${JSON.stringify(sent)},"variables":{"__proto__":"LIVE_STREAMING"}}`]) {
+      const response = await post(gateway, body);
+      expect(response.status).toBe(400);
+      const answer = (await response.json()) as { data?: unknown; errors: Array<{ extensions: Record<string, unknown> }> };
+      expect(answer.data).toBeUndefined();
+      expect(answer.errors.map((error) => error.extensions['code'])).toEqual(['GRAPHQL_VALIDATION_FAILED']);
+    }
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('is refused before execution: a cached platform was counted while another, uncached, was fetched past the budget', async () => {
+    const { upstream, gateway } = await setUp({ MAX_UPSTREAM_CALLS_PER_OPERATION: '3' });
+    for (const some of [['1', '2', '3'], ['4', '5']]) {
+      const cached = await gateway.query(`{ creators(kolIds: ${JSON.stringify(some)}) { linkStructure(platform: LIVE_STREAMING) { platform } } }`);
+      expect(cached.body.errors).toBeUndefined();
+    }
+    expect(upstream.calls()).toBe(5);
+    // Five SHORT_VIDEO calls in one operation allowed three, counted as none.
+    const response = await post(gateway, JSON.stringify({
+      query: `query ($__proto__: CreatorPlatform = LIVE_STREAMING) { creators(kolIds: ${ids}) { linkStructure(platform: $__proto__) { platform } } }`,
+    }));
+    expect(upstream.calls()).toBe(5);
+    expect(response.status).toBe(400);
   });
 });
 

@@ -101,6 +101,18 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
           }),
         ]);
       }
+      const protoVariable = operation.variableDefinitions?.find((definition) => definition.variable.name.value === '__proto__');
+      if (protoVariable) {
+        // graphql-js (this plan) keeps `$__proto__` like any variable; the executor Yoga runs stores coerced variables in a
+        // plain object, where assigning `__proto__` is lost, and reads the argument's default instead: the plan would
+        // count one request (a platform v1 refuses for free, a cached one) and execution make another, uncharged.
+        return refused([
+          new GraphQLError('A variable may not be named "$__proto__".', {
+            nodes: protoVariable,
+            extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400 } },
+          }),
+        ]);
+      }
       const requestErrors = inexactIdVariables(operation, args.variableValues ?? {});
       if (requestErrors.length > 0) return refused(requestErrors);
       const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], args.variableValues ?? {});
