@@ -53,14 +53,7 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
       if (!entry) {
         const operation = onlyOperation(args.document);
         entry = {
-          compilable:
-            operation !== undefined &&
-            !hasNonNullVariableWithDefault(operation) &&
-            !hasObjectLiteral(args.document) &&
-            !hasJitMarkerString(args.document) &&
-            !namesProto(args.document) &&
-            !hasVariableInsideLiteral(args.document) &&
-            !hasSkipOrInclude(args.document),
+          compilable: operation !== undefined && !mustNotCompile(args.document, operation),
           operation,
           operationName: operation?.name?.value,
           runs: 0,
@@ -148,103 +141,47 @@ function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
 }
 
 /**
- * `$id: ID! = "1"`: graphql-jit 0.8 gives a variable its default only when its type is nullable, so once compiled a
- * request leaving `id` out was refused ("was not provided", no data) where graphql-js ran it with "1", after the cost
- * check had planned and charged for the calls. Such documents stay with graphql-js.
+ * Whether graphql-jit 0.8 must leave this document to graphql-js, because once compiled it would answer differently
+ * from Yoga's executor, make calls the cost check (which reads documents as graphql-js does) never charged, or run the
+ * client's text as code. One walk of the document, made once per document:
+ *
+ * - `@skip`/`@include`: graphql-jit marks a fragment visited before it reads the spread's directive, and joins the
+ *   conditions of a field reached along several paths: `...F @include(if: false) ...F` lost F's fields (and the call the
+ *   cost check had charged for them was never made).
+ * - An object literal, in an argument or a variable's default (only `_Any`, federation's representations, takes one):
+ *   graphql-jit writes literal values into its code as JSON, where a `__proto__` key sets the object's prototype.
+ *   `[{ __proto__: { __typename: "Creator", kolId: "1" } }]` is no Creator to graphql-js (nor to the cost check) but was
+ *   one once compiled: an upstream call nothing planned or charged, as many as the document has such representations.
+ * - A variable inside a list or object literal (`representations: [{ __typename: "Creator", kolId: $id }]`): not
+ *   substituted where a custom scalar (`_Any`) parses the literal, so the entity was refused once compiled while the
+ *   cost check had charged for its call.
+ * - A string holding graphql-jit's markers: it turns `__MAGIC_NAN__<uuid>`, `__MAGIC_DATE__<uuid>`… (public constants of
+ *   the package) back into values by search and replace over that JSON, so a string argument `"__MAGIC_DATE__<uuid>(…)"`
+ *   became `new Date(…)`, and whatever the client wrote between the parentheses ran as JavaScript in the gateway on every
+ *   request (`__type(name:)` takes any string and costs nothing, so the cost check lets it through).
+ * - An alias or a variable named `__proto__`: answers and variables are plain objects, where that name is the prototype
+ *   rather than a key. The alias's key moved to the end of its object, and an absent `$__proto__` read as
+ *   Object.prototype and was refused where graphql-js ran the operation.
+ * - A non-null variable with a default (`$id: ID! = "1"`): graphql-jit gives a variable its default only when its type
+ *   is nullable, so a request leaving `id` out was refused ("was not provided", no data) after the cost check had charged.
  */
-function hasNonNullVariableWithDefault(operation: OperationDefinitionNode): boolean {
-  return (operation.variableDefinitions ?? []).some((definition) => definition.defaultValue !== undefined && definition.type.kind === Kind.NON_NULL_TYPE);
-}
-
-/**
- * graphql-jit 0.8 writes literal arguments into the code it generates with JSON.stringify, then turns its marker strings
- * (`__MAGIC_NAN__<uuid>`, `__MAGIC_DATE__<uuid>`…, public constants of the package) back into values by search and
- * replace over that JSON: a string argument `"__MAGIC_DATE__<uuid>(…)"` became `new Date(…)`, and whatever the client
- * wrote between the parentheses ran as JavaScript in the gateway on every request (`__type(name:)` takes any string and
- * costs nothing, so the cost check lets it through). Documents with such a string stay with graphql-js.
- */
-function hasJitMarkerString(document: DocumentNode): boolean {
+function mustNotCompile(document: DocumentNode, operation: OperationDefinitionNode): boolean {
+  if (operation.variableDefinitions?.some((definition) => definition.defaultValue !== undefined && definition.type.kind === Kind.NON_NULL_TYPE)) {
+    return true;
+  }
+  let listDepth = 0;
   let found = false;
+  const stop = () => {
+    found = true;
+    return BREAK;
+  };
   visit(document, {
-    StringValue(node) {
-      if (!node.value.includes('__MAGIC_')) return undefined;
-      found = true;
-      return BREAK;
-    },
-  });
-  return found;
-}
-
-/**
- * An alias or a variable named `__proto__`: graphql-jit builds answers and variables in plain objects, where that name is
- * the prototype rather than a key. The alias's key moved to the end of its object once compiled, and an absent
- * `$__proto__` read as Object.prototype and was refused where graphql-js ran the operation. Such documents stay with graphql-js.
- */
-function namesProto(document: DocumentNode): boolean {
-  let found = false;
-  visit(document, {
-    Name(node) {
-      if (node.value !== '__proto__') return undefined;
-      found = true;
-      return BREAK;
-    },
-  });
-  return found;
-}
-
-/**
- * An object literal, in an argument or a variable's default (only `_Any`, federation's representations, takes one):
- * graphql-jit writes literal values into the code it generates as JSON, where a `__proto__` key sets the object's
- * prototype instead of a key. `[{ __proto__: { __typename: "Creator", kolId: "1" } }]` is no Creator to graphql-js (nor
- * to the cost check, which charges nothing for it) but was one once compiled: an upstream call nothing planned or
- * charged, as many per operation as the document has such representations. Such documents stay with graphql-js.
- */
-function hasObjectLiteral(document: DocumentNode): boolean {
-  let found = false;
-  visit(document, {
-    ObjectValue() {
-      found = true;
-      return BREAK;
-    },
-  });
-  return found;
-}
-
-/**
- * A variable inside a list or object literal (`representations: [{ __typename: "Creator", kolId: $id }]`):
- * graphql-jit does not substitute it where a custom scalar (`_Any`) parses the literal, so the entity would
- * be refused once compiled while the cost check, reading it as graphql-js does, had charged for its call.
- * Such documents stay with graphql-js.
- */
-function hasVariableInsideLiteral(document: DocumentNode): boolean {
-  let depth = 0;
-  let found = false;
-  const nest = { enter: () => void (depth += 1), leave: () => void (depth -= 1) };
-  visit(document, {
-    ListValue: nest,
-    ObjectValue: nest,
-    Variable() {
-      if (depth === 0) return undefined;
-      found = true;
-      return BREAK;
-    },
-  });
-  return found;
-}
-
-/**
- * graphql-jit 0.8 marks a fragment visited before it reads the spread's `@skip`/`@include`, and joins the conditions
- * of a field reached along several paths: `...F @include(if: false) ...F` lost F's fields once compiled (and the call
- * the cost check had charged for them was never made). Documents with either directive stay with Yoga's executor.
- */
-function hasSkipOrInclude(document: DocumentNode): boolean {
-  let found = false;
-  visit(document, {
-    Directive(node) {
-      if (node.name.value !== 'skip' && node.name.value !== 'include') return undefined;
-      found = true;
-      return BREAK;
-    },
+    Directive: (node) => (node.name.value === 'skip' || node.name.value === 'include' ? stop() : undefined),
+    ObjectValue: stop,
+    ListValue: { enter: () => void (listDepth += 1), leave: () => void (listDepth -= 1) },
+    Variable: () => (listDepth > 0 ? stop() : undefined),
+    StringValue: (node) => (node.value.includes('__MAGIC_') ? stop() : undefined),
+    Name: (node) => (node.value === '__proto__' ? stop() : undefined),
   });
   return found;
 }

@@ -146,24 +146,18 @@ describe('hot documents run compiled (graphql-jit)', () => {
     for (const answer of answers) expect(answer).toBe(answers[0]);
   });
 
-  it('leaves a document naming an alias or a variable `__proto__` to graphql-js: same keys in the same order, same variables', async () => {
-    // graphql-jit builds answers and variables in plain objects, where `__proto__` is the prototype, not a key: an alias
-    // `__proto__` moved to the end of its object once compiled, and an absent `$__proto__` read as Object.prototype and
-    // was refused ("got invalid value {}", no data) where graphql-js had run the operation.
-    const documents: Array<[string, Record<string, unknown>]> = [
-      ['{ __proto__: creator(kolId: "31") { kolId } after: creator(kolId: "32") { kolId } }', {}],
-      ['query ProtoVariable($__proto__: CreatorPlatform) { creator(kolId: "33") { linkStructure(platform: $__proto__) { platform } } }', {}],
-    ];
+  it('leaves a document with an alias `__proto__` to graphql-js: same keys in the same order', async () => {
+    // graphql-jit builds answers in plain objects, where `__proto__` is the prototype, not a key: the alias moved to the
+    // end of its object once compiled. (A variable named `$__proto__` never runs: the cost check refuses it.)
+    const query = '{ __proto__: creator(kolId: "31") { kolId } after: creator(kolId: "32") { kolId } }';
     const fresh = createTestGateway(upstream.url);
-    for (const [query, variables] of documents) {
-      const answers: Array<{ status: number; text: string }> = [];
-      for (let run = 1; run <= compileAfterRuns + 2; run += 1) {
-        const { status, text } = await fresh.query(query, variables);
-        answers.push({ status, text });
-      }
-      expect(JSON.parse(answers[0]!.text).errors).toBeUndefined();
-      for (const answer of answers) expect(answer).toEqual(answers[0]);
+    const answers: Array<{ status: number; text: string }> = [];
+    for (let run = 1; run <= compileAfterRuns + 2; run += 1) {
+      const { status, text } = await fresh.query(query);
+      answers.push({ status, text });
     }
+    expect(answers[0]!.text).toBe('{"data":{"__proto__":{"kolId":"31"},"after":{"kolId":"32"}}}');
+    for (const answer of answers) expect(answer).toEqual(answers[0]);
     await fresh.close();
   });
 
