@@ -82,6 +82,38 @@ describe('planUpstreamCalls on federation `_entities`', () => {
   });
 });
 
+describe('planUpstreamCalls on one document with new variables', () => {
+  // What a selection set without directives collects is kept per document; one with @skip/@include is collected again
+  // for each plan, down to a directive on a fragment spread inside a fragment at the same level.
+  const source = /* GraphQL */ `
+    query Q($ids: [ID!]!, $withCache: Boolean!, $deep: Boolean!) {
+      creators(kolIds: $ids) {
+        kolId
+        plain: linkStructure { fetchedAt }
+        ...Outer
+      }
+    }
+    fragment Outer on Creator { ...Inner @include(if: $deep) }
+    fragment Inner on Creator { cached: linkStructure(acceptCache: true) @include(if: $withCache) { fetchedAt } }
+  `;
+  const document = parse(source);
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  }
+  const keys = (variables: Record<string, unknown>) =>
+    planUpstreamCalls(subgraphSchema, getOperationAST(document)!, fragments, variables, 100)
+      .requests.map((request) => `${request.kolId}:${request.acceptCache}`)
+      .sort();
+
+  it('follows the variables from plan to plan: the kolIds, and the directives', () => {
+    expect(keys({ ids: ['1'], withCache: true, deep: true })).toEqual(['1:false', '1:true']);
+    expect(keys({ ids: ['2', '3'], withCache: true, deep: false })).toEqual(['2:false', '3:false']);
+    expect(keys({ ids: ['4'], withCache: false, deep: true })).toEqual(['4:false']);
+    expect(keys({ ids: ['5'], withCache: true, deep: true })).toEqual(['5:false', '5:true']);
+  });
+});
+
 describe('the gateway’s `_entities`', () => {
   let upstream: FakeUpstream;
   let gateway: TestGateway;

@@ -112,16 +112,11 @@ export function planUpstreamCalls(
   // a fragment whose k copies of one field each spread the next fragment: a 3 KB document (within every query limit,
   // no alias) held the event loop for a second on every request, before any rate limit. So did fragments that each
   // spread the next one twice (2^n), before `visited`.
-  const collect = (
-    selectionSet: SelectionSetNode,
-    parentType: GraphQLCompositeType,
-    path: Path,
-    visited: Set<string>,
-    into: Map<string, CollectedField>,
-  ) => {
+  const collect = (selectionSet: SelectionSetNode, parentType: GraphQLCompositeType, path: Path, into: Collection) => {
     for (const selection of selectionSet.selections) {
       // Directives first, then whether a fragment was already spread here: the order of the executor Yoga runs
       // (@graphql-tools/executor), which refuses a null `if` even on a repeated spread (graphql-js looks the other way).
+      if (selection.directives?.length) into.directives = true;
       if (selection.kind === Kind.FIELD) {
         const responseKey = selection.alias?.value ?? selection.name.value;
         if (!included(selection, { prev: path, key: responseKey })) continue;
@@ -130,31 +125,46 @@ export function planUpstreamCalls(
         if (!field) continue; // __typename and friends
         // Validation makes fields of one response key on one type the same field with the same arguments.
         const groupKey = `${parentType.name}.${responseKey}`;
-        const group = into.get(groupKey);
-        if (group) group.nodes.push(selection);
-        else into.set(groupKey, { responseKey, coordinate: `${parentType.name}.${field.name}`, field, nodes: [selection] });
+        let group = into.fields.get(groupKey);
+        if (!group) {
+          group = { responseKey, coordinate: `${parentType.name}.${field.name}`, field, selection, below: [] };
+          into.fields.set(groupKey, group);
+        }
+        if (selection.selectionSet) group.below.push(selection.selectionSet);
       } else {
         if (!included(selection, path)) continue;
         if (selection.kind === Kind.FRAGMENT_SPREAD) {
-          if (visited.has(selection.name.value)) continue;
-          visited.add(selection.name.value);
+          if (into.visited.has(selection.name.value)) continue;
+          into.visited.add(selection.name.value);
         }
         const fragment = selection.kind === Kind.INLINE_FRAGMENT ? selection : fragments.get(selection.name.value);
         if (!fragment) continue;
         const condition = fragment.typeCondition ? typeFromAST(schema, fragment.typeCondition) : parentType;
-        collect(fragment.selectionSet, (condition ?? parentType) as GraphQLCompositeType, path, visited, into);
+        collect(fragment.selectionSet, (condition ?? parentType) as GraphQLCompositeType, path, into);
       }
     }
   };
 
+  // What one selection set collects on a type is the same for every plan unless a directive reads a variable: collected
+  // once (per document, as it is the key), so a plan for new variables (every cache miss) allocates nothing for it.
+  const collected = (selectionSets: readonly SelectionSetNode[], parentType: GraphQLCompositeType, path: Path) => {
+    const only = selectionSets.length === 1 ? selectionSets[0]! : undefined;
+    const known = only && staticCollections.get(only)?.get(parentType);
+    if (known) return known;
+    const into: Collection = { fields: new Map(), visited: new Set(), directives: false };
+    for (const selectionSet of selectionSets) collect(selectionSet, parentType, path, into);
+    const fields = [...into.fields.values()];
+    if (only && !into.directives) {
+      let byType = staticCollections.get(only);
+      if (!byType) staticCollections.set(only, (byType = new WeakMap()));
+      byType.set(parentType, fields);
+    }
+    return fields;
+  };
+
   const walk = (selectionSets: readonly SelectionSetNode[], parentType: GraphQLCompositeType, creators: readonly string[], path: Path) => {
-    const collected = new Map<string, CollectedField>();
-    const visited = new Set<string>();
-    for (const selectionSet of selectionSets) collect(selectionSet, parentType, path, visited, collected);
-    for (const { responseKey, coordinate, field, nodes } of collected.values()) {
+    for (const { responseKey, coordinate, field, selection, below } of collected(selectionSets, parentType, path)) {
       const responsePath: Path = { prev: path, key: responseKey };
-      // As execution reads them: from the first node (the others have the same, or validation would have refused them).
-      const selection = nodes[0]!;
       let args: Args = noArgs;
       // A field that takes no arguments has none to coerce (validation refused any written on it).
       if (field.args.length > 0) {
@@ -185,7 +195,6 @@ export function planUpstreamCalls(
       // No creators (an empty `kolIds`, no Creator among the representations): execution runs nothing below, so
       // nothing below costs a call or can fail.
       if (source && children.length === 0) continue;
-      const below = nodes.flatMap((node) => (node.selectionSet ? [node.selectionSet] : []));
       if (below.length > 0) walk(below, getNamedType(field.type) as GraphQLCompositeType, children, responsePath);
     }
   };
@@ -199,8 +208,22 @@ interface CollectedField {
   responseKey: string;
   coordinate: string;
   field: GraphQLField<unknown, unknown>;
-  nodes: FieldNode[];
+  /** The first node: execution reads the arguments from it (the others have the same, or validation refused them). */
+  selection: FieldNode;
+  /** The selection sets of all its nodes, collected together one level down. */
+  below: SelectionSetNode[];
 }
+
+interface Collection {
+  fields: Map<string, CollectedField>;
+  /** The named fragments already spread at this level. */
+  visited: Set<string>;
+  /** Whether any selection collected carries a directive (so what is collected depends on the variables). */
+  directives: boolean;
+}
+
+/** The fields a selection set without directives collects, by the type it is collected on (see `collected`). */
+const staticCollections = new WeakMap<SelectionSetNode, WeakMap<GraphQLCompositeType, readonly CollectedField[]>>();
 
 /** A response path as the walk builds it, one link per field; made into an array only for an error. */
 type Path = { readonly prev: Path; readonly key: string } | undefined;
