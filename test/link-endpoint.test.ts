@@ -175,7 +175,7 @@ describe('v1 endpoint (JUSTONEAPI_LINK_ENDPOINT=v1)', () => {
     expect(upstream.calls()).toBe(1);
   });
 
-  it('keeps 300 as UPSTREAM_API_INVALID and 404 as a retried UPSTREAM_UNAVAILABLE: no switch when forced', async () => {
+  it('keeps 300 as UPSTREAM_API_INVALID and 404 as UPSTREAM_UNAVAILABLE, neither retried: no switch when forced', async () => {
     const { upstream, gateway } = await setUp({ JUSTONEAPI_LINK_ENDPOINT: 'v1', UPSTREAM_RETRIES: '1', BREAKER_COOLDOWN_SECONDS: '0' }, (request) =>
       request.kolId === '33' ? reply.business(300, 'API Invalid') : reply.http(404),
     );
@@ -184,7 +184,8 @@ describe('v1 endpoint (JUSTONEAPI_LINK_ENDPOINT=v1)', () => {
     const missing = await gateway.query(query, { kolId: '34' });
     expect(missing.body.errors![0]!.extensions).toEqual({ code: 'UPSTREAM_UNAVAILABLE', retryable: true, kolId: '34' });
     expect(upstream.callsTo('v1', '33')).toBe(1);
-    expect(upstream.callsTo('v1', '34')).toBe(2);
+    // A 404 is what the same request would get again: not retried.
+    expect(upstream.callsTo('v1', '34')).toBe(1);
     expect(upstream.callsTo('gw')).toBe(0);
     expect(gateway.upstream.activeEndpoint).toBe('v1');
     expect(switchWarnings(gateway)).toEqual([]);

@@ -299,7 +299,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           options.onRateLimited?.(failure.httpStatus === 429 ? 'http_429' : 'code_302');
         }
       }
-      const willRetry = !cutOff.signal.aborted && (goneReason !== undefined || (failure.retryable && attempt <= options.retries));
+      const willRetry =
+        !cutOff.signal.aborted && (goneReason !== undefined || (failure.retryable && !isRefusedForGood(failure) && attempt <= options.retries));
       observe(failure.code, failure, willRetry);
       return { ok: false, endpoint, failure, goneReason, willRetry };
     } finally {
@@ -411,6 +412,16 @@ function sharedController(): AbortController {
   setMaxListeners(0, controller.signal);
   return controller;
 }
+
+/**
+ * An HTTP 4xx the same request would get again (a 403 from a firewall, a 404 of an endpoint removed, a 414): retrying it
+ * cannot succeed. Not 408, 409 and 425, which are about timing, nor 429, a rate limit waited out before the retry.
+ */
+function isRefusedForGood(failure: UpstreamError): boolean {
+  const status = failure.httpStatus;
+  return status !== undefined && status >= 400 && status < 500 && !retriedClientStatuses.has(status);
+}
+const retriedClientStatuses: ReadonlySet<number> = new Set([408, 409, 425, 429]);
 
 /** No answer at all: the connection failed, or was cut, before a status came. */
 function isConnectionFailure(failure: UpstreamError): boolean {
