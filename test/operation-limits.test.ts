@@ -2,6 +2,7 @@ import { request as httpRequest, createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getIntrospectionQuery, Lexer, parse, Source, TokenKind, type DocumentNode } from 'graphql';
 import { describe, expect, it, vi } from 'vitest';
+import { clientOf, createApiKeys } from '../src/protection/api-keys.js';
 import { boundedParserCaches } from '../src/protection/document-cache.js';
 import { countComments, useCommentsCounted } from '../src/protection/query-limits.js';
 import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
@@ -428,6 +429,40 @@ describe('RATE_LIMIT_PER_MINUTE', () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it('without API keys, keys an IPv6 client by its /64 network, which one subscriber holds whole', async () => {
+    const { upstream, gateway } = await setUp({ RATE_LIMIT_PER_MINUTE: '2' });
+    const server: Server = createServer(gateway.app);
+    await new Promise<void>((resolve) => server.listen(0, '::1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const ask = (ids: string[]) =>
+      new Promise<number>((resolve, reject) => {
+        const request = httpRequest({ host: '::1', port, path: '/graphql', method: 'POST', headers: { 'content-type': 'application/json' } }, (response) => {
+          response.resume();
+          response.on('end', () => resolve(response.statusCode ?? 0));
+        });
+        request.on('error', reject);
+        request.end(JSON.stringify({ query: creatorsQuery, variables: { ids } }));
+      });
+    try {
+      expect(await ask(['1', '2'])).toBe(200);
+      expect(await ask(['3'])).toBe(429);
+      expect(upstream.calls()).toBe(2);
+      await vi.waitFor(() => expect(gateway.logs.filter((line) => line.msg === 'request').map((line) => line['client'])).toEqual(['ip:::/64', 'ip:::/64']));
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    // Any other address of a /64 is the same client; an IPv4 one mapped into IPv6 stays whole.
+    const keys = createApiKeys([]);
+    const headers = new Headers();
+    expect(clientOf(keys, headers, '2001:db8:1:2:3:4:5:6')).toBe('ip:2001:db8:1:2::/64');
+    expect(clientOf(keys, headers, '2001:0DB8:0001:0002::9')).toBe('ip:2001:db8:1:2::/64');
+    expect(clientOf(keys, headers, 'fe80::1%eth0')).toBe('ip:fe80::/64');
+    expect(clientOf(keys, headers, '2001:db8:1:3::1')).toBe('ip:2001:db8:1:3::/64');
+    expect(clientOf(keys, headers, '::ffff:192.0.2.1')).toBe('ip:::ffff:192.0.2.1');
+    expect(clientOf(keys, headers, '192.0.2.1')).toBe('ip:192.0.2.1');
   });
 
   it('an operation larger than the bucket runs once it is full, and is charged in full: the client waits the debt off', async () => {

@@ -16,10 +16,36 @@ export interface ApiKeys {
 
 /**
  * Who a request is charged to and logged as: its API key's identity when the key is valid, else `ip:<TCP peer>`
- * (behind a proxy, the proxy's address).
+ * (behind a proxy, the proxy's address); an IPv6 peer by its /64 network (`ip:2001:db8:1:2::/64`), which one
+ * subscriber holds whole (`ip:::/64` for `::1`): one address each would give a single client 2^64 rate-limit buckets, and let it flush the
+ * limiter's memory of every other client.
  */
 export function clientOf(apiKeys: ApiKeys, headers: Headers, remoteAddress: string | undefined): string {
-  return apiKeys.identify(headers) ?? `ip:${remoteAddress ?? 'unknown'}`;
+  const key = apiKeys.identify(headers);
+  if (key) return key;
+  if (remoteAddress === undefined) return 'ip:unknown';
+  const network = remoteAddress.includes(':') ? ipv6Network(remoteAddress) : undefined;
+  return `ip:${network ?? remoteAddress}`;
+}
+
+/**
+ * The /64 network of an IPv6 address, written `a:b:c:d::/64`; undefined for an IPv4 address mapped into IPv6
+ * (`::ffff:192.0.2.1`, as Node reports IPv4 peers on a dual-stack socket: kept whole, or every IPv4 client would be one)
+ * and for anything that does not read as IPv6.
+ */
+function ipv6Network(address: string): string | undefined {
+  const bare = address.split('%', 1)[0]!.toLowerCase(); // without a zone (`fe80::1%eth0`)
+  if (bare.includes('.')) return undefined;
+  const halves = bare.split('::');
+  if (halves.length > 2) return undefined;
+  const groupsOf = (half: string) => (half === '' ? [] : half.split(':'));
+  const head = groupsOf(halves[0]!);
+  const tail = halves.length === 2 ? groupsOf(halves[1]!) : [];
+  const zeros = halves.length === 2 ? 8 - head.length - tail.length : 0;
+  const groups = [...head, ...Array<string>(Math.max(zeros, 0)).fill('0'), ...tail];
+  if (groups.length !== 8 || zeros < 0 || !groups.every((group) => /^[0-9a-f]{1,4}$/.test(group))) return undefined;
+  // As the WHATWG URL parser writes an IPv6 host: lower case, no leading zeros, the longest run of zero groups as `::`.
+  return `${new URL(`http://[${groups.slice(0, 4).join(':')}::]`).hostname.slice(1, -1)}/64`;
 }
 
 /** The socket a request came on, from Yoga's server context under `node:http` (or a GraphQL context, which extends it). */
