@@ -17,7 +17,7 @@ import { redisHealth, useReadiness, type ReadinessSources } from './readiness.js
 import { refusedUnlessGetOrHead } from './refused-unless-get-or-head.js';
 import { useRequestBodyLimit } from './request-body-limit.js';
 import { useAcceptableAnswer, useCaseInsensitiveContentType, useMalformedParamsAsBadRequest, useQueryRequired } from './request-params.js';
-import { graphqlPath, type RequestObserver } from './request-observer.js';
+import { graphqlPath, loggedOperationName, type RequestObserver } from './request-observer.js';
 
 export interface AppDeps extends ContextDeps {
   logger: Logger;
@@ -116,7 +116,7 @@ export function createApp(deps: AppDeps): App {
       ...protectionPlugins(protection, { ...deps, breakerState: deps.readiness.breakerState }),
       useHotDocumentJit({
         compileAfterRuns: 20,
-        onCompile: (operation) => deps.logger.debug('compiled a hot GraphQL document with graphql-jit', { operation: operation ?? null }),
+        onCompile: (operation) => deps.logger.debug('compiled a hot GraphQL document with graphql-jit', { operation: loggedOperationName(operation ?? null) }),
       }),
       useMalformedParamsAsBadRequest(),
       useQueryRequired(),

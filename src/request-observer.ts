@@ -29,6 +29,10 @@ const maxOperationLabels = 100;
  * repeated in twenty series made every scrape ~200 MB. Longer ones are `(other)` in metrics, cut short in logs.
  */
 const maxOperationNameLength = 128;
+/** An operation name as log lines write it: cut short past maxOperationNameLength. */
+export function loggedOperationName(name: string | null): string | null {
+  return name !== null && name.length > maxOperationNameLength ? `${name.slice(0, maxOperationNameLength)}…` : name;
+}
 /** Most failed creators named in one line: a 100-creator query failing whole says enough in 20, and the line stays short. */
 const maxFailedKolIds = 20;
 
@@ -309,7 +313,7 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
     logger.info('request', {
       ...lineOf(record, seen, status, durationMs),
       client: clientOf(options.apiKeys, seen.headers, record.remoteAddress),
-      operation: operation !== null && operation.length > maxOperationNameLength ? `${operation.slice(0, maxOperationNameLength)}…` : operation,
+      operation: loggedOperationName(operation),
       outcome,
       upstreamCalls: cost?.upstreamCalls ?? 0,
       upstreamAttempts: cost?.upstreamAttempts ?? 0,

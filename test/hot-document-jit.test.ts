@@ -44,6 +44,12 @@ describe('hot documents run compiled (graphql-jit)', () => {
     for (const answer of answers) expect(JSON.parse(answer)).toEqual(first);
   });
 
+  it('logs a compiled document’s operation name cut short past 128 characters, as the request line does', async () => {
+    const name = `Long${'x'.repeat(5_000)}`;
+    for (let run = 1; run <= compileAfterRuns; run += 1) await gateway.query(`query ${name} { creator(kolId: "14") { kolId } }`);
+    expect(compiledOperations()).toContain(`${name.slice(0, 128)}…`);
+  });
+
   it('writes `errors` before `data` once compiled, as graphql-js did: the same bytes, not only the same JSON', async () => {
     const query = 'query Ordered { fine: creator(kolId: "14") { kolId } failing: creator(kolId: "13") { linkStructure { source } } }';
     const answers: string[] = [];
