@@ -29,6 +29,7 @@ export const errorCatalog = {
   QUERY_TOO_DEEP: { retryable: false, message: 'The operation is nested too deeply.' },
   QUERY_TOO_MANY_ALIASES: { retryable: false, message: 'The operation has too many aliases.' },
   QUERY_TOO_MANY_TOKENS: { retryable: false, message: 'The operation is too long.' },
+  QUERY_TOO_COMPLEX: { retryable: false, message: 'The operation’s answer would hold too many fields.' },
   // Raised by Yoga itself, listed so the table is complete: a body over MAX_REQUEST_BYTES (HTTP 413),
   // an operationName the document does not resolve, and a malformed HTTP request such as a batch (an array of
   // operations), which the gateway does not take.

@@ -224,6 +224,75 @@ describe('query limits, refused before execution with a coded error', () => {
   });
 });
 
+describe('MAX_RESULT_FIELDS', () => {
+  const linkStructureFields = 'authorLinkType buckets { level stage value proportion sameIndustryMedian } summary { value rankPercent relativeRatio } fetchedAt platform source stale';
+  const references = (count: number, typename = 'Creator') =>
+    Array.from({ length: count }, (_, index) => ({ __typename: typename, kolId: String((index % 100) + 1) }));
+  const refusal = (limit: number) => [
+    {
+      message: `The answer would hold more than ${limit} fields (each field counted once per object it is asked of).`,
+      extensions: { code: 'QUERY_TOO_COMPLEX', retryable: false, limit },
+    },
+  ];
+
+  it('refuses, before execution, cached `_entities` lists under every alias: 48 KB that held the event loop for a second', async () => {
+    const { upstream, gateway } = await setUp();
+    const ids = Array.from({ length: 100 }, (_, index) => String(index + 1));
+    expect((await gateway.query(creatorsQuery, { ids })).body.errors).toBeUndefined();
+    const calls = upstream.calls();
+    // 30 aliases (the limit) of 1,200 representations of the 100 cached creators: 36,000 entities, a 2 MB answer,
+    // about a second of CPU here, no upstream call, so neither the budget nor the rate limit saw it.
+    const aliases = Array.from({ length: 30 }, (_, index) => `e${index}: _entities(representations: $r) { ... on Creator { linkStructure { fetchedAt } } }`);
+    const started = performance.now();
+    const { status, body } = await gateway.query(`query Many($r: [_Any!]!) { ${aliases.join(' ')} }`, { r: references(1_200) });
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(status).toBe(400);
+    expect(body.data).toBeUndefined();
+    expect(body.errors).toEqual(refusal(5_000));
+    // A representation that fails costs its error: 100 of them are refused too (1,800 took a quarter of a second).
+    const failing = await gateway.query('query Bad($r: [_Any!]!) { _entities(representations: $r) { __typename } }', { r: references(100, 'Nope') });
+    expect(failing.body.errors).toEqual(refusal(5_000));
+    expect(upstream.calls()).toBe(calls);
+  });
+
+  it('lets the largest reasonable query through: 100 creators with every field and a __typename in each selection', async () => {
+    const { upstream, gateway } = await setUp();
+    const ids = Array.from({ length: 100 }, (_, index) => String(index + 1));
+    // Apollo Client adds __typename to every selection set: 3,901 fields counted.
+    const { body } = await gateway.query(
+      `query All($ids: [ID!]!) { creators(kolIds: $ids) { __typename kolId linkStructure { __typename authorLinkType
+        buckets { __typename level stage value proportion sameIndustryMedian } summary { __typename value rankPercent relativeRatio }
+        fetchedAt platform source stale } } }`,
+      { ids },
+    );
+    expect(body.errors).toBeUndefined();
+    expect(body.data.creators).toHaveLength(100);
+    expect(body.data.creators[99].linkStructure.buckets).toHaveLength(4);
+    expect(upstream.calls()).toBe(100);
+    // So does a router's `_entities` fetch of 150 creators with every field.
+    const entities = await gateway.query(
+      `query E($r: [_Any!]!) { _entities(representations: $r) { ... on Creator { kolId linkStructure { ${linkStructureFields} } } } }`,
+      { r: references(150) },
+    );
+    expect(entities.body.errors).toBeUndefined();
+    expect(entities.body.data._entities).toHaveLength(150);
+    expect(upstream.calls()).toBe(100);
+  });
+
+  it('counts each field once per object it is asked of, through fragments, repeated kolIds, lists and __typename', async () => {
+    const { upstream, gateway } = await setUp({ MAX_RESULT_FIELDS: '25' });
+    // 1 (creators) + 3 × (kolId, __typename, linkStructure; kolId asked twice is one field) + 3 × buckets + 3 × 4 × level = 25;
+    // a fourth creator (a repeat counts: the answer repeats it) makes 33.
+    const query = 'query ($ids: [ID!]!) { creators(kolIds: $ids) { kolId ...C } } fragment C on Creator { __typename kolId linkStructure { buckets { level } } }';
+    const fits = await gateway.query(query, { ids: ['1', '2', '2'] });
+    expect(fits.body.errors).toBeUndefined();
+    const over = await gateway.query(query, { ids: ['1', '2', '2', '1'] });
+    expect(over.status).toBe(400);
+    expect(over.body.errors).toEqual(refusal(25));
+    expect(upstream.calls()).toBe(2);
+  });
+});
+
 describe('MAX_UPSTREAM_CALLS_PER_OPERATION', () => {
   const refusal = (upstreamCalls: number) => [
     {

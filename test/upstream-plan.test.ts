@@ -135,3 +135,28 @@ describe('the gateway’s `_entities`', () => {
     expect(upstream.calls()).toBe(0);
   });
 });
+
+describe('the count of the answer’s fields (MAX_RESULT_FIELDS)', () => {
+  it('knows how long every list of the schema can be: the creator sources, and LinkStructure.buckets (4 stages)', async () => {
+    const { subgraphSchema: schema } = await import('../src/graphql/schema.js');
+    const { isListType, getNullableType, isObjectType: isObject } = await import('graphql');
+    const lists = Object.values(schema.getTypeMap())
+      .filter((type) => isObject(type) && !type.name.startsWith('__'))
+      .flatMap((type) => Object.values((type as import('graphql').GraphQLObjectType).getFields()).map((field) => ({ type, field })))
+      .filter(({ field }) => isListType(getNullableType(field.type)))
+      .map(({ type, field }) => `${type.name}.${field.name}`)
+      .sort();
+    // A new list field must be counted by its length in src/protection/upstream-plan.ts (listItems), or it is counted as one item.
+    expect(lists).toEqual(['LinkStructure.buckets', 'Query._entities', 'Query.creators']);
+  });
+
+  it('stops the walk, and refuses the request, past the limit', () => {
+    const document = parse('query ($r: [_Any!]!) { a: _entities(representations: $r) { __typename } b: _entities(representations: $r) { __typename } }');
+    const representations = Array.from({ length: 10 }, () => ({ __typename: 'Creator', kolId: '1' }));
+    const within = planUpstreamCalls(subgraphSchema, getOperationAST(document)!, new Map(), { r: representations }, 100, 22);
+    expect(within.requestErrors).toBeUndefined();
+    const over = planUpstreamCalls(subgraphSchema, getOperationAST(document)!, new Map(), { r: representations }, 100, 21);
+    expect(over.requestErrors?.map((error) => error.extensions.code)).toEqual(['QUERY_TOO_COMPLEX']);
+    expect(over.requests).toEqual([]);
+  });
+});

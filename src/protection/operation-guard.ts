@@ -12,6 +12,7 @@ import { createUpstreamPlanner } from './upstream-planner.js';
 export interface OperationGuardOptions {
   linkStructures: LinkStructureCache;
   maxKolIds: number;
+  maxResultFields: number;
   maxUpstreamCallsPerOperation: number;
   rateLimiter: RateLimiter;
   apiKeys: ApiKeys;
@@ -30,7 +31,7 @@ export interface OperationGuardOptions {
  */
 export function useOperationGuard(options: OperationGuardOptions): Plugin {
   // The walk of the document is remembered per (document, operation, variables); the cache is peeked below on every request.
-  const planner = createUpstreamPlanner({ maxKolIds: options.maxKolIds });
+  const planner = createUpstreamPlanner({ maxKolIds: options.maxKolIds, maxResultFields: options.maxResultFields });
   return {
     // The schema has no subscription type: a subscription is refused as a request error before graphql-js's
     // subscribe answers it with `data: null` (HTTP 200). Nothing else goes this way.

@@ -22,6 +22,7 @@ export interface Protection {
   queryLimits: QueryLimits;
   maxRequestBytes: number;
   maxUpstreamCallsPerOperation: number;
+  maxResultFields: number;
 }
 
 export function createProtection(env: Env): Protection {
@@ -34,6 +35,7 @@ export function createProtection(env: Env): Protection {
     queryLimits: { maxDepth: env.MAX_QUERY_DEPTH, maxAliases: env.MAX_ALIASES, maxTokens: env.MAX_QUERY_TOKENS },
     maxRequestBytes: env.MAX_REQUEST_BYTES,
     maxUpstreamCallsPerOperation: env.MAX_UPSTREAM_CALLS_PER_OPERATION,
+    maxResultFields: env.MAX_RESULT_FIELDS,
   };
 }
 
@@ -108,6 +110,7 @@ export function protectionPlugins(
       linkStructures: deps.linkStructures,
       maxKolIds: deps.maxKolIds,
       maxUpstreamCallsPerOperation: protection.maxUpstreamCallsPerOperation,
+      maxResultFields: protection.maxResultFields,
       rateLimiter: protection.rateLimiter,
       apiKeys: protection.apiKeys,
       logger: deps.logger,

@@ -19,9 +19,9 @@ import {
   type SelectionNode,
   type ASTNode,
 } from 'graphql';
-import { badUserInput } from '../errors.js';
+import { badUserInput, codedError } from '../errors.js';
 import { isKolId, parseKolId, parseKolIds } from '../link-structure/kol-id.js';
-import { linkStructureRequestFor, linkStructureRequestKey, type LinkStructureRequest } from '../link-structure/model.js';
+import { linkStages, linkStructureRequestFor, linkStructureRequestKey, type LinkStructureRequest } from '../link-structure/model.js';
 
 export interface UpstreamPlan {
   /** Every distinct link structure the operation would load. */
@@ -72,9 +72,25 @@ const linkStructureFields: Record<string, (kolId: string, args: Args) => LinkStr
 };
 
 /**
+ * Items a list field other than the creator sources above holds at most, for the count of the answer's fields.
+ * Every list field of the schema (introspection's aside) is either a creator source or listed here.
+ */
+const listItems: Record<string, number> = {
+  'LinkStructure.buckets': linkStages.length,
+};
+
+/**
+ * What one `_entities` representation that fails (not a Creator, or a bad kolId) weighs in the count of the answer's
+ * fields: its error (made, located, cleaned, serialized) costs about as much CPU as 50 fields (130 µs against 2.5 µs).
+ */
+const failedRepresentationWeight = 50;
+
+/**
  * Reads, before execution, which link structures an operation will load, the way execution will
  * (aliases, fragments, @skip/@include, variables), so that its cost can be checked and its kolIds
- * validated while nothing has been called yet.
+ * validated while nothing has been called yet. The same walk counts the fields the answer would hold, each
+ * once per object it is asked of (a `creators` list of 100 asks each of its fields 100 times): more than
+ * `maxResultFields` refuses the request (QUERY_TOO_COMPLEX) and the walk stops there.
  */
 export function planUpstreamCalls(
   schema: GraphQLSchema,
@@ -82,11 +98,17 @@ export function planUpstreamCalls(
   fragments: ReadonlyMap<string, FragmentDefinitionNode>,
   variables: Args,
   maxKolIds: number,
+  maxResultFields = Number.POSITIVE_INFINITY,
 ): UpstreamPlan {
   const requests = new Map<string, LinkStructureRequest>();
   const errors: GraphQLError[] = [];
   const root = schema.getRootType(operation.operation);
   if (!root) return { requests: [], errors };
+
+  // Execution's CPU grows with the fields it resolves and serializes, not with the document: 30 aliases of
+  // `_entities` over 1,200 cached representations (48 KB, within every other limit, no upstream call) took a second.
+  let resultFields = 0;
+  const tooLarge = (fields: number) => (resultFields += fields) > maxResultFields;
 
   // An argument or directive that fails coercion here fails it at execution too, but only once execution reaches it:
   // sibling fields before it would already have loaded (and paid for) their creators. So it is refused now, as
@@ -120,9 +142,14 @@ export function planUpstreamCalls(
       if (selection.kind === Kind.FIELD) {
         const responseKey = selection.alias?.value ?? selection.name.value;
         if (!included(selection, { prev: path, key: responseKey })) continue;
+        // __typename and friends: one value per object and response key (introspection's own depth is graphql-js's rule).
+        if (selection.name.value.startsWith('__')) {
+          into.meta.add(responseKey);
+          continue;
+        }
         if (!isObjectType(parentType) && !isInterfaceType(parentType)) continue;
         const field = parentType.getFields()[selection.name.value];
-        if (!field) continue; // __typename and friends
+        if (!field) continue;
         // Validation makes fields of one response key on one type the same field with the same arguments.
         const groupKey = `${parentType.name}.${responseKey}`;
         let group = into.fields.get(groupKey);
@@ -147,23 +174,33 @@ export function planUpstreamCalls(
 
   // What one selection set collects on a type is the same for every plan unless a directive reads a variable: collected
   // once (per document, as it is the key), so a plan for new variables (every cache miss) allocates nothing for it.
-  const collected = (selectionSets: readonly SelectionSetNode[], parentType: GraphQLCompositeType, path: Path) => {
+  const collected = (selectionSets: readonly SelectionSetNode[], parentType: GraphQLCompositeType, path: Path): Collected => {
     const only = selectionSets.length === 1 ? selectionSets[0]! : undefined;
     const known = only && staticCollections.get(only)?.get(parentType);
     if (known) return known;
-    const into: Collection = { fields: new Map(), visited: new Set(), directives: false };
+    const into: Collection = { fields: new Map(), meta: new Set(), visited: new Set(), directives: false };
     for (const selectionSet of selectionSets) collect(selectionSet, parentType, path, into);
-    const fields = [...into.fields.values()];
+    const result: Collected = { fields: [...into.fields.values()], metaFields: into.meta.size };
     if (only && !into.directives) {
       let byType = staticCollections.get(only);
       if (!byType) staticCollections.set(only, (byType = new WeakMap()));
-      byType.set(parentType, fields);
+      byType.set(parentType, result);
     }
-    return fields;
+    return result;
   };
 
-  const walk = (selectionSets: readonly SelectionSetNode[], parentType: GraphQLCompositeType, creators: readonly string[], path: Path) => {
-    for (const { responseKey, coordinate, field, selection, below } of collected(selectionSets, parentType, path)) {
+  /** False once the answer is found too large: the walk stops there. `objects`: how many objects of `parentType` ask these fields. */
+  const walk = (
+    selectionSets: readonly SelectionSetNode[],
+    parentType: GraphQLCompositeType,
+    creators: readonly string[],
+    path: Path,
+    objects: number,
+  ): boolean => {
+    const { fields, metaFields } = collected(selectionSets, parentType, path);
+    if (tooLarge(objects * metaFields)) return false;
+    for (const { responseKey, coordinate, field, selection, below } of fields) {
+      if (tooLarge(objects)) return false;
       const responsePath: Path = { prev: path, key: responseKey };
       let args: Args = noArgs;
       // A field that takes no arguments has none to coerce (validation refused any written on it).
@@ -192,14 +229,34 @@ export function planUpstreamCalls(
           requests.set(linkStructureRequestKey(request), request);
         }
       }
+      // A representation left out of the plan fails on its own: its error is what it costs.
+      if (coordinate === 'Query._entities') {
+        const failed = (args.representations as unknown[]).length - children.length;
+        if (tooLarge(objects * failed * failedRepresentationWeight)) return false;
+      }
       // No creators (an empty `kolIds`, no Creator among the representations): execution runs nothing below, so
       // nothing below costs a call or can fail.
       if (source && children.length === 0) continue;
-      if (below.length > 0) walk(below, getNamedType(field.type) as GraphQLCompositeType, children, responsePath);
+      const items = source ? children.length : (listItems[coordinate] ?? 1);
+      if (below.length === 0) continue;
+      if (!walk(below, getNamedType(field.type) as GraphQLCompositeType, children, responsePath, objects * items)) return false;
     }
+    return true;
   };
 
-  walk([operation.selectionSet], root, [], undefined);
+  if (!walk([operation.selectionSet], root, [], undefined, 1)) {
+    return {
+      requests: [],
+      errors: [],
+      requestErrors: [
+        codedError('QUERY_TOO_COMPLEX', {
+          message: `The answer would hold more than ${maxResultFields} fields (each field counted once per object it is asked of).`,
+          limit: maxResultFields,
+          http: { status: 400, spec: true },
+        }),
+      ],
+    };
+  }
   return { requests: [...requests.values()], errors };
 }
 
@@ -216,14 +273,22 @@ interface CollectedField {
 
 interface Collection {
   fields: Map<string, CollectedField>;
+  /** The response keys of meta fields (`__typename`, introspection's roots) collected at this level. */
+  meta: Set<string>;
   /** The named fragments already spread at this level. */
   visited: Set<string>;
   /** Whether any selection collected carries a directive (so what is collected depends on the variables). */
   directives: boolean;
 }
 
-/** The fields a selection set without directives collects, by the type it is collected on (see `collected`). */
-const staticCollections = new WeakMap<SelectionSetNode, WeakMap<GraphQLCompositeType, readonly CollectedField[]>>();
+/** What one level collects: its fields, and how many meta fields it answers for each object. */
+interface Collected {
+  fields: readonly CollectedField[];
+  metaFields: number;
+}
+
+/** What a selection set without directives collects, by the type it is collected on (see `collected`). */
+const staticCollections = new WeakMap<SelectionSetNode, WeakMap<GraphQLCompositeType, Collected>>();
 
 /** A response path as the walk builds it, one link per field; made into an array only for an error. */
 type Path = { readonly prev: Path; readonly key: string } | undefined;

@@ -23,6 +23,8 @@ export interface PlanArgs {
 
 export interface UpstreamPlannerOptions {
   maxKolIds: number;
+  /** Most fields the answer may hold, each counted once per object it is asked of (MAX_RESULT_FIELDS). */
+  maxResultFields?: number;
   /** Plans remembered at most (least recently used go first). */
   maxPlans?: number;
   /**
@@ -121,8 +123,8 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
       for (const definition of args.document.definitions) {
         if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
       }
-      const plan = planUpstreamCalls(args.schema, operation, fragments, coerced.coerced, options.maxKolIds);
-      if (plan.errors.length === 0) remembered.set(key, { schema: args.schema, plan });
+      const plan = planUpstreamCalls(args.schema, operation, fragments, coerced.coerced, options.maxKolIds, options.maxResultFields);
+      if (plan.errors.length === 0 && !plan.requestErrors) remembered.set(key, { schema: args.schema, plan });
       return plan;
     },
     /** Plans currently remembered (for tests). */
