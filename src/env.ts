@@ -154,6 +154,7 @@ const hardening = z.object({
   MAX_QUERY_DEPTH: int(1, 10),
   MAX_ALIASES: int(0, 30),
   MAX_QUERY_TOKENS: int(1, 1_000),
+  MAX_REPEATED_FIELDS: int(0, 50),
   MAX_REQUEST_BYTES: int(1, 100_000),
   MAX_UPSTREAM_CALLS_PER_OPERATION: int(1, 100),
   MAX_RESULT_FIELDS: int(1, 5_000),

@@ -32,7 +32,12 @@ export function createProtection(env: Env): Protection {
     corsOrigins: env.CORS_ORIGINS,
     graphiql: env.GRAPHIQL,
     introspection: env.INTROSPECTION,
-    queryLimits: { maxDepth: env.MAX_QUERY_DEPTH, maxAliases: env.MAX_ALIASES, maxTokens: env.MAX_QUERY_TOKENS },
+    queryLimits: {
+      maxDepth: env.MAX_QUERY_DEPTH,
+      maxAliases: env.MAX_ALIASES,
+      maxTokens: env.MAX_QUERY_TOKENS,
+      maxRepeatedFields: env.MAX_REPEATED_FIELDS,
+    },
     maxRequestBytes: env.MAX_REQUEST_BYTES,
     maxUpstreamCallsPerOperation: env.MAX_UPSTREAM_CALLS_PER_OPERATION,
     maxResultFields: env.MAX_RESULT_FIELDS,

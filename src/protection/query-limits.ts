@@ -1,7 +1,16 @@
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, TokenKind, type ASTVisitor, type DocumentNode, type ValidationContext } from 'graphql';
+import {
+  GraphQLError,
+  Kind,
+  NoSchemaIntrospectionCustomRule,
+  TokenKind,
+  type ASTVisitor,
+  type DocumentNode,
+  type SelectionSetNode,
+  type ValidationContext,
+} from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { codedError, type ErrorCode } from '../errors.js';
 
@@ -9,6 +18,7 @@ export interface QueryLimits {
   maxDepth: number;
   maxAliases: number;
   maxTokens: number;
+  maxRepeatedFields: number;
 }
 
 // graphql-armor words its errors as syntax errors; ours carry a code and the limit instead.
@@ -40,6 +50,7 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
       propagateOnRejection: false,
       onReject: [report('QUERY_TOO_DEEP', limits.maxDepth)],
     }) as Plugin,
+    useRepeatedFieldsLimit(limits.maxRepeatedFields),
     maxAliasesPlugin({
       n: limits.maxAliases,
       // armor lets `__typename` aliases through by default; each still costs a field to resolve and answer.
@@ -48,6 +59,57 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
       onReject: [report('QUERY_TOO_MANY_ALIASES', limits.maxAliases)],
     }) as Plugin,
   ];
+}
+
+/**
+ * graphql-js's OverlappingFieldsCanBeMergedRule compares every two fields of one response key at one level, and for
+ * each such pair their selection sets, field by field: 240 copies of `linkStructure { stale }` (5 KB, 1,000 tokens)
+ * took 40–60 ms to validate, on every new document (graphql-js's own budget stops it only past about 80 ms).
+ * Clients do not repeat a field at one level (fragments, which they do repeat fields through, are not counted here):
+ * past `max` repeated fields in the whole document, it is refused before validation starts, QUERY_TOO_COMPLEX.
+ */
+export function useRepeatedFieldsLimit(max: number): Plugin {
+  return {
+    onValidate({ params, setResult }) {
+      if (repeatedFields(params.documentAST, max) > max) {
+        setResult([
+          codedError('QUERY_TOO_COMPLEX', {
+            message: `The document repeats a field at one level more than ${max} times in all; ask for each field once.`,
+            limit: max,
+          }),
+        ]);
+      }
+    },
+  };
+}
+
+/**
+ * Fields with the response key of an earlier field at the same level (inline fragments flattened into it, as the
+ * executor and the rule flatten them), over the whole document, counted until past `stopAfter`. Iterative.
+ */
+export function repeatedFields(document: DocumentNode, stopAfter: number): number {
+  let count = 0;
+  const levels: SelectionSetNode[] = [];
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.OPERATION_DEFINITION || definition.kind === Kind.FRAGMENT_DEFINITION) levels.push(definition.selectionSet);
+  }
+  while (levels.length > 0) {
+    const keys = new Set<string>();
+    const flattened = [levels.pop()!];
+    while (flattened.length > 0) {
+      for (const selection of flattened.pop()!.selections) {
+        if (selection.kind === Kind.FIELD) {
+          const key = selection.alias?.value ?? selection.name.value;
+          if (!keys.has(key)) keys.add(key);
+          else if (++count > stopAfter) return count;
+          if (selection.selectionSet) levels.push(selection.selectionSet);
+        } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+          flattened.push(selection.selectionSet);
+        }
+      }
+    }
+  }
+  return count;
 }
 
 /**
