@@ -69,9 +69,13 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
  * past `max` repeated fields in the whole document, it is refused before validation starts, QUERY_TOO_COMPLEX.
  */
 export function useRepeatedFieldsLimit(max: number): Plugin {
+  // Counted once per document (Yoga's parse cache hands the same one back): this hook runs on every request.
+  const overLimit = new WeakMap<DocumentNode, boolean>();
   return {
     onValidate({ params, setResult }) {
-      if (repeatedFields(params.documentAST, max) > max) {
+      let over = overLimit.get(params.documentAST);
+      if (over === undefined) overLimit.set(params.documentAST, (over = repeatedFields(params.documentAST, max) > max));
+      if (over) {
         setResult([
           codedError('QUERY_TOO_COMPLEX', {
             message: `The document repeats a field at one level more than ${max} times in all; ask for each field once.`,
