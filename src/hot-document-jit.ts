@@ -158,7 +158,9 @@ function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
  * - A string holding graphql-jit's markers: it turns `__MAGIC_NAN__<uuid>`, `__MAGIC_DATE__<uuid>`… (public constants of
  *   the package) back into values by search and replace over that JSON, so a string argument `"__MAGIC_DATE__<uuid>(…)"`
  *   became `new Date(…)`, and whatever the client wrote between the parentheses ran as JavaScript in the gateway on every
- *   request (`__type(name:)` takes any string and costs nothing, so the cost check lets it through).
+ *   request (`__type(name:)` takes any string and costs nothing, so the cost check lets it through). An enum value too:
+ *   `_Any` (federation's representations) parses any literal untyped, so a bare name `__MAGIC_DATE__<uuid>x` is such a
+ *   string, and became `new Date(x)`, the client's name read as a JavaScript global (an unknown one threw: HTTP 500).
  * - An alias or a variable named `__proto__`: answers and variables are plain objects, where that name is the prototype
  *   rather than a key. The alias's key moved to the end of its object, and an absent `$__proto__` read as
  *   Object.prototype and was refused where graphql-js ran the operation.
@@ -181,6 +183,8 @@ function mustNotCompile(document: DocumentNode, operation: OperationDefinitionNo
     ListValue: { enter: () => void (listDepth += 1), leave: () => void (listDepth -= 1) },
     Variable: () => (listDepth > 0 ? stop() : undefined),
     StringValue: (node) => (node.value.includes('__MAGIC_') ? stop() : undefined),
+    // `_Any` parses a literal untyped: an enum value (a bare name) reaches graphql-jit's JSON as a string too.
+    EnumValue: (node) => (node.value.includes('__MAGIC_') ? stop() : undefined),
     Name: (node) => (node.value === '__proto__' ? stop() : undefined),
   });
   return found;

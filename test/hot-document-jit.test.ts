@@ -152,6 +152,32 @@ describe('hot documents run compiled (graphql-jit)', () => {
     for (const answer of answers) expect(answer).toBe(answers[0]);
   });
 
+  it('leaves a document whose enum literal holds graphql-jit’s markers to graphql-js: an `_Any` takes a bare name as its text', async () => {
+    // `_Any` parses its literal untyped, so an enum value (a bare name, which the string-literal check never sees) reaches
+    // graphql-jit as a string and is written into its code as JSON like one: `__MAGIC_DATE__<uuid><name>` became
+    // `new Date(<name>)`, the client's name evaluated as JavaScript (a global read; an unknown one threw: HTTP 500).
+    const marker = '__MAGIC_DATE__33a9e76d_02e0_4128_8e92_3530ad3da74d';
+    const probe = 'hotDocumentJitEnumProbe';
+    let reads = 0;
+    Object.defineProperty(globalThis, probe, { configurable: true, get: () => ((reads += 1), 0) });
+    try {
+      for (const name of [probe, 'hotDocumentJitNoSuchGlobal']) {
+        const query = `{ _entities(representations: [${marker}${name}]) { __typename } }`;
+        const answers: Array<{ status: number; text: string }> = [];
+        for (let run = 1; run <= compileAfterRuns + 2; run += 1) {
+          const { status, text } = await gateway.query(query);
+          answers.push({ status, text });
+        }
+        expect(answers[0]).toMatchObject({ status: 200 });
+        expect(JSON.parse(answers[0]!.text)).toMatchObject({ data: { _entities: [null] }, errors: [{ extensions: { code: 'BAD_USER_INPUT', index: 0 } }] });
+        for (const answer of answers) expect(answer).toEqual(answers[0]);
+      }
+      expect(reads).toBe(0);
+    } finally {
+      delete (globalThis as Record<string, unknown>)[probe];
+    }
+  });
+
   it('leaves a document with an alias `__proto__` to graphql-js: same keys in the same order', async () => {
     // graphql-jit builds answers in plain objects, where `__proto__` is the prototype, not a key: the alias moved to the
     // end of its object once compiled. (A variable named `$__proto__` never runs: the cost check refuses it.)
