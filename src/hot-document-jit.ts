@@ -163,7 +163,9 @@ function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
  *   string, and became `new Date(x)`, the client's name read as a JavaScript global (an unknown one threw: HTTP 500).
  * - An alias or a variable named `__proto__`: answers and variables are plain objects, where that name is the prototype
  *   rather than a key. The alias's key moved to the end of its object, and an absent `$__proto__` read as
- *   Object.prototype and was refused where graphql-js ran the operation.
+ *   Object.prototype and was refused where graphql-js ran the operation. So with every other name Object.prototype has:
+ *   graphql-jit reads a variable as `input["constructor"] == null`, so an absent `$constructor` (`$toString`, `$valueOf`…)
+ *   with a default read as the inherited function and was refused ("got invalid value [function Object]").
  * - A non-null variable with a default (`$id: ID! = "1"`): graphql-jit gives a variable its default only when its type
  *   is nullable, so a request leaving `id` out was refused ("was not provided", no data) after the cost check had charged.
  */
@@ -185,7 +187,8 @@ function mustNotCompile(document: DocumentNode, operation: OperationDefinitionNo
     StringValue: (node) => (node.value.includes('__MAGIC_') ? stop() : undefined),
     // `_Any` parses a literal untyped: an enum value (a bare name) reaches graphql-jit's JSON as a string too.
     EnumValue: (node) => (node.value.includes('__MAGIC_') ? stop() : undefined),
-    Name: (node) => (node.value === '__proto__' ? stop() : undefined),
+    // `__proto__`, `constructor`, `toString`…: every name a plain object has without being given it.
+    Name: (node) => (Object.hasOwn(Object.prototype, node.value) ? stop() : undefined),
   });
   return found;
 }

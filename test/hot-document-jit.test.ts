@@ -193,6 +193,24 @@ describe('hot documents run compiled (graphql-jit)', () => {
     await fresh.close();
   });
 
+  it('leaves a document with a variable named like an Object.prototype member to graphql-js: its default still applies when hot', async () => {
+    // graphql-jit reads a variable as `input["<name>"] == null`: absent, `$constructor` (or `$toString`, `$valueOf`…) is
+    // the inherited function, not null, so once compiled the request was refused ("got invalid value [function Object]")
+    // where graphql-js applied the default, after the cost check had charged for the call.
+    for (const query of [
+      'query ProtoMember($constructor: ID = "41") { creator(kolId: $constructor) { kolId } }',
+      'query ProtoMemberList($toString: [ID!] = ["42"]) { creators(kolIds: $toString) { kolId } }',
+    ]) {
+      const answers: Array<{ status: number; text: string }> = [];
+      for (let run = 1; run <= compileAfterRuns + 2; run += 1) {
+        const { status, text } = await gateway.query(query, {});
+        answers.push({ status, text });
+      }
+      expect(JSON.parse(answers[0]!.text)).not.toHaveProperty('errors');
+      for (const answer of answers) expect(answer).toEqual(answers[0]);
+    }
+  });
+
   it('runs the operation operationName names, in a document holding several', async () => {
     const document = 'query A { creator(kolId: "1") { kolId } } query B { creators(kolIds: ["2", "3"]) { kolId } }';
     const send = async (operationName: string) => {
