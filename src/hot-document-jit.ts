@@ -187,8 +187,9 @@ function mustNotCompile(document: DocumentNode, operation: OperationDefinitionNo
     StringValue: (node) => (node.value.includes('__MAGIC_') ? stop() : undefined),
     // `_Any` parses a literal untyped: an enum value (a bare name) reaches graphql-jit's JSON as a string too.
     EnumValue: (node) => (node.value.includes('__MAGIC_') ? stop() : undefined),
-    // `__proto__`, `constructor`, `toString`…: every name a plain object has without being given it.
-    Name: (node) => (Object.hasOwn(Object.prototype, node.value) ? stop() : undefined),
+    // `__proto__`, `constructor`, `toString`…: every name a plain object has without being given it. And no name (an
+    // alias, an object field's) that holds the markers either, wherever graphql-jit may write it.
+    Name: (node) => (Object.hasOwn(Object.prototype, node.value) || node.value.includes('__MAGIC_') ? stop() : undefined),
   });
   return found;
 }
