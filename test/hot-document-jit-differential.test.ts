@@ -259,7 +259,8 @@ describe('graphql-js and graphql-jit answer alike (differential)', () => {
     [
       'aliases named like Object.prototype members',
       { query: '{ constructor: creator(kolId: "30") { toString: kolId hasOwnProperty: linkStructure { valueOf: platform } } _service { __typename } }' },
-      {},
+      // Left uncompiled: graphql-jit reads such names from plain objects, where they are inherited.
+      { compiles: false },
     ],
     ['operationName naming the only operation', { query: 'query Named { creator(kolId: "21") { kolId } }', operationName: 'Named' }, {}],
     ['operationName null for the only operation', { query: 'query NamedNull { creator(kolId: "21") { kolId } }', operationName: null }, {}],
