@@ -5,6 +5,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { clientOf, createApiKeys } from '../src/protection/api-keys.js';
 import { boundedParserCaches } from '../src/protection/document-cache.js';
 import { countComments, repeatedFields, useCommentsCounted } from '../src/protection/query-limits.js';
+import { reply } from './fake-upstream.js';
 import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
 
 const setUp = (vars: Record<string, string> = {}) => gatewayOnFakeUpstream(vars);
@@ -326,6 +327,25 @@ describe('MAX_RESULT_FIELDS', () => {
     expect(over.status).toBe(400);
     expect(over.body.errors).toEqual(refusal(25));
     expect(upstream.calls()).toBe(2);
+  });
+});
+
+describe('MAX_RESULT_FIELDS and remembered failures', () => {
+  it('counts the errors of a failure the cache remembers (base_resp): 2,400 copies are not answered free of every limit', async () => {
+    // A code-0 answer with Xingtu's base_resp failure (any kolId that names no author) is remembered for the TTL, so the
+    // cost check counts it free: no call, no rate-limit charge. Each position asking for it then costs an error (~120 µs
+    // against ~4 µs a field), which the count does not weigh: 2,400 references to it (4,801 fields, within 5,000) made a
+    // 580 KB answer and took 275–570 ms of CPU here, on every request, with RATE_LIMIT_PER_MINUTE spent.
+    const { upstream, gateway } = await gatewayOnFakeUpstream({ RATE_LIMIT_PER_MINUTE: '1' }, () =>
+      reply.ok({ base_resp: { status_code: 1001, status_message: 'author not found' } }),
+    );
+    const first = await gateway.query('{ creator(kolId: "404") { linkStructure { stale } } }');
+    expect(first.body.errors?.[0]?.extensions).toMatchObject({ code: 'UPSTREAM_ERROR', upstreamCode: 1001 });
+    const r = Array.from({ length: 2_400 }, () => ({ __typename: 'Creator', kolId: '404' }));
+    const many = await gateway.query('query ($r: [_Any!]!) { _entities(representations: $r) { ... on Creator { linkStructure { stale } } } }', { r });
+    expect(many.status).toBe(400);
+    expect(many.body.errors?.map((error) => error.extensions?.code)).toEqual(['QUERY_TOO_COMPLEX']);
+    expect(upstream.calls()).toBe(1);
   });
 });
 
