@@ -22,6 +22,7 @@ function appWithBrokenCache(thrown: unknown) {
   const linkStructures: LinkStructureCache = {
     load: () => Promise.reject(thrown),
     peek: () => 'absent',
+    answersWithFailure: () => false,
     upstreamCallsFor: () => 0,
     size: 0,
     clear: () => {},

@@ -346,6 +346,15 @@ describe('MAX_RESULT_FIELDS and remembered failures', () => {
     expect(many.status).toBe(400);
     expect(many.body.errors?.map((error) => error.extensions?.code)).toEqual(['QUERY_TOO_COMPLEX']);
     expect(upstream.calls()).toBe(1);
+    // A dashboard of 100 creators with every field, all of them failing so, is still answered: an error for each.
+    const ids = Array.from({ length: 100 }, () => '404');
+    const dashboard = await gateway.query(
+      `query ($ids: [ID!]!) { creators(kolIds: $ids) { __typename kolId linkStructure { __typename authorLinkType buckets { __typename level stage value proportion sameIndustryMedian } summary { __typename value rankPercent relativeRatio } fetchedAt platform source stale } } }`,
+      { ids },
+    );
+    expect(dashboard.status).toBe(200);
+    expect(dashboard.body.errors).toHaveLength(100);
+    expect(upstream.calls()).toBe(1);
   });
 });
 

@@ -106,6 +106,12 @@ describe('planUpstreamCalls on one document with new variables', () => {
       .requests.map((request) => `${request.kolId}:${request.acceptCache}`)
       .sort();
 
+  it('counts the places in the answer that load each request: a creator named twice in a list, twice', () => {
+    const planned = planUpstreamCalls(subgraphSchema, getOperationAST(document)!, fragments, { ids: ['1', '2', '1'], withCache: false, deep: false }, 100);
+    expect(planned.requests.map((request) => request.kolId)).toEqual(['1', '2']);
+    expect(planned.places).toEqual([2, 1]);
+  });
+
   it('follows the variables from plan to plan: the kolIds, and the directives', () => {
     expect(keys({ ids: ['1'], withCache: true, deep: true })).toEqual(['1:false', '1:true']);
     expect(keys({ ids: ['2', '3'], withCache: true, deep: false })).toEqual(['2:false', '3:false']);

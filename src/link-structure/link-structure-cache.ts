@@ -81,6 +81,11 @@ export interface LinkStructureCache {
   /** Non-mutating look-up (no recency update, no call), for planning what an operation will cost. */
   peek(request: LinkStructureRequest): CachePeek;
   /**
+   * Whether a load now would answer with a failure remembered here (`isUnusableAnswer`), no answer or expired copy
+   * standing in for it: free of upstream calls, but an error at every place the answer asks for it.
+   */
+  answersWithFailure(request: LinkStructureRequest): boolean;
+  /**
    * How many of these (distinct) requests would make an upstream call now: neither fresh in memory nor in
    * flight, nor fresh in the shared level. Synchronous unless the shared level has to be asked. The calls in
    * flight it counted as free are put in `planned`, for the loads that follow.
@@ -274,6 +279,13 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       if (freshEntry(key, substitute, now, true) || unusableAnswer(key, now)) return 'fresh';
       if (pendingCall(key, substitute, undefined)) return 'in-flight';
       return usable(entries?.peek(key), now) ? 'stale' : 'absent';
+    },
+    answersWithFailure(asked) {
+      const request = canonical(asked);
+      const key = linkStructureRequestKey(request);
+      const now = Date.now();
+      if (!unusableAnswer(key, now) || freshEntry(key, substituteKey(request), now, true)) return false;
+      return !usable(entries?.peek(key), now);
     },
     upstreamCallsFor(asked, planned) {
       const distinct = new Map(asked.map((request) => canonical(request)).map((request) => [linkStructureRequestKey(request), request]));

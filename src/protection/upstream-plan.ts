@@ -26,6 +26,10 @@ import { linkStages, linkStructureRequestFor, linkStructureRequestKey, type Link
 export interface UpstreamPlan {
   /** Every distinct link structure the operation would load. */
   requests: LinkStructureRequest[];
+  /** For each of `requests`, how many places in the answer load it (a creator named twice in a list: two). */
+  places: number[];
+  /** The fields the answer would hold, each counted once per object it is asked of (see MAX_RESULT_FIELDS). */
+  resultFields: number;
   /**
    * Bad kolIds, one error per field that names them, at that field's path: the operation must not run.
    * Marked `refusedBeforeExecution`, since no field at those paths ever runs.
@@ -100,10 +104,10 @@ export function planUpstreamCalls(
   maxKolIds: number,
   maxResultFields = Number.POSITIVE_INFINITY,
 ): UpstreamPlan {
-  const requests = new Map<string, LinkStructureRequest>();
+  const requests = new Map<string, { request: LinkStructureRequest; places: number }>();
   const errors: GraphQLError[] = [];
   const root = schema.getRootType(operation.operation);
-  if (!root) return { requests: [], errors };
+  if (!root) return { requests: [], places: [], resultFields: 0, errors };
 
   // Execution's CPU grows with the fields it resolves and serializes, not with the document: 30 aliases of
   // `_entities` over 1,200 cached representations (48 KB, within every other limit, no upstream call) took a second.
@@ -226,7 +230,10 @@ export function planUpstreamCalls(
       if (load) {
         for (const kolId of creators) {
           const request = load(kolId, args);
-          requests.set(linkStructureRequestKey(request), request);
+          const key = linkStructureRequestKey(request);
+          const known = requests.get(key);
+          if (known) known.places += 1;
+          else requests.set(key, { request, places: 1 });
         }
       }
       // A representation left out of the plan fails on its own: its error is what it costs.
@@ -247,6 +254,8 @@ export function planUpstreamCalls(
   if (!walk([operation.selectionSet], root, [], undefined, 1)) {
     return {
       requests: [],
+      places: [],
+      resultFields,
       errors: [],
       requestErrors: [
         codedError('QUERY_TOO_COMPLEX', {
@@ -257,7 +266,8 @@ export function planUpstreamCalls(
       ],
     };
   }
-  return { requests: [...requests.values()], errors };
+  const loads = [...requests.values()];
+  return { requests: loads.map((load) => load.request), places: loads.map((load) => load.places), resultFields, errors };
 }
 
 /** The fields of one response key on one type, as collected at one level. */

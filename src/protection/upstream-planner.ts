@@ -137,7 +137,7 @@ export function createUpstreamPlanner(options: UpstreamPlannerOptions) {
 export type UpstreamPlanner = ReturnType<typeof createUpstreamPlanner>;
 
 /** A plan for a request that cannot run at all: no calls, and errors for the whole request (HTTP 400, no data). */
-const refused = (requestErrors: GraphQLError[]): UpstreamPlan => ({ requests: [], errors: [], requestErrors });
+const refused = (requestErrors: GraphQLError[]): UpstreamPlan => ({ requests: [], places: [], resultFields: 0, errors: [], requestErrors });
 
 /** Far deeper than any input of the schema needs (`_entities` representations, the deepest, are 3 levels). */
 const maxVariableDepth = 32;
