@@ -356,6 +356,20 @@ describe('MAX_RESULT_FIELDS and remembered failures', () => {
     expect(dashboard.body.errors).toHaveLength(100);
     expect(upstream.calls()).toBe(1);
   });
+
+  it('counts the errors of a platform v1 does not answer (JUSTONEAPI_LINK_ENDPOINT=v1), which fail without a call too', async () => {
+    const { upstream, gateway } = await gatewayOnFakeUpstream({ JUSTONEAPI_LINK_ENDPOINT: 'v1' });
+    const r = Array.from({ length: 2_400 }, (_, index) => ({ __typename: 'Creator', kolId: String(index + 1) }));
+    const query = 'query ($r: [_Any!]!) { _entities(representations: $r) { ... on Creator { linkStructure(platform: LIVE_STREAMING) { stale } } } }';
+    const many = await gateway.query(query, { r });
+    expect(many.status).toBe(400);
+    expect(many.body.errors?.map((error) => error.extensions?.code)).toEqual(['QUERY_TOO_COMPLEX']);
+    // 100 of them are answered, each with its error.
+    const some = await gateway.query(query, { r: r.slice(0, 100) });
+    expect(some.body.errors).toHaveLength(100);
+    expect(some.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT' });
+    expect(upstream.calls()).toBe(0);
+  });
 });
 
 describe('MAX_UPSTREAM_CALLS_PER_OPERATION', () => {

@@ -73,7 +73,8 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
 
   /**
    * MAX_RESULT_FIELDS again, with what the cache knows: a place the answer asks for a creator that will fail without a
-   * call (a failure remembered for the TTL; while the breaker is open, one with nothing cached) costs no upstream call
+   * call (a failure remembered for the TTL; while the breaker is open, one with nothing cached; a platform v1 does not
+   * answer, with JUSTONEAPI_LINK_ENDPOINT=v1) costs no upstream call
    * and no rate limit, but an error, built and sent, costs what about `failedPlaceWeight` fields do. 2,400 places of
    * one creator Xingtu says does not exist made 2,400 errors (0.2–0.5 s of CPU) in an answer within the limit.
    */
@@ -86,7 +87,9 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
     const open = options.breakerState() === 'open';
     let weight = 0;
     plan.requests.forEach((request, index) => {
-      const fails = open ? options.linkStructures.peek(request) === 'absent' : options.linkStructures.answersWithFailure(request);
+      const fails =
+        !options.canCallUpstream(request) ||
+        (open ? options.linkStructures.peek(request) === 'absent' : options.linkStructures.answersWithFailure(request));
       if (fails) weight += plan.places[index]! * failedPlaceWeight;
     });
     if (weight <= room) return undefined;
