@@ -372,6 +372,25 @@ describe('MAX_RESULT_FIELDS and remembered failures', () => {
   });
 });
 
+describe('MAX_RESULT_FIELDS and remembered failures, breaker open', () => {
+  it('counts the errors of a remembered failure while the breaker is open too (peek calls it fresh)', async () => {
+    // 404: a base_resp failure, remembered for the TTL; 9: code 303 (quota), which opens the breaker.
+    const { upstream, gateway } = await gatewayOnFakeUpstream({}, (request) =>
+      request.kolId === '9' ? reply.business(303) : reply.ok({ base_resp: { status_code: 1001, status_message: 'author not found' } }),
+    );
+    const first = await gateway.query('{ creator(kolId: "404") { linkStructure { stale } } }');
+    expect(first.body.errors?.[0]?.extensions).toMatchObject({ code: 'UPSTREAM_ERROR', upstreamCode: 1001 });
+    const quota = await gateway.query('{ creator(kolId: "9") { linkStructure { stale } } }');
+    expect(quota.body.errors?.[0]?.extensions?.code).toBe('UPSTREAM_QUOTA_EXCEEDED');
+    const calls = upstream.calls();
+    const r = Array.from({ length: 2_400 }, () => ({ __typename: 'Creator', kolId: '404' }));
+    const many = await gateway.query('query ($r: [_Any!]!) { _entities(representations: $r) { ... on Creator { linkStructure { stale } } } }', { r });
+    expect(many.status).toBe(400);
+    expect(many.body.errors?.map((error) => error.extensions?.code)).toEqual(['QUERY_TOO_COMPLEX']);
+    expect(upstream.calls()).toBe(calls);
+  });
+});
+
 describe('MAX_UPSTREAM_CALLS_PER_OPERATION', () => {
   const refusal = (upstreamCalls: number) => [
     {

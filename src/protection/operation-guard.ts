@@ -87,9 +87,11 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
     const open = options.breakerState() === 'open';
     let weight = 0;
     plan.requests.forEach((request, index) => {
+      // A remembered failure fails whatever the breaker's state (peek calls it 'fresh': it costs no call).
       const fails =
         !options.canCallUpstream(request) ||
-        (open ? options.linkStructures.peek(request) === 'absent' : options.linkStructures.answersWithFailure(request));
+        options.linkStructures.answersWithFailure(request) ||
+        (open && options.linkStructures.peek(request) === 'absent');
       if (fails) weight += plan.places[index]! * failedPlaceWeight;
     });
     if (weight <= room) return undefined;
