@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
-import { reply, startFakeUpstream, type FakeBehaviour } from './fake-upstream.js';
+import { reply, startFakeUpstream, type FakeBehaviour, type FakeReply } from './fake-upstream.js';
 import { createLogger } from '../src/logger.js';
 import { createUpstreamClient } from '../src/upstream/link-struct-client.js';
 import { sample, scrapeMetrics } from './metrics-text.js';
@@ -249,19 +249,19 @@ describe('the breaker opening ends every wait of a call that can then only fail 
     expect(upstream.requests.map((request) => request.kolId)).toEqual(['2', '1']);
   });
 
-  it('a call sleeping out a retry’s backoff fails fast when the breaker opens, instead of sleeping it out first', async () => {
-    // kolId 1: 301 at once, then a retry backoff of 1.5 to 3 s (base 3000 ms). kolId 2: 303 after 300 ms opens the breaker.
-    // The retry can only fail fast (no call goes out), so its client should hear so when the breaker opens.
-    const { upstream, gateway } = await setUp(
-      (request) =>
-        request.kolId === '2' ? { kind: 'json', body: { code: 303, message: 'quota used up', data: null }, delayMs: 300 } : reply.business(301),
-      { UPSTREAM_RETRIES: '1', UPSTREAM_RETRY_BASE_MS: '3000' },
-    );
+  it.each([
+    // kolId 1: 301 at once, then a retry backoff of 1.5 to 3 s (base 3000 ms); kolId 2's 303, 300 ms later, opens the
+    // breaker while kolId 1 sleeps. The retry can only fail fast (no call goes out), so its client should hear so then.
+    ['while it sleeps out its backoff', reply.business(301), { kind: 'json', body: { code: 303, message: 'quota used up', data: null }, delayMs: 300 }],
+    // kolId 1's 301 comes 200 ms later, when kolId 2's 303 has already opened the breaker: no backoff to sleep at all.
+    ['before its retryable failure comes', { kind: 'json', body: { code: 301, message: 'collection failed', data: null }, delayMs: 200 }, reply.business(303)],
+  ] as Array<[string, FakeReply, FakeReply]>)('a call fails fast when the breaker opens %s, instead of sleeping its backoff out first', async (_when, first, quota) => {
+    const { upstream, gateway } = await setUp((request) => (request.kolId === '2' ? quota : first), { UPSTREAM_RETRIES: '1', UPSTREAM_RETRY_BASE_MS: '3000' });
     const started = Date.now();
     const retrying = gateway.query(creators(['1']));
     await vi.waitFor(() => expect(upstream.calls('1')).toBe(1));
-    const quota = await gateway.query(creators(['2']));
-    expect(quota.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED' });
+    const opened = await gateway.query(creators(['2']));
+    expect(opened.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED' });
     const retried = await retrying;
     expect(retried.body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_QUOTA_EXCEEDED', upstreamCode: 303 });
     expect(Date.now() - started).toBeLessThan(1_200);

@@ -361,6 +361,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         willRetry,
       });
       if (!willRetry) throw failure;
+      // Opened already (by this call's own answer, or another's just before it): nothing to wait for, fail fast now.
+      breaker.check();
       // Base × 2^(attempt − 1) can outgrow Node's longest timer, which would then fire at once. Ended early by the breaker
       // opening (the loop's check then fails the call fast, as one waiting out a 302 pause) and by destroy().
       await biding(
