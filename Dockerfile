@@ -33,9 +33,10 @@ USER node
 # The default PORT (src/env.ts); HOST defaults to 0.0.0.0, so the port is reachable from outside the container.
 EXPOSE 4000
 # The slim image has no curl or wget, so node's own fetch probes /health (the gateway's liveness route). It
-# follows PORT when it is overridden; it asks 127.0.0.1, so HOST must stay 0.0.0.0 or a loopback address.
+# follows PORT when it is overridden, trimmed as src/env.ts reads it (` 8080 ` made an invalid URL: unhealthy for
+# good); it asks 127.0.0.1, so HOST must stay 0.0.0.0 or a loopback address.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||4000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+((process.env.PORT||'').trim()||4000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form, node itself as PID 1, not via npm or a shell: `docker stop`'s SIGTERM reaches src/main.ts, which drains
 # in-flight requests and exits on its own. As PID 1 a signal with no handler is dropped: src/main.ts catches them from its
 # first line, before the gateway loads, so a stop during start-up is not ignored (no init process is needed).
