@@ -77,6 +77,8 @@ const decodesCleanly = (url: string) => {
   }
 };
 
+const hasRedisHost = (url: string) => /^rediss?:\/\/[^/?#]/i.test(url) && URL.canParse(url) && new URL(url).hostname !== '';
+
 // Unset REDIS_URL: the in-process cache alone. Set: Redis behind it, shared by every replica.
 const sharedCache = z.object({
   REDIS_URL: z.preprocess(
@@ -85,7 +87,11 @@ const sharedCache = z.object({
       .url({ protocol: /^rediss?$/ })
       // `redis:/:pw@host` parses as a URL with no host (and so no password to redact), and ioredis takes it for a
       // socket path, which its errors then quote: only the full form is accepted.
-      .refine((url) => /^rediss?:\/\/[^/?#]/i.test(url) && URL.canParse(url) && new URL(url).hostname !== '', 'must be redis://[user:password@]host[:port][/db] or rediss://…, with a host')
+      .refine(hasRedisHost, 'must be redis://[user:password@]host[:port][/db] or rediss://…, with a host')
+      // ioredis reads the path with parseInt: `/abc` became NaN (database 0, yet the fill channel named `filled:dbNaN`, so
+      // replicas on database 0 never heard each other), `/1abc` database 1.
+      // (A URL without a host has been refused already.)
+      .refine((url) => !hasRedisHost(url) || /^\/?(\d+)?$/.test(new URL(url).pathname), 'the database after the host must be a number, such as /0 or /2')
       // The message never quotes the URL: it may hold the password.
       .refine(decodesCleanly, 'the user name or password has a malformed percent-escape (write % as %25)')
       .optional(),

@@ -108,6 +108,14 @@ describe('configuration', () => {
     expect(fine.ok).toBe(true);
   });
 
+  it('refuses a REDIS_URL database that is not a number, which ioredis reads as NaN (database 0, pub/sub channel filled:dbNaN)', () => {
+    for (const value of ['redis://:s3cr3t-password@cache:6379/abc', 'redis://cache:6379/1abc', 'redis://cache/0/']) {
+      const problems = problemsOf({ REDIS_URL: value });
+      expect(problems).toEqual(['REDIS_URL: the database after the host must be a number, such as /0 or /2']);
+    }
+    for (const value of ['redis://cache', 'redis://cache/', 'redis://cache:6379/0', 'rediss://cache:6380/15']) expect(parseEnv({ REDIS_URL: value }).ok).toBe(true);
+  });
+
   it('reads numbers in decimal only, bounds CACHE_MAX_ENTRIES, and trims the token', () => {
     expect(problemsOf({ PORT: '0x1F90', UPSTREAM_TIMEOUT_MS: '1e3', BREAKER_COOLDOWN_SECONDS: '1e2' })).toEqual([
       'UPSTREAM_TIMEOUT_MS: must be a whole number (decimal digits)',
