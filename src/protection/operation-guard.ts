@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import type { BreakerState } from '../upstream/circuit-breaker.js';
 import { clientOf, peerAddress, type ApiKeys } from './api-keys.js';
 import type { RateLimiter } from './rate-limiter.js';
-import type { UpstreamPlan } from './upstream-plan.js';
+import { answerTooLarge, type UpstreamPlan } from './upstream-plan.js';
 import { createUpstreamPlanner } from './upstream-planner.js';
 
 export interface OperationGuardOptions {
@@ -95,11 +95,7 @@ export function useOperationGuard(options: OperationGuardOptions): Plugin {
       if (fails) weight += plan.places[index]! * failedPlaceWeight;
     });
     if (weight <= room) return undefined;
-    return codedError('QUERY_TOO_COMPLEX', {
-      message: `The answer would hold more than ${options.maxResultFields} fields, counting each error it would hold for a creator that fails without an upstream call as ${failedPlaceWeight}.`,
-      limit: options.maxResultFields,
-      http: { status: 400, spec: true },
-    });
+    return answerTooLarge(options.maxResultFields, `each error it would hold for a creator that fails without an upstream call counted as ${failedPlaceWeight}`);
   }
 
   /** The budget, then the client's rate limit, for an operation that would make `upstreamCalls` calls. */

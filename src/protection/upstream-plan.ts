@@ -258,16 +258,21 @@ export function planUpstreamCalls(
       resultFields,
       errors: [],
       requestErrors: [
-        codedError('QUERY_TOO_COMPLEX', {
-          message: `The answer would hold more than ${maxResultFields} fields (each field counted once per object it is asked of).`,
-          limit: maxResultFields,
-          http: { status: 400, spec: true },
-        }),
+        answerTooLarge(maxResultFields, 'each field counted once per object it is asked of'),
       ],
     };
   }
   const loads = [...requests.values()];
   return { requests: loads.map((load) => load.request), places: loads.map((load) => load.places), resultFields, errors };
+}
+
+/** The refusal of an operation whose answer would hold more than MAX_RESULT_FIELDS fields, counted as `counting` says. */
+export function answerTooLarge(maxResultFields: number, counting: string): GraphQLError {
+  return codedError('QUERY_TOO_COMPLEX', {
+    message: `The answer would hold more than ${maxResultFields} fields (${counting}).`,
+    limit: maxResultFields,
+    http: { status: 400, spec: true },
+  });
 }
 
 /** The fields of one response key on one type, as collected at one level. */
