@@ -136,12 +136,13 @@ const origin = z.string().refine((value) => value === '*' || isOrigin(value), {
 });
 // true/false, 1/0, yes/no, on/off.
 const flag = (fallback: boolean) => z.preprocess(unsetIfEmpty, z.stringbool().default(fallback));
-const seconds = (fallback: number) =>
+const seconds = (fallback: number, max: number, maxMessage: string) =>
   z.preprocess(
     (value) => decimal(/^-?(\d+\.?\d*|\.\d+)$/, 'a number of seconds')(unsetIfEmpty(value)),
     z
       .number({ error: (issue) => (issue.code === 'invalid_type' ? 'must be a number of seconds, such as 60 or 0.5' : undefined) })
       .min(0, 'must be at least 0')
+      .max(max, maxMessage)
       .default(fallback),
   );
 
@@ -165,7 +166,9 @@ const hardening = z.object({
   MAX_UPSTREAM_CALLS_PER_OPERATION: int(1, 100),
   MAX_RESULT_FIELDS: int(1, 5_000),
   RATE_LIMIT_PER_MINUTE: int(0, 300),
-  BREAKER_COOLDOWN_SECONDS: seconds(60),
+  // The breaker probes the upstream once per cooldown, so a longer one only delays recovery; milliseconds written here
+  // by mistake (60000) would refuse every creator for 17 hours.
+  BREAKER_COOLDOWN_SECONDS: seconds(60, 3_600, 'must be at most 3600 (an hour; the value is in seconds)'),
   UPSTREAM_BACKOFF_MAX_MS: timerMs(0, 30_000),
   SHUTDOWN_TIMEOUT_MS: timerMs(0, 25_000),
   // Load balancers take seconds to stop sending a stopping replica traffic; minutes would be a unit mistake holding

@@ -131,6 +131,9 @@ describe('configuration', () => {
       'MAX_KOL_IDS: is too large',
     ]);
     expect(problemsOf({ BREAKER_COOLDOWN_SECONDS: '-1' })).toEqual(['BREAKER_COOLDOWN_SECONDS: must be at least 0']);
+    // Milliseconds written by mistake: every creator refused for 17 hours.
+    expect(problemsOf({ BREAKER_COOLDOWN_SECONDS: '60000' })).toEqual(['BREAKER_COOLDOWN_SECONDS: must be at most 3600 (an hour; the value is in seconds)']);
+    expect(parseEnv({ BREAKER_COOLDOWN_SECONDS: '3600' }).ok).toBe(true);
     const fractions = ['.5', '5.', '0.25'].map((value) => {
       const parsed = parseEnv({ BREAKER_COOLDOWN_SECONDS: value });
       return parsed.ok && parsed.env.BREAKER_COOLDOWN_SECONDS;
