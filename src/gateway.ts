@@ -143,8 +143,8 @@ function createGatewaySharedTier(
   onEvent: ((event: SharedTierEvent) => void) | undefined,
 ): SharedTier {
   // The longest a holder can take from one request it sends to the next (or to its answer): the attempt timing out,
-  // the longest backoff before a retry, the longest 302 pause. A waiter's clock restarts at each send, so it waits
-  // out every attempt of a live holder; it calls the upstream itself only when the holder queued longer than this.
+  // the longest backoff before a retry, the longest 302 or Retry-After pause. A waiter's clock restarts at each send, so
+  // it waits out every attempt of a live holder; it calls the upstream itself only when the holder queued longer than this.
   const longestRetryBackoffMs = env.UPSTREAM_RETRIES > 0 ? env.UPSTREAM_RETRY_BASE_MS * 2 ** (env.UPSTREAM_RETRIES - 1) : 0;
   const upstreamBudgetMs = env.UPSTREAM_TIMEOUT_MS + longestRetryBackoffMs + env.UPSTREAM_BACKOFF_MAX_MS + 1_000;
   return createSharedTier({

@@ -16,7 +16,7 @@ export interface MetricSources extends ReadinessSources {
   upstreamInFlight: () => number;
   /** Calls waiting to send: for an upstream concurrency slot, a retry's backoff, or a 302 pause to end. */
   upstreamQueued: () => number;
-  /** Milliseconds left of the process-wide pause after a rate-limit answer. */
+  /** Milliseconds left of the process-wide pause after a rate-limit answer or a 503's Retry-After. */
   upstreamRateLimitPauseMs: () => number;
   cacheEntries: () => number;
   /** `demo` when answering from the built-in simulator: its made-up answers are counted like billed ones. */
@@ -114,7 +114,7 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
     }),
     upstreamRateLimitPause: new Gauge({
       name: 'xingtu_upstream_rate_limit_pause_seconds',
-      help: 'Seconds left of the pause a rate-limit answer (business code 302, or HTTP 429) started in this process: every upstream call it makes waits it out. 0 when calls may go out.',
+      help: 'Seconds left of the pause a rate-limit answer (business code 302, or HTTP 429) or an HTTP 503\'s Retry-After started in this process: every upstream call it makes waits it out. 0 when calls may go out.',
       registers,
       collect() {
         this.set(sources.upstreamRateLimitPauseMs() / 1000);

@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { backoffMs, retryAfterMs } from '../src/upstream/link-struct-client.js';
 import { createTestGateway, testToken, type TestGateway } from './gateway.js';
 import { documentedPayload, reply, startFakeUpstream, type FakeReply, type FakeUpstream } from './fake-upstream.js';
+import { sample } from './metrics-text.js';
 
 const query = /* GraphQL */ `
   query ($kolId: ID!) {
@@ -329,36 +330,65 @@ describe('upstream rate limit (302) answered to parallel calls', () => {
   });
 });
 
-describe('HTTP 429 from whatever stands in front of the API', () => {
-  it('is retried as UPSTREAM_UNAVAILABLE, after the account-wide pause its Retry-After asks for, which holds back every call', async () => {
-    const arrivals: Array<{ kolId: string | null; at: number }> = [];
-    const upstream = await startFakeUpstream((request) => {
-      arrivals.push({ kolId: request.kolId, at: performance.now() });
-      if (request.kolId === '901' && request.nth === 1) return { kind: 'raw', status: 429, text: 'slow down', headers: { 'retry-after': '1' } };
-      return reply.ok();
-    });
+/** An upstream that answers the first request for kolId 901 with `status` and `retry-after`, then answers; arrivals kept. */
+async function upstreamAskingToWait(status: number, retryAfter: string) {
+  const arrivals: Array<{ kolId: string | null; at: number }> = [];
+  const upstream = await startFakeUpstream((request) => {
+    arrivals.push({ kolId: request.kolId, at: performance.now() });
+    if (request.kolId === '901' && request.nth === 1) return { kind: 'raw', status, text: 'stay away', headers: { 'retry-after': retryAfter } };
+    return reply.ok();
+  });
+  const sentAt = (kolId: string, nth: number) => arrivals.filter((arrival) => arrival.kolId === kolId)[nth - 1]!.at;
+  return { upstream, sentAt };
+}
+
+describe('HTTP 429 or 503 with Retry-After, from the API or whatever stands in front of it', () => {
+  it.each([
+    // A 429 stands for a 302 in the rate-limit counter; a 503 is no rate limit, only a request to stay away.
+    { status: 429, counted: { http_429: 1, code_302: 0 } },
+    { status: 503, counted: { http_429: 0, code_302: 0 } },
+  ])('HTTP $status is retried as UPSTREAM_UNAVAILABLE, after the account-wide pause its Retry-After asks for, which holds back every call', async ({ status, counted }) => {
+    const { upstream, sentAt } = await upstreamAskingToWait(status, '1');
     const gateway = createTestGateway(upstream.url, { UPSTREAM_RETRY_BASE_MS: '1', UPSTREAM_BACKOFF_MAX_MS: '20000' });
     try {
       const first = gateway.query(query, { kolId: '901' });
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      // Another creator asked during the pause waits for it too: the limit is the account's.
+      await vi.waitFor(() => expect(gateway.upstream.rateLimitPauseMs).toBeGreaterThan(0));
+      // Another creator asked during the pause waits for it too: the account's calls, not one creator's, were asked to wait.
       const { body: other } = await gateway.query(query, { kolId: '902' });
       const { body } = await first;
       expect(body.errors).toBeUndefined();
       expect(other.errors).toBeUndefined();
-      const sentAt = (kolId: string, nth: number) => arrivals.filter((arrival) => arrival.kolId === kolId)[nth - 1]!.at;
       expect(sentAt('901', 2) - sentAt('901', 1)).toBeGreaterThanOrEqual(950);
       expect(sentAt('902', 1) - sentAt('901', 1)).toBeGreaterThanOrEqual(950);
       expect(upstream.calls()).toBe(3);
-      // Counted apart from a 302, which it stands for here.
       const text = await gateway.metrics!.registry.metrics();
-      expect(text).toMatch(/^xingtu_upstream_rate_limited_total\{cause="http_429"\} 1$/m);
-      expect(text).toMatch(/^xingtu_upstream_rate_limited_total\{cause="code_302"\} 0$/m);
+      expect(sample(text, 'xingtu_upstream_rate_limited_total', { cause: 'http_429' })).toBe(counted.http_429);
+      expect(sample(text, 'xingtu_upstream_rate_limited_total', { cause: 'code_302' })).toBe(counted.code_302);
     } finally {
       await gateway.close();
       await upstream.close();
     }
   });
+
+  it.each([429, 503])(
+    'HTTP %i asking for longer than UPSTREAM_BACKOFF_MAX_MS fails its call at once, unretried; other calls wait out the longest pause',
+    async (status) => {
+      const { upstream, sentAt } = await upstreamAskingToWait(status, '3600');
+      const gateway = createTestGateway(upstream.url, { UPSTREAM_RETRY_BASE_MS: '1', UPSTREAM_BACKOFF_MAX_MS: '1000' });
+      try {
+        const { body } = await gateway.query(query, { kolId: '901' });
+        expect(body.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', retryable: true, kolId: '901' });
+        expect(upstream.calls('901')).toBe(1);
+        expect(gateway.logs.find((line) => line.msg === 'upstream call failed')).toMatchObject({ retryAfterMs: 3_600_000, willRetry: false });
+        const { body: other } = await gateway.query(query, { kolId: '902' });
+        expect(other.errors).toBeUndefined();
+        expect(sentAt('902', 1) - sentAt('901', 1)).toBeGreaterThanOrEqual(950);
+      } finally {
+        await gateway.close();
+        await upstream.close();
+      }
+    },
+  );
 
   it('is still HTTP 429 when its body stalls past the attempt’s timer: the pause holds and it counts as http_429, not a timeout', async () => {
     const arrivals: number[] = [];

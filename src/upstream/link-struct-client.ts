@@ -99,7 +99,7 @@ export interface UpstreamClient {
   readonly inFlight: number;
   /** Calls waiting to send now: for one of the UPSTREAM_CONCURRENCY slots, for a retry's backoff, or (holding a slot) for a 302 pause to end. */
   readonly queued: number;
-  /** Milliseconds left of this process's pause a rate-limit answer (302, or HTTP 429) started: 0 when calls may go out. */
+  /** Milliseconds left of this process's pause a rate-limit answer (302, or HTTP 429) or a 503's Retry-After started: 0 when calls may go out. */
   readonly rateLimitPauseMs: number;
   /** The account-level circuit breaker's state: `open` while calls fail fast. */
   readonly breakerState: BreakerState;
@@ -210,7 +210,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     if (statusCode < 200 || statusCode > 299) {
       throw new UpstreamError('UPSTREAM_UNAVAILABLE', `HTTP ${statusCode}`, {
         httpStatus: statusCode,
-        ...(statusCode === 429 ? { retryAfterMs: retryAfterMs(headers['retry-after']) } : {}),
+        ...(retryAfterStatuses.has(statusCode) ? { retryAfterMs: retryAfterMs(headers['retry-after']) } : {}),
       });
     }
     const header = headers['content-encoding'];
@@ -297,10 +297,17 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         if (failure.code === 'UPSTREAM_RATE_LIMITED' || failure.httpStatus === 429) {
           backoff.rateLimited(sentAt, failure.retryAfterMs);
           options.onRateLimited?.(failure.httpStatus === 429 ? 'http_429' : 'code_302');
+        } else if (failure.retryAfterMs !== undefined) {
+          // A 503's Retry-After is the upstream asking everyone to stay away that long: a call sent sooner is refused anyway.
+          backoff.holdOff(failure.retryAfterMs);
         }
       }
+      // Asked to stay away longer than UPSTREAM_BACKOFF_MAX_MS lets a call wait: its retry would go out too soon, to be
+      // refused (and perhaps billed), after keeping its client waiting the whole pause. Fail it now instead.
+      const outlastsPause = failure.retryAfterMs !== undefined && !backoff.canWaitOut(failure.retryAfterMs);
       const willRetry =
-        !cutOff.signal.aborted && (goneReason !== undefined || (failure.retryable && !isRefusedForGood(failure) && attempt <= options.retries));
+        !cutOff.signal.aborted &&
+        (goneReason !== undefined || (failure.retryable && !isRefusedForGood(failure) && !outlastsPause && attempt <= options.retries));
       observe(failure.code, failure, willRetry);
       return { ok: false, endpoint, failure, goneReason, willRetry };
     } finally {
@@ -358,6 +365,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         code: failure.code,
         upstreamCode: failure.upstreamCode,
         detail: logDetail(logger, failure.message),
+        retryAfterMs: failure.retryAfterMs,
         willRetry,
       });
       if (!willRetry) throw failure;
@@ -424,6 +432,9 @@ function isRefusedForGood(failure: UpstreamError): boolean {
   return status !== undefined && status >= 400 && status < 500 && !retriedClientStatuses.has(status);
 }
 const retriedClientStatuses: ReadonlySet<number> = new Set([408, 409, 425, 429]);
+
+/** Statuses whose `Retry-After` every call waits out: a rate limit (429) and a service down for a while (503). */
+const retryAfterStatuses: ReadonlySet<number> = new Set([429, 503]);
 
 /** No answer at all: the connection failed, or was cut, before a status came. */
 function isConnectionFailure(failure: UpstreamError): boolean {

@@ -47,17 +47,30 @@ export class RateLimitBackoff {
 
   /**
    * A 302 (or a 429) answered the attempt sent at `sentAt` (by this instance's clock). `atLeastMs`: how long the answer
-   * itself asked to be left alone (a 429's `Retry-After`), honoured up to `maxMs` whatever the streak says.
+   * itself asked to be left alone (a 429's `Retry-After`), honoured as `holdOff` does whatever the streak says.
    */
   rateLimited(sentAt: number = this.#now(), atLeastMs?: number): void {
+    if (atLeastMs !== undefined) this.holdOff(atLeastMs);
     const now = this.#now();
-    if (atLeastMs !== undefined) this.#notBefore = Math.max(this.#notBefore, now + Math.min(this.#options.maxMs, atLeastMs));
     // Sent before the latest escalation, or in the same millisecond: part of the answer that escalated already.
     if (sentAt <= this.#escalatedAt) return;
     this.#streak += 1;
     this.#escalatedAt = now;
     const pause = Math.min(this.#options.maxMs, this.#options.baseMs * 2 ** (this.#streak - 1));
     this.#notBefore = Math.max(this.#notBefore, now + pause);
+  }
+
+  /**
+   * The upstream asked every caller to stay away for `ms` (a `Retry-After`), up to `maxMs`. Not a rate limit by itself
+   * (a 503 says the service is down, not that the account asks too much), so the streak stays as it is.
+   */
+  holdOff(ms: number): void {
+    this.#notBefore = Math.max(this.#notBefore, this.#now() + Math.min(this.#options.maxMs, ms));
+  }
+
+  /** Whether a pause of `ms` fits under `maxMs`: past it, calls go out again before the upstream said it would answer. */
+  canWaitOut(ms: number): boolean {
+    return ms <= this.#options.maxMs;
   }
 
   /** The clock `rateLimited` compares against, for stamping an attempt as it is sent. */

@@ -17,7 +17,7 @@ export class UpstreamError extends Error {
    */
   readonly businessCode: number | undefined;
   readonly httpStatus: number | undefined;
-  /** How long a rate-limited answer (HTTP 429) asked the client to wait (`Retry-After`), when it said. */
+  /** How long an HTTP 429 or 503 asked the client to wait (`Retry-After`), when it said. */
   readonly retryAfterMs: number | undefined;
   /**
    * The failure came inside a code-0 answer (Xingtu's `base_resp` status, or a payload that does not add up): Just One
