@@ -62,6 +62,13 @@ export const reply = {
   reset: (): FakeReply => ({ kind: 'reset' }),
 };
 
+/** A gate a scripted answer can wait at (`await gate.promise`) until the test says when it may go: no timing guessed. */
+export function deferred() {
+  let release!: () => void;
+  const promise = new Promise<void>((resolve) => (release = resolve));
+  return { promise, release };
+}
+
 export type FakeBehaviour = (request: FakeRequest) => FakeReply | Promise<FakeReply>;
 
 /**

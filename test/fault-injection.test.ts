@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { gatewayOnFakeUpstream, type TestGateway } from './gateway.js';
-import { reply, startFakeUpstream, type FakeBehaviour, type FakeReply } from './fake-upstream.js';
+import { deferred, reply, startFakeUpstream, type FakeBehaviour, type FakeReply } from './fake-upstream.js';
 import { createLogger } from '../src/logger.js';
 import { createUpstreamClient } from '../src/upstream/link-struct-client.js';
 import { sample, scrapeMetrics } from './metrics-text.js';
@@ -107,6 +107,49 @@ describe('account-level circuit breaker', () => {
     expect(body.errors).toBeUndefined();
     expect(upstream.calls()).toBe(calls + 1);
     expect((await ready(gateway)).body.breaker).toBe('closed');
+  });
+
+  it('an account failure answering a call sent before the breaker opened moves it no more: not while its probe is out, nor once it has closed', async () => {
+    // An answer can take longer than a cool-down (60 s each by default). kolIds 1 and 2 are sent while the breaker is
+    // closed and held at the upstream; kolId 3's 303 opens the breaker; kolId 4, the probe, is held too. Then 1, 4 and 2
+    // answer in that order: 1's 303 comes while the probe is out, 2's once the probe has closed the breaker.
+    const gates = new Map(['1', '2', '4'].map((kolId) => [kolId, deferred()]));
+    const { upstream, gateway } = await setUp(
+      async (request) => {
+        await gates.get(request.kolId!)?.promise;
+        return request.kolId === '4' || request.kolId === '5' ? reply.ok() : reply.business(303);
+      },
+      { BREAKER_COOLDOWN_SECONDS: '0.1', UPSTREAM_TIMEOUT_MS: '60000' },
+    );
+    try {
+      const answered = (kolId: string) => gateway.logs.some((line) => line.msg === 'upstream call failed' && line['kolId'] === kolId);
+      const early = gateway.query(creators(['1', '2']));
+      await vi.waitFor(() => expect([upstream.calls('1'), upstream.calls('2')]).toEqual([1, 1]));
+      await gateway.query(creators(['3']));
+      await vi.waitFor(() => expect(gateway.upstream.breakerState).toBe('half-open'));
+      const probing = gateway.query(creators(['4']));
+      await vi.waitFor(() => expect(upstream.calls('4')).toBe(1));
+
+      gates.get('1')!.release();
+      await vi.waitFor(() => expect(answered('1')).toBe(true));
+      expect(gateway.upstream.breakerState).toBe('half-open');
+      gates.get('4')!.release();
+      expect((await probing).body.errors).toBeUndefined();
+      expect(gateway.upstream.breakerState).toBe('closed');
+      gates.get('2')!.release();
+      // Each late call still gets its own answer's error.
+      expect((await early).body.errors!.map((error) => error.extensions)).toEqual([
+        { code: 'UPSTREAM_QUOTA_EXCEEDED', retryable: false, kolId: '1', upstreamCode: 303 },
+        { code: 'UPSTREAM_QUOTA_EXCEEDED', retryable: false, kolId: '2', upstreamCode: 303 },
+      ]);
+      expect(gateway.upstream.breakerState).toBe('closed');
+      expect((await gateway.query(creators(['5']))).body.errors).toBeUndefined();
+      expect(upstream.calls('5')).toBe(1);
+      expect(sample(await scrapeMetrics(gateway.app), 'xingtu_upstream_breaker_openings_total', { upstream_code: '303' })).toBe(1);
+    } finally {
+      // Before the gateway closes, which waits for its calls: a failed assertion must not leave them held.
+      for (const gate of gates.values()) gate.release();
+    }
   });
 
   it('half-opens after BREAKER_COOLDOWN_SECONDS: one probe goes out, its success closes the breaker', async () => {

@@ -5,7 +5,7 @@ import { parseEnv } from '../src/env.js';
 import { afterIo, createLogger } from '../src/logger.js';
 import { bucketsUpTo, createMetrics, recordCacheLookup, recordUpstreamAttempt } from '../src/metrics.js';
 import { RequestCost } from '../src/request-cost.js';
-import { reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
+import { deferred, reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
 import { createTestGateway, testToken, type TestGateway } from './gateway.js';
 import { metricFamilies, sample } from './metrics-text.js';
 
@@ -36,12 +36,6 @@ async function scrape(gateway: TestGateway) {
 /** Resolves when the upstream has received `count` requests. */
 async function untilCalls(upstream: FakeUpstream, count: number) {
   while (upstream.calls() < count) await new Promise((resolve) => setTimeout(resolve, 5));
-}
-
-function deferred() {
-  let release!: () => void;
-  const promise = new Promise<void>((resolve) => (release = resolve));
-  return { promise, release };
 }
 
 /** Request lines are written just after their response: wait for them before looking. */

@@ -24,9 +24,14 @@ export interface CircuitBreakerOptions {
 /** A permission to make one call, handed back with its outcome. */
 export interface Admission {
   readonly probe: boolean;
+  /**
+   * The breaker's generation when the call was let through; each change of state starts a new one. An outcome from an
+   * older generation is about a state that has passed: an answer can take longer than a cool-down (UPSTREAM_TIMEOUT_MS
+   * is 60 s by default, like BREAKER_COOLDOWN_SECONDS), and a call sent before the breaker opened must not open again
+   * a breaker that has since recovered, nor a stale probe close one that has opened since.
+   */
+  readonly generation: number;
 }
-
-const regularCall: Admission = { probe: false };
 
 /**
  * An account-level circuit breaker: after an account failure it stops all upstream calls for a
@@ -38,6 +43,7 @@ export class CircuitBreaker {
   #openUntil = 0;
   #cause: UpstreamError | undefined;
   #probing = false;
+  #generation = 0;
   readonly #options: CircuitBreakerOptions;
   readonly #now: () => number;
 
@@ -73,32 +79,39 @@ export class CircuitBreaker {
   /** Admits one call, as the probe when half-open; throws the breaker's error when no call may go out. */
   admit(): Admission {
     const state = this.state;
-    if (state === 'closed') return regularCall;
+    if (state === 'closed') return { probe: false, generation: this.#generation };
     if (state === 'half-open' && !this.#probing) {
       this.#probing = true;
-      return { probe: true };
+      return { probe: true, generation: this.#generation };
     }
     throw this.#fastFailure();
   }
 
   succeeded(admission: Admission): void {
-    if (!admission.probe) return;
-    this.#probing = false;
-    this.#transition('closed');
+    if (this.#ended(admission) && admission.probe) this.#transition('closed');
   }
 
   /** The call ended without telling anything about the account (e.g. v1 found gone): a probe's turn is handed back. */
   abandoned(admission: Admission): void {
-    if (admission.probe) this.#probing = false;
+    this.#ended(admission);
   }
 
   failed(admission: Admission, error: UpstreamError): void {
-    if (admission.probe) this.#probing = false;
-    if (!this.enabled) return;
+    if (!this.#ended(admission) || !this.enabled) return;
     if (isAccountFailure(error)) this.#open(error);
     // A creator's own failure (inside a code-0 answer, or code 301/400) shows the account is served again: what the probe was asking.
     else if (admission.probe && error.accountServed) this.#transition('closed');
     else if (admission.probe) this.#open(this.#cause ?? error);
+  }
+
+  /**
+   * Hands a probe's turn back, and says whether the outcome may still move the breaker: only while the state the call
+   * was let through in lasts.
+   */
+  #ended(admission: Admission): boolean {
+    if (admission.generation !== this.#generation) return false;
+    if (admission.probe) this.#probing = false;
+    return true;
   }
 
   #open(cause: UpstreamError): void {
@@ -110,6 +123,9 @@ export class CircuitBreaker {
   #transition(state: BreakerState): void {
     if (this.#state === state) return;
     this.#state = state;
+    this.#generation += 1;
+    // A probe of a past generation can no longer hand its turn back: the new state starts without one.
+    this.#probing = false;
     if (state === 'closed') this.#cause = undefined;
     this.#options.onStateChange?.(state, this.#cause);
   }
