@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { GraphQLError } from 'graphql';
 import { keepAliveDrain } from './keep-alive-drain.js';
 import { codedError } from './errors.js';
-import { requestIdFrom, requestIdHeader, type HttpRefusal } from './request-observer.js';
+import { answeredByHttpServer, requestIdFrom, requestIdHeader, type HttpRefusal } from './request-observer.js';
 
 export interface HttpServerOptions {
   /**
@@ -182,7 +182,10 @@ function answerUnreadable(
   const requestId = requestIdFrom(typeof given === 'string' ? given : undefined);
   const { status, error: coded, detail } = unreadable(error.code);
   socket.write(closingAnswer(status, coded, requestId));
-  if (!handed) logRefusal({ requestId, status, code: String(coded.extensions['code']), detail, remoteAddress: socket.remoteAddress });
+  const code = String(coded.extensions['code']);
+  if (!handed) logRefusal({ requestId, status, code, detail, remoteAddress: socket.remoteAddress });
+  // Its body unreadable, not late (a 408 is the client's doing, and its line says `cancelled`): the app's line says what it got.
+  else if (error.code !== 'ERR_HTTP_REQUEST_TIMEOUT') answeredByHttpServer.set(handed, { status, code, detail });
 }
 
 /** Node's status for what it could not read (as its own handler answers), with the coded error and the line's detail. */

@@ -15,6 +15,13 @@ export const graphqlPath = '/graphql';
 /** What a caller's request id may be: bounded, and only characters that are safe in a header and a log line. */
 const requestIdPattern = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
 
+/**
+ * What src/http-server.ts answered a request the app was still reading, when Node could not read its body (a bad chunk
+ * size, a chunk extension over Node's limit): the app's own answer reaches nobody, so its line says what the client got.
+ * (A body that did not arrive in time is told apart by the socket's error: `cutOffByRequestDeadline`.)
+ */
+export const answeredByHttpServer = new WeakMap<IncomingMessage, { status: number; code: string; detail: string }>();
+
 /** A request's id: the caller's `x-request-id` when it is well-formed, else a new UUID. */
 export function requestIdFrom(given: string | null | undefined): string {
   return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
@@ -223,11 +230,17 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
       // A client too slow to send this request was answered 408 by src/http-server.ts (Node's deadline), not this
       // response. Pipelined behind another, the request was cut off all the same, though nothing here saw its connection close.
       const cutOff = cutOffByRequestDeadline(serverContext);
+      // A body Node could not read: the HTTP server answered it (400, or 413), an error like any refused request's.
+      const refusedBody = cutOff ? undefined : answeredBodyRefusal(serverContext);
+      if (refusedBody) {
+        record.outcome = 'error';
+        record.errorCodes = [refusedBody.code];
+      }
       // The client closed the connection before its answer: what the answer holds never reached anyone. Or the gateway
       // closed it (cut off at SHUTDOWN_TIMEOUT_MS): the socket is destroyed at once, the request's signal aborted only
       // once its close event comes round, after this answer to nobody.
-      const clientGone = cutOff || request.signal.aborted || connectionDestroyed(serverContext);
-      const status = cutOff ? 408 : response.status;
+      const clientGone = !refusedBody && (cutOff || request.signal.aborted || connectionDestroyed(serverContext));
+      const status = cutOff ? 408 : (refusedBody?.status ?? response.status);
       // Everything else waits until the response is on its way: building and writing the log line and recording
       // the metrics never delay an answer (they ran before the response was written, ~0.1 ms of a cache miss).
       const writeLine = () => {
@@ -238,8 +251,9 @@ export function createRequestObserver(options: RequestObserverOptions): RequestO
           // A request refused before its body was read (no key, too large) has no params; a GET carries them in its URL.
           params: () => record.params ?? paramsInUrl(request),
         };
-        if (record.graphql) finishGraphql(record, seen, status, durationMs, clientGone);
-        else logger.debug('request', lineOf(record, seen, status, durationMs));
+        const more = refusedBody ? { detail: refusedBody.detail } : {};
+        if (record.graphql) finishGraphql(record, seen, status, durationMs, clientGone, more);
+        else logger.debug('request', { ...lineOf(record, seen, status, durationMs), ...more });
       };
       afterIo(logger, 'request log line and metrics', () => {
         try {
@@ -376,6 +390,12 @@ function cutOffByRequestDeadline(context: unknown): boolean {
   const incoming = (context as { req?: IncomingMessage } | undefined)?.req;
   if (incoming === undefined || incoming.complete) return false;
   return (incoming.socket?.errored as NodeJS.ErrnoException | null | undefined)?.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+}
+
+/** What src/http-server.ts answered this request, the app still reading its body, when Node could not read it. */
+function answeredBodyRefusal(context: unknown) {
+  const incoming = (context as { req?: IncomingMessage } | undefined)?.req;
+  return incoming === undefined ? undefined : answeredByHttpServer.get(incoming);
 }
 
 /** Whether the request's connection is already destroyed, so no answer can reach its client. */

@@ -337,6 +337,39 @@ describe('the HTTP server (src/http-server.ts)', () => {
       clientGone: true,
     });
   });
+
+  it.each([
+    // Node's limit on a chunk extension is 16 KiB; it answers 413, as the HTTP server does.
+    ['a chunk extension over Node’s limit', `5;${'a='.padEnd(20_000, 'b')}\r\n{"que\r\n`, 413, 'HPE_CHUNK_EXTENSIONS_OVERFLOW'],
+    ['a chunk size that is not hexadecimal', 'zz\r\n{"que\r\n', 400, 'HPE_INVALID_CHUNK_SIZE'],
+  ])('a body Node cannot read (%s) is answered by the HTTP server, and the app’s line says what the client got', async (_name, chunks, status, nodeCode) => {
+    const { port, lines, gateway, upstream } = await serve();
+    const before = await scrapeMetrics(gateway.app);
+    const head =
+      'POST /graphql HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n' +
+      'x-request-id: unreadable-body\r\n\r\n';
+    const { text } = await raw(port, [head, chunks], { endAfterMs: 0 });
+    const [answerHead, body] = text.split('\r\n\r\n');
+    expect(answerHead).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    expect(/^x-request-id: (\S+)$/im.exec(answerHead!)?.[1]).toBe('unreadable-body');
+    expect(JSON.parse(body!)).toMatchObject({ errors: [{ extensions: { code: 'BAD_REQUEST', retryable: false } }] });
+    // Handed to the app, which writes the line: the client did not go, it was refused (it said status 400, cancelled,
+    // clientGone and no error code, whatever the HTTP server had answered).
+    await expect.poll(() => lines().find((line) => line['requestId'] === 'unreadable-body')).toMatchObject({
+      path: '/graphql',
+      status,
+      outcome: 'error',
+      errorCodes: ['BAD_REQUEST'],
+      detail: expect.stringContaining(`(${nodeCode})`),
+    });
+    expect(lines()).toHaveLength(1);
+    expect(lines()[0]).not.toHaveProperty('clientGone');
+    const after = await scrapeMetrics(gateway.app);
+    const increase = (name: string, labels: Record<string, string>) => (sample(after, name, labels) ?? 0) - (sample(before, name, labels) ?? 0);
+    expect(increase('xingtu_graphql_errors_total', { code: 'BAD_REQUEST' })).toBe(1);
+    expect(increase('xingtu_graphql_operations_total', { operation: '(anonymous)', outcome: 'error' })).toBe(1);
+    expect(upstream.calls()).toBe(0);
+  });
 });
 
 describe('upstream calls nobody waits for any more', () => {
