@@ -200,6 +200,9 @@ const environment = upstream
 
 export type Env = z.infer<typeof environment>;
 
+/** Every variable read, optional ones included (test/docs.test.ts checks the README's tables against it). */
+export const configurationVariables = Object.keys(environment.shape) as (keyof Env)[];
+
 export type EnvResult = { ok: true; env: Env } | { ok: false; problems: string[] };
 
 /** Parses configuration from a set of variables; every problem is reported, each naming its variable. */

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { parseEnv } from '../src/env.js';
+import { configurationVariables, parseEnv } from '../src/env.js';
 import { errorCatalog } from '../src/errors.js';
 
 const read = (path: string) => readFile(new URL(`../${path}`, import.meta.url), 'utf8');
@@ -15,20 +15,63 @@ function tableRows(readme: string, heading: string): string[] {
   return (end === -1 ? rest : rest.slice(0, end)).split('\n').filter((line) => line.startsWith('|'));
 }
 
+/** A table row's cells, without the outer pipes (a `\\|` inside a cell is not a separator). */
+const cells = (row: string) =>
+  row
+    .replace(/^\|/, '')
+    .replace(/\|$/, '')
+    .split(/(?<!\\)\|/)
+    .map((cell) => cell.trim());
+
 describe('the README stays true to the code', () => {
   it('documents every configuration variable in a configuration table', async () => {
     const readme = await read('README.md');
     const rows = [...tableRows(readme, '## Configuration'), ...tableRows(readme, '## Running in production')].join('\n');
-    const parsed = parseEnv({});
-    expect(parsed.ok).toBe(true);
-    const variables = parsed.ok ? Object.keys(parsed.env) : [];
+    const variables = configurationVariables;
     expect(variables.length).toBeGreaterThan(20);
     expect(variables.filter((name) => !rows.includes(`\`${name}\``))).toEqual([]);
+  });
+
+  it('gives each configuration variable the default the code has, and documents no variable the code lacks', async () => {
+    const readme = await read('README.md');
+    const rows = [...tableRows(readme, '## Configuration'), ...tableRows(readme, '## Running in production')].map(cells);
+    const parsed = parseEnv({});
+    const env: Record<string, unknown> = parsed.ok ? parsed.env : {};
+    const documented = new Map<string, string>();
+    for (const [names = '', defaults = ''] of rows) {
+      // `PORT` / `HOST` | `4000` / `0.0.0.0`: one default per name, in order.
+      const nameList = [...names.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((match) => match[1]!);
+      const defaultList = defaults.split(' / ').map((text) => text.trim().replace(/^`(.*)`$/, '$1'));
+      if (nameList.length === 0 || nameList.length !== defaultList.length) continue;
+      nameList.forEach((name, index) => documented.set(name, defaultList[index]!));
+    }
+    // Each in a row of its own kind (name, default, meaning), and none the code does not read.
+    expect([...documented.keys()].sort()).toEqual([...configurationVariables].sort());
+    // Unset: no value, or an empty list.
+    const asWritten = (value: unknown) => (value === undefined || (Array.isArray(value) && value.length === 0) ? 'unset' : String(value));
+    expect(Object.fromEntries([...documented.keys()].map((name) => [name, documented.get(name)]))).toEqual(
+      Object.fromEntries([...documented.keys()].map((name) => [name, asWritten(env[name])])),
+    );
   });
 
   it('lists every error code the gateway returns in the error table', async () => {
     const rows = tableRows(await read('README.md'), '## Errors').join('\n');
     expect(Object.keys(errorCatalog).filter((code) => !rows.includes(`\`${code}\``))).toEqual([]);
+  });
+
+  it('says in the error table whether each code is retryable as the catalog does', async () => {
+    const rows = tableRows(await read('README.md'), '## Errors').map(cells).slice(2);
+    const said: string[] = [];
+    const meant: string[] = [];
+    for (const [cause = '', codes = '', retryable = ''] of rows) {
+      for (const [, code] of codes.matchAll(/`([A-Z_]+)`/g)) {
+        said.push(`${code}: ${/^(yes|no|—)/.exec(retryable)?.[1] ?? retryable} (${cause.slice(0, 40)}…)`);
+        const entry = (errorCatalog as Record<string, { retryable: boolean }>)[code!];
+        meant.push(`${code}: ${entry ? (entry.retryable ? 'yes' : 'no') : code === 'INTERNAL_SERVER_ERROR' ? '—' : 'not in the catalog'} (${cause.slice(0, 40)}…)`);
+      }
+    }
+    expect(said.length).toBeGreaterThan(20);
+    expect(said).toEqual(meant);
   });
 });
 
