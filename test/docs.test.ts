@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { configurationVariables, parseEnv } from '../src/env.js';
 import { errorCatalog } from '../src/errors.js';
+import { createMetrics } from '../src/metrics.js';
 
 const read = (path: string) => readFile(new URL(`../${path}`, import.meta.url), 'utf8');
 
@@ -72,6 +73,37 @@ describe('the README stays true to the code', () => {
     }
     expect(said.length).toBeGreaterThan(20);
     expect(said).toEqual(meant);
+  });
+});
+
+describe('the README’s metrics table', () => {
+  it('names every metric the gateway defines, with its type and labels, and none it does not', async () => {
+    const metrics = createMetrics({
+      upstreamInFlight: () => 0,
+      upstreamQueued: () => 0,
+      upstreamRateLimitPauseMs: () => 0,
+      cacheEntries: () => 0,
+      breakerState: () => 'closed',
+      upstreamEndpoint: () => 'v1',
+      redisStatus: () => 'disabled',
+    });
+    const defined = metrics.registry
+      .getMetricsAsArray()
+      .filter((metric) => metric.name.startsWith('xingtu_'))
+      .map((metric) => {
+        const { type, labelNames = [] } = metric as unknown as { type: string; labelNames?: string[] };
+        return `${metric.name} ${type} [${[...labelNames].sort().join(', ')}]`;
+      });
+    const rows = tableRows(await read('README.md'), '### Metrics')
+      .map(cells)
+      .filter(([name = '']) => name.startsWith('`xingtu_'));
+    const documented = rows.map(([name = '', type = '', labels = '']) => {
+      // A label is named in backticks before its values' parenthesis, or alone: `endpoint` (`v1`, `gw`), `outcome`.
+      const names = [...labels.replace(/\([^()]*(\([^()]*\)[^()]*)*\)/g, '').matchAll(/`(\w+)`/g)].map((match) => match[1]!);
+      return `${name.replaceAll('`', '')} ${type} [${names.sort().join(', ')}]`;
+    });
+    expect(defined.length).toBeGreaterThan(20);
+    expect(documented.sort()).toEqual(defined.sort());
   });
 });
 
