@@ -8,7 +8,7 @@ import { createSharedTier } from '../src/link-structure/shared-tier.js';
 import { CallAbandoned, UpstreamError } from '../src/upstream/upstream-error.js';
 import { createLogger } from '../src/logger.js';
 import { RequestCost } from '../src/request-cost.js';
-import { reply, startFakeUpstream } from './fake-upstream.js';
+import { reply, startFakeUpstream, type FakeReply } from './fake-upstream.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
 import { runMain, startMain } from './main-process.js';
 import { sample, scrapeMetrics } from './metrics-text.js';
@@ -27,6 +27,7 @@ import {
 } from './shared-cache-setup.js';
 
 const linkKey = (kolId: string) => `${prefix}link:${kolId}:fresh:SHORT_VIDEO`;
+const unusableKey = (kolId: string) => `${prefix}unusable:${kolId}:fresh:SHORT_VIDEO`;
 
 const made: Replicas = { gateways: [] };
 afterEach(() => stopReplicas(made));
@@ -125,9 +126,9 @@ describe('REDIS_URL: replicas share one cache', () => {
     const { body } = await gateway.query(three);
     expect(body.errors).toBeUndefined();
     expect(upstream.calls()).toBe(0);
-    // The check's three reads (one round trip), no more: the loads never went back to Redis, so nothing Redis did after
-    // the check could reach them.
-    expect(await reads()).toBe(3);
+    // The check's reads (one round trip: each creator's answer, and an unusable answer remembered for it), no more: the loads
+    // never went back to Redis, so nothing Redis did after the check could reach them.
+    expect(await reads()).toBe(6);
     await control.flushall();
     expect((await gateway.query(three)).body.errors).toBeUndefined();
     expect(upstream.calls()).toBe(0);
@@ -560,6 +561,58 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(await control.exists(linkKey('82'))).toBe(0);
   });
 
+  it.each([
+    ['data that does not fit', { link_struct: { '1': { proportion: 68.5, same_industry_median: 7, value: 7 } } }, { code: 'UPSTREAM_BAD_RESPONSE' }],
+    ['a base_resp status', { base_resp: { status_code: 4001, status_message: 'author not found' } }, { code: 'UPSTREAM_ERROR', upstreamCode: 4001 }],
+  ])('an unusable answer (%s) is shared through Redis for CACHE_TTL_SECONDS: a replica asking later serves it, without a call', async (_name, data, error) => {
+    const { upstream, control, gateways } = await setUp(2, { MAX_UPSTREAM_CALLS_PER_OPERATION: '1' });
+    const [payer, other] = gateways as [TestGateway, TestGateway];
+    upstream.setBehaviour((request) => (request.kolId === '86' ? reply.ok() : reply.ok(data)));
+    const paid = await payer.query(query('84'));
+    for (const kolId of ['85', '87']) await payer.query(query(kolId));
+    expect(paid.body.errors?.[0]?.extensions).toMatchObject({ ...error, kolId: '84' });
+    expect(upstream.calls()).toBe(3);
+
+    // Asked of the other replica: the same error, code and extensions, as the one that paid serves.
+    expect((await other.query(query('84'))).body).toEqual(paid.body);
+    // Kept in Redis as long as the paying replica remembers it (CACHE_TTL_SECONDS, 900 s).
+    expect(await control.pttl(unusableKey('84'))).toBeGreaterThan(890_000);
+    // The cost check knows it costs no call: with one creator it has to pay for, the operation is within its budget of one.
+    const pair = await other.query('{ creators(kolIds: ["85", "86"]) { kolId linkStructure { summary { value } } } }');
+    expect(pair.status).toBe(200);
+    expect(pair.body.errors).toEqual([
+      expect.objectContaining({ path: ['creators', 0, 'linkStructure'], extensions: { ...paid.body.errors![0]!.extensions, kolId: '85' } }),
+    ]);
+    expect(pair.body.data.creators[1].linkStructure.summary.value).toBe(9875885);
+    // A load's own read (no cost check before it: a field the router resolves, say) finds it too.
+    await expect(other.cache.load({ kolId: '87', acceptCache: false, platform: 'SHORT_VIDEO' })).rejects.toMatchObject(error);
+    expect(upstream.calls()).toBe(4);
+    expect(upstream.calls('86')).toBe(1);
+    expect(requestLines(other).map((line) => line['upstreamCalls'])).toEqual([0, 1]);
+    // Remembered in the other replica's memory from then on, as long as in Redis: asked again, it does not read Redis.
+    await control.del(unusableKey('84'));
+    expect((await other.query(query('84'))).body).toEqual(paid.body);
+    expect(upstream.calls('84')).toBe(1);
+  });
+
+  it('a failure that may not happen again is not shared through Redis: a replica asking later calls the upstream', async () => {
+    const { upstream, control, gateways } = await setUp(2, { BREAKER_COOLDOWN_SECONDS: '0' });
+    const [payer, other] = gateways as [TestGateway, TestGateway];
+    const failures: Record<string, FakeReply> = {
+      // Collection failed: the account was served, but the upstream asks for it to be tried again.
+      '88': reply.business(301),
+      '89': reply.business(500),
+      '90': reply.http(503),
+    };
+    upstream.setBehaviour((request) => (request.nth === 1 ? failures[request.kolId!]! : reply.ok()));
+    for (const kolId of Object.keys(failures)) {
+      expect((await payer.query(query(kolId))).body.errors).toHaveLength(1);
+      expect((await other.query(query(kolId))).body.errors).toBeUndefined();
+      expect(upstream.calls(kolId)).toBe(2);
+    }
+    expect(await control.keys(`${prefix}unusable:*`)).toEqual([]);
+  });
+
   it('an unusable answer is remembered though Redis held an expired copy, which is served meanwhile: asked again, no call', async () => {
     const { upstream, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '1', CACHE_STALE_SECONDS: '60' });
     const [first, gateway] = gateways;
@@ -576,6 +629,9 @@ describe('REDIS_URL: replicas share one cache', () => {
     // The first good answer, then one call for the unusable one, remembered for the TTL: not one call per request.
     expect(upstream.calls('83')).toBe(2);
     expect(requestLines(gateway!).map((line) => line['upstreamCalls'])).toEqual([1, 0, 0]);
+    // Remembered through Redis too: the replica that fetched the good answer serves its own expired copy, and calls nothing.
+    expect((await first!.query(staleQuery)).body).toEqual({ data: { creator: { linkStructure: { stale: true, summary: { value: 9875885 } } } } });
+    expect(upstream.calls('83')).toBe(2);
   });
 
   it('an outcome already heard when the lock attempt succeeds is used (lock released), not paid for again: answer or failure', async () => {
@@ -632,13 +688,12 @@ describe('REDIS_URL: replicas share one cache', () => {
     });
     const { tier, connection } = await startTier(redis.url, fetch, 2_000);
     try {
-      // The other replica's answer lands just after this one's read found nothing.
-      const read = connection.getrangeBuffer.bind(connection);
-      vi.spyOn(connection, 'getrangeBuffer').mockImplementationOnce(async (key, start, end) => {
-        const found = await read(key, start, end);
+      // The other replica's answer lands just after this one's read found nothing: as it takes the lock.
+      const set = connection.set.bind(connection) as (...args: unknown[]) => Promise<unknown>;
+      vi.spyOn(connection, 'set').mockImplementationOnce((async (...args: unknown[]) => {
         await control.set(linkKey('110'), JSON.stringify(storedEntry('110')));
-        return found;
-      });
+        return set(...args);
+      }) as never);
       const sources: FetchSource[] = [];
       const request: LinkStructureRequest = { kolId: '110', acceptCache: false, platform: 'SHORT_VIDEO' };
       const answer = await tier.fetch(request, (source) => sources.push(source));
@@ -703,6 +758,41 @@ describe('REDIS_URL: replicas share one cache', () => {
     await control.set(linkKey('209'), JSON.stringify({ ...storedEntry('209'), value: { ...storedEntry('209').value, stale: true } }));
     const flagged = await gateway.query('{ creator(kolId: "209") { linkStructure { stale summary { value } } } }');
     expect(flagged.body.data.creator.linkStructure).toEqual({ stale: false, summary: { value: 1 } });
+    expect(gateway.sharedTier?.status).toBe('ready');
+  });
+
+  it('treats an unreadable, foreign or expired unusable answer in Redis as a miss, says why, and forgets it once answered', async () => {
+    const { upstream, control, gateways } = await setUp(1);
+    const gateway = gateways[0]!;
+    const remembered = (kolId: string, ageMs = 0) => ({ v: 1, storedAt: Date.now() - ageMs, kolId, platform: 'SHORT_VIDEO', code: 'UPSTREAM_ERROR', upstreamCode: 4001 });
+    // The fixture is readable: stored under its own creator, it is served without an upstream call.
+    await control.set(unusableKey('220'), JSON.stringify(remembered('220')));
+    expect((await gateway.query(query('220'))).body.errors?.[0]?.extensions).toMatchObject({ code: 'UPSTREAM_ERROR', upstreamCode: 4001 });
+    expect(upstream.calls('220')).toBe(0);
+
+    const bad: Array<[kolId: string, write: () => Promise<unknown>, reason: string | undefined]> = [
+      ['221', () => control.set(unusableKey('221'), 'not json {'), 'not JSON'],
+      ['222', () => control.set(unusableKey('222'), JSON.stringify({ ...remembered('222'), v: 2 })), 'format version 2, not 1'],
+      ['223', () => control.set(unusableKey('223'), JSON.stringify({ ...remembered('223'), code: 'NOT_A_CODE' })), 'not an unusable-answer entry: invalid code'],
+      // A failure that may not happen again is never taken for one remembered.
+      ['224', () => control.set(unusableKey('224'), JSON.stringify({ ...remembered('224'), code: 'UPSTREAM_TIMEOUT' })), 'UPSTREAM_TIMEOUT is not an unusable answer'],
+      ['225', () => control.set(unusableKey('225'), JSON.stringify(remembered('1'))), 'another creator’s entry'],
+      ['226', () => control.set(unusableKey('226'), JSON.stringify({ ...remembered('226'), platform: 'LIVE_STREAMING' })), 'another platform’s entry'],
+      ['227', () => control.set(unusableKey('227'), JSON.stringify(remembered('227', -365 * 86_400_000))), 'stored in the future'],
+      ['228', () => control.rpush(unusableKey('228'), 'x'), 'not a string'],
+      // Remembered longer ago than CACHE_TTL_SECONDS (900 s): forgotten, as the replica that paid has forgotten it.
+      ['229', () => control.set(unusableKey('229'), JSON.stringify(remembered('229', 900_001))), undefined],
+    ];
+    for (const [kolId, write, reason] of bad) {
+      await write();
+      const answer = await gateway.query(query(kolId));
+      expect(answer.body.errors).toBeUndefined();
+      expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+      expect(upstream.calls(kolId)).toBe(1);
+      expect(await control.exists(unusableKey(kolId))).toBe(0);
+      const logged = gateway.logs.filter((line) => line.msg === 'ignoring an unreadable shared cache entry' && line.key === unusableKey(kolId));
+      expect(logged.map((line) => line.reason)).toEqual(reason === undefined ? [] : [reason]);
+    }
     expect(gateway.sharedTier?.status).toBe('ready');
   });
 

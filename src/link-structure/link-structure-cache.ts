@@ -40,10 +40,11 @@ export interface LinkStructureCacheOptions {
   /** The request an answer answers, by the endpoint that gave it (the upstream's rule): where the answer is kept. */
   answered?: (request: LinkStructureRequest, answer: LinkStructure) => LinkStructureRequest;
   /**
-   * With a shared level (Redis): the answers it holds that stay fresh at least `minFreshMs` more. Planning takes
-   * them into memory, so the loads that follow are answered there and planning need not count them as calls.
+   * With a shared level (Redis): the answers it holds that stay fresh at least `minFreshMs` more, and the unusable answers
+   * (`isUnusableAnswer`) it remembers that long. Planning takes them into memory, so the loads that follow are answered
+   * there and planning need not count them as calls.
    */
-  peekShared?: (requests: readonly LinkStructureRequest[], minFreshMs: number) => Promise<Array<LinkStructure | undefined>>;
+  peekShared?: (requests: readonly LinkStructureRequest[], minFreshMs: number) => Promise<Array<LinkStructure | UpstreamError | undefined>>;
 }
 
 /**
@@ -102,6 +103,14 @@ interface Entry {
   fromShared?: boolean;
 }
 
+/** An unusable answer remembered (`isUnusableAnswer`) until `until`. */
+interface Unusable {
+  error: UpstreamError;
+  until: number;
+  /** Taken from Redis while planning, not yet loaded: its first load reports a `miss` rather than a `hit`. */
+  fromShared?: boolean;
+}
+
 /**
  * How long an answer must stay fresh to be counted free when an operation is planned: one that expires between
  * the plan and the load would make an upstream call nobody was charged for (a client can see when from
@@ -123,13 +132,15 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       ? new LRUCache<string, Entry>({ max: options.maxEntries, ttl: options.ttlMs + staleMs, ttlAutopurge: false })
       : undefined;
   /** Unusable answers by request key, with when they stop being remembered (`isUnusableAnswer`). */
-  const unusable =
-    options.ttlMs > 0 ? new LRUCache<string, { error: UpstreamError; until: number }>({ max: options.maxEntries, ttl: options.ttlMs }) : undefined;
+  const unusable = options.ttlMs > 0 ? new LRUCache<string, Unusable>({ max: options.maxEntries, ttl: options.ttlMs }) : undefined;
   /** The unusable answer remembered for `key` until at least `until`, if any. */
   const unusableAnswer = (key: string, until: number) => {
     const known = unusable?.peek(key);
-    return known && until < known.until ? known.error : undefined;
+    return known && until < known.until ? known : undefined;
   };
+  /** Remembers an unusable answer for the TTL; one another replica remembered in Redis, only as long as it does. */
+  const rememberUnusable = (key: string, error: UpstreamError, fromShared?: boolean) =>
+    unusable?.set(key, { error, until: error.rememberedUntil ?? Date.now() + options.ttlMs, ...(fromShared ? { fromShared } : {}) });
   const canonical = options.canonical ?? ((request: LinkStructureRequest) => request);
   const answered = options.answered ?? ((request: LinkStructureRequest) => request);
   /** Each call in flight, with the requests that asked for it (which of them are still there). */
@@ -206,9 +217,11 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const known = unusableAnswer(key, Date.now());
       if (known) {
         // Answered from memory, without a call: the failure the upstream's last answer was, or the expired copy it would
-        // have fallen back to.
-        report('hit');
-        return new Promise<LinkStructure>((resolve) => resolve(staleOr(key, known)));
+        // have fallen back to. Put there by the cost check's Redis read: a miss that made no call, as when the load reads
+        // Redis itself.
+        report(known.fromShared ? 'miss' : 'hit');
+        known.fromShared = false;
+        return new Promise<LinkStructure>((resolve) => resolve(staleOr(key, known.error)));
       }
       const pending = pendingCall(key, substitute, planned);
       if (pending) {
@@ -259,7 +272,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
             return value;
           },
           (error: unknown) => {
-            if (isUnusableAnswer(error)) unusable?.set(key, { error, until: Date.now() + options.ttlMs });
+            if (isUnusableAnswer(error)) rememberUnusable(key, error);
             return staleOr(key, error);
           },
         )
@@ -311,7 +324,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
           found.forEach((value, index) => {
             if (!value) return;
             const key = linkStructureRequestKey(needed[index]!);
-            entries.set(key, { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs, fromShared: true });
+            if (value instanceof UpstreamError) rememberUnusable(key, value, true);
+            else entries.set(key, { value, freshUntil: value.fetchedAt.getTime() + options.ttlMs, fromShared: true });
           });
           return neededNow().length;
         },

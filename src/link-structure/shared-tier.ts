@@ -5,7 +5,7 @@ import { errorCatalog, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { CallAbandoned, CallCutOff, UpstreamError, isUnusableAnswer } from '../upstream/upstream-error.js';
 import type { CallInterest, FetchSource, LinkStructureFetch } from './link-structure-cache.js';
-import { linkStructureRequestKey, linkStructureSchema, type LinkStructure, type LinkStructureRequest } from './model.js';
+import { creatorPlatforms, linkStructureRequestKey, linkStructureSchema, type LinkStructure, type LinkStructureRequest } from './model.js';
 
 /** A shared answer; `stale` when it is past its TTL and served only because the upstream failed. */
 export type SharedLinkStructure = LinkStructure & { stale?: boolean };
@@ -14,7 +14,7 @@ export type SharedLinkStructure = LinkStructure & { stale?: boolean };
 export type RedisStatus = 'ready' | 'down' | 'disabled';
 
 export const sharedTierEvents = [
-  /** A fresh answer read from Redis: no upstream call. */
+  /** A fresh answer, or an unusable answer remembered, read from Redis: no upstream call. */
   'redis_hit',
   /** Nothing usable in Redis (absent, expired, stale, corrupt or foreign). */
   'redis_miss',
@@ -72,11 +72,12 @@ export interface SharedTier {
    */
   fetch(request: LinkStructureRequest, via?: (source: FetchSource) => void, interest?: CallInterest): Promise<SharedLinkStructure>;
   /**
-   * For each request, the answer Redis holds that stays fresh for at least `minFreshMs` more (one round trip, bounded by
-   * the command timeout), else undefined: what an operation will get without an upstream call. Undefined for every
-   * request while Redis is down or skipped.
+   * For each request, the answer Redis holds that stays fresh for at least `minFreshMs` more, else the unusable answer it
+   * remembers that long (`isUnusableAnswer`, with its `rememberedUntil`, and its `expiredCopy` if Redis holds one), else
+   * undefined (one round trip, bounded by the command timeout): what an operation will get without an upstream call.
+   * Undefined for every request while Redis is down or skipped.
    */
-  peekFresh(requests: readonly LinkStructureRequest[], minFreshMs: number): Promise<Array<LinkStructure | undefined>>;
+  peekFresh(requests: readonly LinkStructureRequest[], minFreshMs: number): Promise<Array<LinkStructure | UpstreamError | undefined>>;
   readonly status: Exclude<RedisStatus, 'disabled'>;
   /**
    * Resolves true once the connection is ready (at once if it is), false after `timeoutMs`, as soon as `until` aborts,
@@ -100,6 +101,22 @@ const entrySchema = z.object({
 type Entry = z.infer<typeof entrySchema>;
 
 const errorCodes = Object.keys(errorCatalog) as [ErrorCode, ...ErrorCode[]];
+
+/**
+ * What is stored under an unusable-answer key: an answer the upstream served for this request that cannot be used
+ * (`isUnusableAnswer`), remembered for the TTL so that no replica pays for it again. Under a key of its own, apart from the
+ * answer's: the expired copy stored there is still served meanwhile, and replicas of an older release never see it.
+ */
+const unusableEntrySchema = z.object({
+  v: z.literal(entryVersion),
+  /** Epoch ms when the upstream gave it; it is remembered for the TTL from here. */
+  storedAt: z.number(),
+  kolId: z.string(),
+  platform: z.enum(creatorPlatforms),
+  code: z.enum(errorCodes),
+  upstreamCode: z.number().optional(),
+});
+type UnusableEntry = z.infer<typeof unusableEntrySchema>;
 
 /**
  * Published on the fill channel when a lock holder's call ends, so waiters need not poll. A failure carries what a
@@ -152,8 +169,18 @@ const closeWaitForFillsMs = 1_000;
 const maxClockSkewMs = 60_000;
 
 type Via = (source: FetchSource) => void;
-/** What another replica's call came to, as its fill message tells it. */
+/** What another replica's call came to, as its fill message tells it or as it left it in Redis. */
 type Outcome = { value: LinkStructure } | { error: UpstreamError };
+/** A request's keys in Redis: its answer's, and that of an unusable answer remembered for it. */
+interface RequestKeys {
+  link: string;
+  unusable: string;
+}
+/** What Redis holds for a request that can answer it: its answer (fresh, or an expired copy), an unusable answer remembered. */
+interface Held {
+  entry: Entry | undefined;
+  unusable: UpstreamError | undefined;
+}
 
 /**
  * The cache level shared by every replica, between the in-process cache and the upstream client:
@@ -286,30 +313,54 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     }
   }
 
+  const keysOf = (request: LinkStructureRequest): RequestKeys => {
+    const id = linkStructureRequestKey(request);
+    return { link: `${prefix}link:${id}`, unusable: `${prefix}unusable:${id}` };
+  };
+
   /** Best effort: a failure is counted and logged, and the caller carries on. */
   const attempt = (run: () => Promise<unknown>) => command(run).catch(() => undefined);
 
-  /** The first bytes of `key`, one past `maxEntryBytes` at most (GETRANGE: an absent key reads as empty). */
-  const readBounded = (key: string) => redis.getrangeBuffer(key, 0, maxEntryBytes);
+  /**
+   * The first bytes under each key, one past `maxEntryBytes` at most (GETRANGE: an absent key reads as empty; MGET would
+   * read a huge value whole), in one round trip; 'wrong type' for another type of value under a key (Redis answered, so it
+   * is up: that value is just not ours, the others are read).
+   */
+  const readAll = (keys: readonly string[]) =>
+    command(async () => {
+      const pipeline = redis.pipeline();
+      for (const key of keys) pipeline.getrangeBuffer(key, 0, maxEntryBytes);
+      const replies = (await pipeline.exec()) ?? [];
+      return keys.map((_key, index) => {
+        const [error, value] = replies[index] ?? [new Error('no reply')];
+        if (isWrongType(error)) return 'wrong type' as const;
+        if (error) throw error;
+        return value as Buffer;
+      });
+    });
 
-  async function read(key: string, request: LinkStructureRequest): Promise<Entry | undefined> {
-    let bytes: Buffer;
-    try {
-      bytes = await readBounded(key);
-      markHealthy();
-    } catch (cause) {
-      // Another type stored under our key: Redis answered, so it is up; the value is just not ours.
-      if (isWrongType(cause)) {
-        markHealthy();
-        return unreadable(key, 'not a string');
-      }
-      markFailing(cause);
-      throw new RedisUnavailable(errorText(cause), { cause });
-    }
-    return parseEntry(key, bytes, request);
+  /** What Redis holds for `request`, read in one round trip. */
+  async function read(request: LinkStructureRequest): Promise<Held> {
+    const keys = keysOf(request);
+    return held(request, keys, await readAll([keys.link, keys.unusable]));
   }
 
-  function parseEntry(key: string, bytes: Buffer, request: LinkStructureRequest): Entry | undefined {
+  /** What the values read under `keys` (the answer's, then the unusable answer's) hold that can answer `request`. */
+  function held(request: LinkStructureRequest, keys: RequestKeys, [link, unusable]: ReadonlyArray<Buffer | 'wrong type'>): Held {
+    const stored = link && parseStored(keys.link, link, entrySchema, 'a link-structure entry');
+    const entry = stored && usableEntry(keys.link, stored, request);
+    // A fresh answer is served whatever else Redis holds (stored since by a replica of an older release, say).
+    if (entry && isFresh(entry)) return { entry, unusable: undefined };
+    const remembered = unusable && parseStored(keys.unusable, unusable, unusableEntrySchema, 'an unusable-answer entry');
+    return { entry, unusable: remembered && rememberedFailure(keys.unusable, remembered, request) };
+  }
+
+  /**
+   * A value read from Redis, if it is `kind` ("a link-structure entry") in this format version (else why not is logged);
+   * undefined if absent.
+   */
+  function parseStored<T>(key: string, bytes: Buffer | 'wrong type', schema: z.ZodType<T>, kind: string): T | undefined {
+    if (bytes === 'wrong type') return unreadable(key, 'not a string');
     // Absent (or empty, which no entry is).
     if (bytes.length === 0) return undefined;
     if (bytes.length > maxEntryBytes) return unreadable(key, `longer than ${maxEntryBytes} bytes`);
@@ -322,25 +373,49 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     }
     // The version first: another format may differ anywhere, and should be reported as what it is.
     const version = entryVersionSchema.safeParse(json);
-    if (!version.success) return unreadable(key, 'not a link-structure entry');
+    if (!version.success) return unreadable(key, `not ${kind}`);
     if (version.data.v !== entryVersion) return unreadable(key, `format version ${version.data.v}, not ${entryVersion}`);
-    const entry = entrySchema.safeParse(json);
-    if (!entry.success) return unreadable(key, `not a link-structure entry: invalid ${entry.error.issues[0]?.path.join('.')}`);
-    return usableEntry(key, entry.data, request);
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) return unreadable(key, `not ${kind}: invalid ${parsed.error.issues[0]?.path.join('.')}`);
+    return parsed.data;
+  }
+
+  /** Why something stored for `kolId` on `platform` at `storedAt` cannot answer `request`, if it cannot. */
+  function unfitFor(stored: { kolId: string; platform: string }, storedAt: number, request: LinkStructureRequest): string | undefined {
+    if (stored.kolId !== request.kolId) return 'another creator’s entry';
+    if (stored.platform !== request.platform) return 'another platform’s entry';
+    // Stored "later" than now by more than any replica's clock could be off: it would be served past its TTL.
+    if (storedAt > Date.now() + maxClockSkewMs) return 'stored in the future';
+    return undefined;
   }
 
   /** An entry, from Redis or from a fill message, if it can answer `request` (else why not is logged). */
   function usableEntry(key: string, entry: Entry, request: LinkStructureRequest): Entry | undefined {
-    if (entry.value.kolId !== request.kolId) return unreadable(key, 'another creator’s entry');
-    if (entry.value.platform !== request.platform) return unreadable(key, 'another platform’s entry');
-    // Stored or fetched "later" than now by more than any replica's clock could be off: it would stay fresh past its
-    // TTL, here (from storedAt) or in the in-process cache (from fetchedAt).
-    const latest = Date.now() + maxClockSkewMs;
-    if (entry.storedAt > latest) return unreadable(key, 'stored in the future');
-    if (entry.value.fetchedAt.getTime() > latest) return unreadable(key, 'fetched in the future');
+    // Fetched "later" than now, it would stay fresh past its TTL in the in-process cache (from fetchedAt) too.
+    const unfit =
+      unfitFor(entry.value, entry.storedAt, request) ??
+      (entry.value.fetchedAt.getTime() > Date.now() + maxClockSkewMs ? 'fetched in the future' : undefined);
+    if (unfit) return unreadable(key, unfit);
     // Only this replica decides whether what it serves is stale; the flag is never stored by a replica.
     const { stale: _stale, ...value } = entry.value;
     return { ...entry, value };
+  }
+
+  /**
+   * An unusable answer remembered in Redis, as the error the replica that paid for it serves, until it would forget it
+   * (else undefined; why, if it cannot answer `request`, is logged).
+   */
+  function rememberedFailure(key: string, stored: UnusableEntry, request: LinkStructureRequest): UpstreamError | undefined {
+    const unfit = unfitFor(stored, stored.storedAt, request);
+    if (unfit) return unreadable(key, unfit);
+    const error = new UpstreamError(stored.code, 'an unusable answer another replica paid for, remembered in Redis', {
+      upstreamCode: stored.upstreamCode,
+      accountServed: true,
+    });
+    // Only a failure the upstream would give again is remembered: any other (one that may not happen again) is a miss.
+    if (!isUnusableAnswer(error)) return unreadable(key, `${stored.code} is not an unusable answer`);
+    error.rememberedUntil = stored.storedAt + options.ttlMs;
+    return Date.now() < error.rememberedUntil ? error : undefined;
   }
 
   function unreadable(key: string, reason: string): undefined {
@@ -454,14 +529,23 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     return { error };
   }
 
-  /** A waiter's answer from another replica's call: its value, or its failure (covered by an expired copy, if there is one). */
-  function settle(outcome: Outcome, stale: LinkStructure | undefined, via: Via): SharedLinkStructure {
+  /**
+   * An answer from another replica's call: its value (reported as from `source`), or its failure (covered by an expired
+   * copy, if there is one; a failure reports no source, as none answered).
+   */
+  function settle(outcome: Outcome, stale: LinkStructure | undefined, via: Via, source: FetchSource = 'replica'): SharedLinkStructure {
     if ('value' in outcome) {
-      via('replica');
+      via(source);
       return outcome.value;
     }
     if (stale) return serveStale(stale, outcome.error);
     throw outcome.error;
+  }
+
+  /** What Redis holds that answers without a call: a fresh answer, else an unusable answer remembered. */
+  function heldOutcome(found: Held): Outcome | undefined {
+    if (found.entry && isFresh(found.entry)) return { value: found.entry.value };
+    return found.unusable && { error: found.unusable };
   }
 
   /** This replica holds the lock: call the upstream once, store and announce the outcome, release. */
@@ -484,11 +568,11 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       // Another replica may have filled the key between our read and our lock. The lock is ours all the
       // same: released at once, or the others would wait on it, then take it over, until it expired.
       // Not while Redis is failing (the lock's reply timed out): the upstream call would wait for nothing.
-      const current = skipRedis() ? undefined : await read(key, request).catch(() => undefined);
-      if (current && isFresh(current)) {
+      const current = skipRedis() ? undefined : await read(request).catch(() => undefined);
+      const known = current && heldOutcome(current);
+      if (known) {
         await release();
-        via('redis');
-        return current.value;
+        return settle(known, stale, via, 'redis');
       }
 
       let value: LinkStructure;
@@ -512,11 +596,24 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           error instanceof UpstreamError
             ? { key, ok: false as const, code: error.code, upstreamCode: error.upstreamCode, ...(error.accountServed ? { accountServed: true } : {}) }
             : { key, ok: false as const, code: 'UPSTREAM_BAD_RESPONSE' as const };
-        await unlessFailing(Promise.all([attempt(() => redis.publish(channel, JSON.stringify(failure))), release()]));
+        // One the upstream would give again is remembered for the TTL, as every replica that hears of it remembers it, so
+        // that a replica asking later does not pay for it again. Any other is not: it may not happen again.
+        const remembered: UnusableEntry | undefined =
+          isUnusableAnswer(error) && options.ttlMs > 0
+            ? { v: entryVersion, storedAt: Date.now(), kolId: request.kolId, platform: request.platform, code: error.code, upstreamCode: error.upstreamCode }
+            : undefined;
+        // Sent back to back on one connection, so Redis stores before it announces and releases.
+        await unlessFailing(
+          Promise.all([
+            ...(remembered ? [attempt(() => redis.set(keysOf(request).unusable, JSON.stringify(remembered), 'PX', options.ttlMs))] : []),
+            attempt(() => redis.publish(channel, JSON.stringify(failure))),
+            release(),
+          ]),
+        );
         if (stale) return serveStale(stale, error);
         throw error;
       }
-      const entry: Entry = { v: 1, storedAt: Date.now(), value };
+      const entry: Entry = { v: entryVersion, storedAt: Date.now(), value };
       // CACHE_TTL_SECONDS=0 keeps nothing, stale grace or not: waiters still get the answer through the message.
       const keepMs = options.ttlMs > 0 ? options.ttlMs + options.staleMs : 0;
       // Under the key it was asked by (this lock's waiters read it there if they miss the message), and under the one of
@@ -527,10 +624,12 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       const storable = Buffer.byteLength(stored) <= maxEntryBytes;
       if (!storable) warnLimited('answer too large for the shared cache: announced, not stored', { kolId: request.kolId, maxEntryBytes });
       const keys = keepMs > 0 && storable ? [...new Set([key, answeredKey])] : [];
-      // Sent back to back on one connection, so Redis stores before it announces and releases.
+      // Sent back to back on one connection, so Redis stores before it announces and releases. An unusable answer remembered
+      // for the request is forgotten, as in memory: this one answers it now (and one that could not be read goes).
       await unlessFailing(
         Promise.all([
           ...keys.map((storedKey) => attempt(() => redis.set(storedKey, stored, 'PX', keepMs))),
+          attempt(() => redis.del(keysOf(request).unusable)),
           attempt(() => redis.publish(channel, JSON.stringify({ key, ok: true, entry } satisfies FillMessage))),
           release(),
         ]),
@@ -650,19 +749,17 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         }
         // No message in time: the fill may have happened unannounced (subscriber down), or the holder died.
         if (skipRedis()) continue;
-        let entry: Entry | undefined;
+        let found: Held;
         try {
-          entry = await read(key, request);
+          found = await read(request);
           unansweredSince = undefined;
         } catch (error) {
           if (!(error instanceof RedisUnavailable)) throw error;
           unansweredSince ??= Date.now();
           continue;
         }
-        if (entry && isFresh(entry)) {
-          via('replica');
-          return entry.value;
-        }
+        const known = heldOutcome(found);
+        if (known) return settle(known, stale, via);
       }
     } finally {
       fillMessage.stop();
@@ -679,30 +776,25 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     return undefined;
   }
 
-  async function peekFresh(requests: readonly LinkStructureRequest[], minFreshMs: number): Promise<Array<LinkStructure | undefined>> {
+  async function peekFresh(requests: readonly LinkStructureRequest[], minFreshMs: number): Promise<Array<LinkStructure | UpstreamError | undefined>> {
     const none = () => requests.map(() => undefined);
     if (requests.length === 0 || skipRedis()) return none();
-    const keys = requests.map((request) => `${prefix}link:${linkStructureRequestKey(request)}`);
+    const keys = requests.map(keysOf);
     try {
-      // One round trip, each value read only as far as an entry can go (MGET would read a huge one whole).
-      const values = await command(async () => {
-        const pipeline = redis.pipeline();
-        for (const key of keys) pipeline.getrangeBuffer(key, 0, maxEntryBytes);
-        const replies = (await pipeline.exec()) ?? [];
-        return keys.map((_key, index) => {
-          const [error, value] = replies[index] ?? [new Error('no reply')];
-          // Another type under the key is not Redis failing: that value is unreadable, the others are read.
-          if (isWrongType(error)) return 'wrong type' as const;
-          if (error) throw error;
-          return value as Buffer;
-        });
-      });
+      const values = await readAll(keys.flatMap(({ link, unusable }) => [link, unusable]));
       return requests.map((request, index) => {
-        const value = values[index]!;
-        const entry = value === 'wrong type' ? unreadable(keys[index]!, 'not a string') : parseEntry(keys[index]!, value, request);
-        if (entry === undefined || ageMs(entry) + minFreshMs >= options.ttlMs) return undefined;
+        const found = held(request, keys[index]!, values.slice(2 * index, 2 * index + 2));
+        const freshFor = (entry: Entry) => options.ttlMs - ageMs(entry);
+        if (found.entry && freshFor(found.entry) > minFreshMs) {
+          emit('redis_hit');
+          return found.entry.value;
+        }
+        const failure = found.unusable;
+        if (failure === undefined || failure.rememberedUntil! - Date.now() <= minFreshMs) return undefined;
+        // Passed up with the expired copy a load would serve for it, as a load's own read does (see serveStale).
+        if (found.entry && isUsableStale(found.entry)) failure.expiredCopy = found.entry.value;
         emit('redis_hit');
-        return entry.value;
+        return failure;
       });
     } catch {
       return none();
@@ -719,17 +811,17 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       emit('redis_bypass');
       return options.fetch(request, via, interest);
     }
-    const key = `${prefix}link:${linkStructureRequestKey(request)}`;
+    const key = keysOf(request).link;
     let stale: LinkStructure | undefined;
     try {
-      const entry = await read(key, request);
-      if (entry && isFresh(entry)) {
+      const found = await read(request);
+      if (found.entry && isUsableStale(found.entry)) stale = found.entry.value;
+      const known = heldOutcome(found);
+      if (known) {
         emit('redis_hit');
-        via('redis');
-        return entry.value;
+        return settle(known, stale, via, 'redis');
       }
       emit('redis_miss');
-      if (entry && isUsableStale(entry)) stale = entry.value;
       return await fillOrWait(request, key, stale, via, interest);
     } catch (error) {
       if (error instanceof RedisUnavailable) return direct(request, stale, via, interest);

@@ -32,6 +32,11 @@ export class UpstreamError extends Error {
    * cache remembers it and serves this copy meanwhile.
    */
   expiredCopy: LinkStructure | undefined;
+  /**
+   * For an unusable answer another replica paid for and remembered in Redis: when it stops remembering it (epoch ms).
+   * The in-process cache forgets it then too, not a whole TTL after reading it.
+   */
+  rememberedUntil: number | undefined;
 
   constructor(
     code: ErrorCode,
