@@ -6,7 +6,7 @@ import { afterIo, type Logger } from './logger.js';
 import { createMetrics, recordBreakerOpening, recordCacheLookup, recordSharedTierEvent, recordUpstreamAttempt, type Metrics } from './metrics.js';
 import { createProtection } from './protection/protection.js';
 import type { ReadinessSources } from './readiness.js';
-import { createRedisClient } from './redis-client.js';
+import { createRedisClient, redisConnectTimeoutMs } from './redis-client.js';
 import { createRequestObserver, type HttpRefusal } from './request-observer.js';
 import { createUpstreamClient, type UpstreamClient } from './upstream/link-struct-client.js';
 
@@ -155,6 +155,9 @@ function createGatewaySharedTier(
     // Renewed while the holder's call runs, so a holder that dies blocks the others for at most this long.
     lockTtlMs: 5_000,
     waitTimeoutMs: upstreamBudgetMs,
+    // A Redis that answers nothing for as long as a connection attempt may take is down, not slow: a waiter stops
+    // waiting on it then (2 s by default), rather than for the whole lock TTL.
+    redisSilenceMs: redisConnectTimeoutMs(env.REDIS_TIMEOUT_MS),
     logger: logger.child({ component: 'shared-cache' }),
     fetch: upstream.fetchLinkStructure,
     answered: upstream.answeredRequest,

@@ -29,8 +29,9 @@ export async function freePort(): Promise<number> {
 
 /**
  * A throwaway redis-server on 127.0.0.1, persistence off, that the test starts and stops itself.
- * `kill` is a crash (SIGKILL); `restart` starts a new, empty server on the same port. `extraArgs` are more
- * redis-server options (`--requirepass pw`).
+ * `kill` is a crash (SIGKILL); `restart` starts a new, empty server on the same port; `pause` stops the process
+ * (SIGSTOP: connections stay open, nothing is answered) until `resume`. `extraArgs` are more redis-server options
+ * (`--requirepass pw`).
  */
 export async function startRedisServer(extraArgs: string[] = []) {
   requireRedisServer();
@@ -73,6 +74,8 @@ export async function startRedisServer(extraArgs: string[] = []) {
     port,
     url: `redis://127.0.0.1:${port}`,
     kill: () => stop('SIGKILL'),
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
     restart: launch,
     async close() {
       await stop('SIGKILL');

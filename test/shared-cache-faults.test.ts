@@ -111,6 +111,35 @@ describe('REDIS_URL: a replica waiting on another’s call through Redis trouble
   });
 });
 
+describe('REDIS_URL: a replica waiting on another’s call when Redis falls silent', () => {
+  it('calls the upstream itself once Redis has answered nothing for 2 s, not for the fill lock’s 5 s', async () => {
+    // The holder's call takes a while (its answer then finds Redis silent: nobody hears it); the waiter's own is answered at once.
+    const { upstream, redis, gateways } = await setUp(2, { REDIS_TIMEOUT_MS: '100' }, (request) => reply.ok(undefined, request.nth === 1 ? 1_500 : 0));
+    const [holder, waiter] = gateways as [TestGateway, TestGateway];
+    const held = holder.query(query('714'));
+    await waitFor(() => upstream.calls('714') === 1);
+    const waited = waiter.query(query('714'));
+    await waitFor(() => waiter.sharedTier!.counters.lock_wait === 1);
+    // The process stopped (a frozen host, a hung fork): its connections stay open, and nothing is answered on them.
+    const silenced = Date.now();
+    redis.pause();
+    const answer = await waited;
+    const waitedMs = Date.now() - silenced;
+    redis.resume();
+    expect(answer.body.errors).toBeUndefined();
+    expect(answer.body.data.creator.linkStructure.summary.value).toBe(9875885);
+    expect(upstream.calls('714')).toBe(2);
+    expect(requestLines(waiter)).toEqual([expect.objectContaining({ upstreamCalls: 1, redisHits: 0 })]);
+    // 2 s of silence (at least two of the one-second checks on a Redis marked down), a poll, then the call.
+    expect(waitedMs).toBeGreaterThanOrEqual(1_900);
+    expect(waitedMs).toBeLessThan(3_000);
+    expect(waiter.logs.filter((line) => line['msg'] === 'gave up waiting for another replica’s upstream call')).toEqual([
+      expect.objectContaining({ level: 'warn', kolId: '714', reason: 'redis not answering' }),
+    ]);
+    expect((await held).body.errors).toBeUndefined();
+  });
+});
+
 describe('REDIS_URL: a lock attempt that got no reply while waiting, applied late', () => {
   it('is this replica’s lock: it fills at once, instead of waiting its own lock out as another’s', async () => {
     const { redis, control } = await setUp(0);

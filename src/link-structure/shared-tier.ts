@@ -52,6 +52,13 @@ export interface SharedTierOptions {
   /** How often a waiter re-checks Redis, in case it missed the fill message or the holder died. */
   pollMs?: number;
   /**
+   * How long a waiter goes on waiting for another replica's call while Redis answers nothing (neither a command nor a fill
+   * message), counted from the first command left unanswered: past it Redis is down rather than slow (the holder can
+   * neither renew its lock nor announce its answer), and the waiter calls the upstream itself. At least twice `cooldownMs`,
+   * so that a waiter tries Redis again after the pause that follows a failure; at most, and by default, `lockTtlMs`.
+   */
+  redisSilenceMs?: number;
+  /**
    * After a failed command, Redis is skipped this long (unless the connection comes back first); while it is
    * marked down, a PING probes it this often, so the status recovers without waiting for a request.
    */
@@ -197,6 +204,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   const channel = database === 0 ? `${prefix}filled` : `${prefix}filled:db${database}`;
   const pollMs = options.pollMs ?? Math.max(50, Math.min(250, Math.floor(options.lockTtlMs / 4)));
   const cooldownMs = options.cooldownMs ?? 1_000;
+  const redisSilenceMs = Math.min(options.lockTtlMs, Math.max(2 * cooldownMs, options.redisSilenceMs ?? options.lockTtlMs));
   const counters = Object.fromEntries(sharedTierEvents.map((event) => [event, 0])) as Record<SharedTierEvent, number>;
   const emit = (event: SharedTierEvent) => {
     counters[event] += 1;
@@ -653,7 +661,8 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     const lockKey = `${prefix}lock:${linkStructureRequestKey(request)}`;
     let deadline = Date.now() + options.waitTimeoutMs;
     let waited = false;
-    // While waiting: since when Redis has failed or been skipped, with no command answered nor message heard since.
+    // While waiting: since when Redis has failed (since the failed command was sent) or been skipped, with no command
+    // answered nor message heard since.
     let unansweredSince: number | undefined;
     // A lock attempt of this wait that got no reply: Redis may have set the lock with this token. Tried again with the same
     // token (so it becomes ours once free), and released when the wait ends without having filled.
@@ -677,6 +686,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         if (waited && skipRedis()) {
           unansweredSince ??= Date.now();
         } else {
+          const asked = Date.now();
           try {
             acquired = await command(() =>
               maybeHeld === undefined
@@ -687,7 +697,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
           } catch (error) {
             if (!(error instanceof RedisUnavailable)) throw error;
             if (waited) {
-              unansweredSince ??= Date.now();
+              unansweredSince ??= asked;
               maybeHeld = token;
             } else {
               // No reply in time, yet Redis may have set the lock all the same. An outcome already received answers as
@@ -723,9 +733,9 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         if (!waited) emit('lock_wait');
         waited = true;
         const now = Date.now();
-        // Redis answering nothing for as long as a lock outlives a holder that stopped renewing it: the holder could not
-        // renew, store or announce either, and the wait would only delay this request.
-        const giveUpAt = unansweredSince === undefined ? deadline : Math.min(deadline, unansweredSince + options.lockTtlMs);
+        // Redis answering nothing for `redisSilenceMs`: down, not slow. The holder can renew, store or announce nothing
+        // either, and the wait would only delay this request.
+        const giveUpAt = unansweredSince === undefined ? deadline : Math.min(deadline, unansweredSince + redisSilenceMs);
         if (giveUpAt <= now) {
           const redisSilent = giveUpAt < deadline;
           warnLimited(
@@ -750,12 +760,13 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         // No message in time: the fill may have happened unannounced (subscriber down), or the holder died.
         if (skipRedis()) continue;
         let found: Held;
+        const asked = Date.now();
         try {
           found = await read(request);
           unansweredSince = undefined;
         } catch (error) {
           if (!(error instanceof RedisUnavailable)) throw error;
-          unansweredSince ??= Date.now();
+          unansweredSince ??= asked;
           continue;
         }
         const known = heldOutcome(found);
