@@ -43,8 +43,9 @@ describe('query limits, refused before execution with a coded error', () => {
   });
 
   it('copies of one field that each spread the next fragment are planned once per response key, as execution runs them', async () => {
-    // 156 repeated fields: MAX_REPEATED_FIELDS now refuses this document by default; raised, so the plan is what is tested.
-    const { upstream, gateway } = await setUp({ MAX_REPEATED_FIELDS: '200' });
+    // 4,875 repeated fields (each copy's level collects the 40 of the fragment it spreads): MAX_REPEATED_FIELDS refuses
+    // this document by default; raised, so the plan is what is tested.
+    const { upstream, gateway } = await setUp({ MAX_REPEATED_FIELDS: '5000' });
     // 40 copies of one field per level, each spreading the next level's fragment: 40^4 field visits (about a second of
     // blocked event loop per request) when the planner walked every copy on its own; execution merges the copies and
     // spreads each fragment once. 3 KB, no alias, within every limit; a different (free) `creators` list each time
@@ -241,7 +242,7 @@ describe('MAX_REPEATED_FIELDS', () => {
         extensions: { code: 'QUERY_TOO_COMPLEX', retryable: false, limit: 50 },
       },
     ]);
-    // 50 repeats, and fields repeated through named fragments (as colocated client fragments repeat them), still run.
+    // 50 repeats, and the few fields colocated client fragments repeat, still run.
     const within = await gateway.query(`query Fifty { creator(kolId: "1") { ${copies(51)} } }`);
     expect(within.body.errors).toBeUndefined();
     const fragments = await gateway.query(`query Colocated { creator(kolId: "1") { kolId ...A ...B ... on Creator { kolId } } }
@@ -252,11 +253,31 @@ describe('MAX_REPEATED_FIELDS', () => {
     expect(upstream.calls()).toBe(1);
   });
 
-  it('counts fields repeating a response key at one level, inline fragments flattened into it, named fragments apart', () => {
-    const count = (source: string) => repeatedFields(parse(source), 100);
+  it('refuses fields repeated through named fragments as it refuses inline copies: 75 fragments each asking for one field', async () => {
+    const { upstream, gateway } = await setUp();
+    // 4.5 KB, within every other limit: about 7 ms to validate, on every new document, before it was counted.
+    const names = Array.from({ length: 75 }, (_, index) => `F${index}`);
+    const { status, body } = await gateway.query(`query Spread { creator(kolId: "1") { ${names.map((name) => `...${name}`).join(' ')} } }
+      ${names.map((name) => `fragment ${name} on Creator { linkStructure { stale } }`).join(' ')}`);
+    expect(status).toBe(400);
+    expect(body.errors).toEqual([expect.objectContaining({ extensions: { code: 'QUERY_TOO_COMPLEX', retryable: false, limit: 50 } })]);
+    expect(upstream.calls()).toBe(0);
+  });
+
+  it('counts fields repeating a response key at one level, as execution collects them through inline and named fragments', () => {
+    const count = (source: string) => repeatedFields(parse(source), 1_000);
     expect(count('{ a a b: a b ... on Q { a ... { b } } }')).toBe(4);
-    expect(count('{ x { a a } y: x { a a } } fragment F on Q { a a ...F }')).toBe(3);
-    expect(count('{ a ...F } fragment F on Q { a }')).toBe(0);
+    expect(count('{ x { a a } y: x { a a } }')).toBe(2);
+    // Through named fragments, and theirs: `a` three times at the operation's level, twice at F's.
+    expect(count('{ a ...F } fragment F on Q { a ... on Q { ...G } } fragment G on Q { a }')).toBe(2 + 1);
+    // Each fragment once per level, as execution spreads it: two spreads of one fragment repeat nothing.
+    expect(count('{ ...F ...F x { ...F } } fragment F on Q { a }')).toBe(0);
+    // A cycle (refused by validation) is followed once round: the fragment's own level has spread it already.
+    expect(count('{ ...A } fragment A on Q { a ...B } fragment B on Q { a ...A }')).toBe(1 + 1 + 1);
+    // A chain of fragments that each spread the next twice: counted once per fragment and level (an exponential count
+    // would never end). The operation's level collects `a` from all 31 fragments (30 repeats), Fi's level from 31 − i.
+    const chain = Array.from({ length: 31 }, (_, index) => `fragment F${index} on Q { a ...F${index + 1} ...F${index + 1} }`).join(' ');
+    expect(count(`{ ...F0 } ${chain}`)).toBe(30 + (30 * 31) / 2);
     expect(repeatedFields(parse(`{ ${'a '.repeat(500)} }`), 10)).toBe(11);
   });
 });
