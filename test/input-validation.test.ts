@@ -138,6 +138,33 @@ describe('bad input is refused before any upstream call', () => {
     expect(upstream.calls()).toBe(0);
   });
 
+  it('refuses a kolIds variable longer than MAX_KOL_IDS by its length, before reading one of its items, as a list in the query', async () => {
+    upstream.reset();
+    const query = 'query Many($ids: [ID!]!) { first: creators(kolIds: $ids) { kolId } ...More } fragment More on Query { creators(kolIds: $ids) { kolId } }';
+    const extensions = { code: 'BAD_USER_INPUT', retryable: false, argument: 'kolIds', maxKolIds: 5 };
+    const refusal = (given: number, path: string, at: number) => ({
+      message: `kolIds accepts at most 5 ids; ${given} were given.`,
+      locations: [{ line: 1, column: at + 1 }],
+      path: [path],
+      extensions,
+    });
+    const expected = (given: number) => ({
+      data: null,
+      errors: [refusal(given, 'first', query.indexOf('first:')), refusal(given, 'creators', query.lastIndexOf('creators('))],
+    });
+    const six = await gateway.query(query, { ids: ['1', '2', '3', '4', '5', '6'] });
+    expect(six.body).toEqual(expected(6));
+    // 20,000 items none of which is an ID: coercing them (8–14 ms for valid ones) reported 50 of them, then gave up.
+    const long = await gateway.query(query, { ids: Array.from({ length: 20_000 }, () => ({})) });
+    expect(long.status).toBe(six.status);
+    expect(long.body).toEqual(expected(20_000));
+    // Where no field it feeds runs, execution would still coerce it: refused all the same, for the whole request.
+    const skipped = await gateway.query('query Skipped($ids: [ID!]!) { creators(kolIds: $ids) @skip(if: true) { kolId } }', { ids: Array.from({ length: 20_000 }, () => '1') });
+    expect(skipped.body.data).toBeUndefined();
+    expect(skipped.body.errors).toEqual([{ message: 'kolIds accepts at most 5 ids; 20000 were given.', extensions }]);
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('refuses a kolIds list with one bad id, calling nothing for the good ones', async () => {
     upstream.reset();
     const { body } = await gateway.query('{ creators(kolIds: ["1", "x"]) { linkStructure { fetchedAt } } }');

@@ -1,6 +1,6 @@
 import { buildSchema, getOperationAST, Kind, parse, type FragmentDefinitionNode } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { planUpstreamCalls } from '../src/protection/upstream-plan.js';
+import { listLimits, planUpstreamCalls } from '../src/protection/upstream-plan.js';
 import { createTestGateway, type TestGateway } from './gateway.js';
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 
@@ -164,5 +164,22 @@ describe('the count of the answer’s fields (MAX_RESULT_FIELDS)', () => {
     const over = planUpstreamCalls(subgraphSchema, getOperationAST(document)!, new Map(), { r: representations }, 100, 21);
     expect(over.requestErrors?.map((error) => error.extensions.code)).toEqual(['QUERY_TOO_COMPLEX']);
     expect(over.requests).toEqual([]);
+  });
+});
+
+describe('the longest list a variable can hold (listLimits)', () => {
+  it('is MAX_KOL_IDS for a list of IDs, which only `kolIds` takes, and unbounded for representations', async () => {
+    const { subgraphSchema: schema } = await import('../src/graphql/schema.js');
+    const limits = listLimits(schema, 7);
+    expect([...limits.keys()]).toEqual(['[ID]']);
+    expect(limits.get('[ID]')?.longest).toBe(7);
+    expect(limits.get('[ID]')?.refusal(8).message).toBe('kolIds accepts at most 7 ids; 8 were given.');
+  });
+
+  it('is unbounded for a list type that any other argument takes too: the variable may be meant for that one', () => {
+    const schema = buildSchema(/* GraphQL */ `
+      type Query { creators(kolIds: [ID!]!): [ID!]! tagged(ids: [ID]): [ID] }
+    `);
+    expect(listLimits(schema, 7).size).toBe(0);
   });
 });

@@ -1,3 +1,4 @@
+import type { GraphQLError } from 'graphql';
 import { badUserInput } from '../errors.js';
 
 const kolIdPattern = /^[0-9]{1,32}$/;
@@ -18,15 +19,15 @@ export function parseKolId(raw: unknown, argument = 'kolId'): string {
 }
 
 export function parseKolIds(raw: readonly string[], maxKolIds: number): string[] {
-  if (raw.length > maxKolIds) {
-    throw badUserInput(`kolIds accepts at most ${maxKolIds} ids; ${raw.length} were given.`, {
-      argument: 'kolIds',
-      maxKolIds,
-    });
-  }
+  if (raw.length > maxKolIds) throw tooManyKolIds(raw.length, maxKolIds);
   return raw.map((kolId, index) => {
     if (isKolId(kolId)) return kolId;
     // Which one, as `_entities` says for a representation: the list may be long. The value is cut to what a kolId can be.
     throw badUserInput('kolIds must be 1 to 32 ASCII digits.', { argument: 'kolIds', index, kolId: String(kolId).slice(0, 32) });
   });
+}
+
+/** The refusal of a `kolIds` list longer than MAX_KOL_IDS, written in the query or sent as a variable. */
+export function tooManyKolIds(given: number, maxKolIds: number): GraphQLError {
+  return badUserInput(`kolIds accepts at most ${maxKolIds} ids; ${given} were given.`, { argument: 'kolIds', maxKolIds });
 }

@@ -6,6 +6,7 @@ import {
   getArgumentValues,
   getDirectiveValues,
   getNamedType,
+  isInputObjectType,
   isObjectType,
   isInterfaceType,
   typeFromAST,
@@ -13,14 +14,16 @@ import {
   type FragmentDefinitionNode,
   type GraphQLField,
   type GraphQLCompositeType,
+  type GraphQLInputType,
   type GraphQLSchema,
+  type GraphQLType,
   type OperationDefinitionNode,
   type SelectionSetNode,
   type SelectionNode,
   type ASTNode,
 } from 'graphql';
 import { badUserInput, codedError } from '../errors.js';
-import { isKolId, parseKolId, parseKolIds } from '../link-structure/kol-id.js';
+import { isKolId, parseKolId, parseKolIds, tooManyKolIds } from '../link-structure/kol-id.js';
 import { linkStages, linkStructureRequestFor, linkStructureRequestKey, type LinkStructureRequest } from '../link-structure/model.js';
 
 export interface UpstreamPlan {
@@ -84,6 +87,63 @@ const listItems: Record<string, number> = {
 };
 
 /**
+ * List arguments that take so many items at most, by `Type.field.argument`, and the refusal of a longer list (the one
+ * `creatorSources` gives for a list written in the query). Every other list argument of the schema takes any length.
+ */
+const limitedLists: Record<string, { longest: (maxKolIds: number) => number; refusal: (given: number, maxKolIds: number) => GraphQLError }> = {
+  'Query.creators.kolIds': { longest: (maxKolIds) => maxKolIds, refusal: tooManyKolIds },
+};
+
+/** The longest list a variable of one list type can be used for, and the refusal of a longer one. */
+export interface ListLimit {
+  longest: number;
+  refusal: (given: number) => GraphQLError;
+}
+
+/** Variables, by name, holding a list longer than any argument of their type takes: their length, and its limit. */
+export type TooLongLists = ReadonlyMap<string, { given: number; limit: ListLimit }>;
+
+/**
+ * The list types (by `listTypeKey`) that only limited arguments take, each with the longest list any of them takes. A
+ * variable's type is the type of every argument it is used for (validation has checked it), so one of these types
+ * holding a longer list is refused wherever it is used; a list type that some argument or input field takes at any
+ * length is absent.
+ */
+export function listLimits(schema: GraphQLSchema, maxKolIds: number): ReadonlyMap<string, ListLimit> {
+  const limits = new Map<string, ListLimit | 'any length'>();
+  const takes = (type: GraphQLInputType, coordinate?: string) => {
+    const key = listTypeKey(type);
+    const known = key === undefined ? undefined : limits.get(key);
+    if (key === undefined || known === 'any length') return;
+    const limited = coordinate === undefined ? undefined : limitedLists[coordinate];
+    if (!limited) {
+      limits.set(key, 'any length');
+      return;
+    }
+    const longest = limited.longest(maxKolIds);
+    if (!known || known.longest < longest) limits.set(key, { longest, refusal: (given) => limited.refusal(given, maxKolIds) });
+  };
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (isObjectType(type) || isInterfaceType(type)) {
+      for (const field of Object.values(type.getFields())) for (const arg of field.args) takes(arg.type, `${type.name}.${field.name}.${arg.name}`);
+    } else if (isInputObjectType(type)) {
+      for (const field of Object.values(type.getFields())) takes(field.type);
+    }
+  }
+  for (const directive of schema.getDirectives()) for (const arg of directive.args) takes(arg.type);
+  return new Map([...limits].filter((entry): entry is [string, ListLimit] => entry[1] !== 'any length'));
+}
+
+/**
+ * A list type as validation matches a variable's type to an argument's, with every `!` left out (`[ID!]!` is `[ID]`:
+ * a variable may be non-null where null is allowed); undefined for a type that is not a list.
+ */
+export function listTypeKey(type: GraphQLType): string | undefined {
+  const key = String(type).replace(/!/g, '');
+  return key.startsWith('[') ? key : undefined;
+}
+
+/**
  * What one `_entities` representation that fails (not a Creator, or a bad kolId) weighs in the count of the answer's
  * fields: its error (made, located, cleaned, serialized) costs about as much CPU as 50 fields (130 µs against 2.5 µs).
  */
@@ -103,6 +163,7 @@ export function planUpstreamCalls(
   variables: Args,
   maxKolIds: number,
   maxResultFields = Number.POSITIVE_INFINITY,
+  tooLongLists: TooLongLists = new Map(),
 ): UpstreamPlan {
   const requests = new Map<string, { request: LinkStructureRequest; places: number }>();
   const errors: GraphQLError[] = [];
@@ -209,6 +270,12 @@ export function planUpstreamCalls(
       let args: Args = noArgs;
       // A field that takes no arguments has none to coerce (validation refused any written on it).
       if (field.args.length > 0) {
+        // A variable too long for every argument of its type is left out of `variables`: the field is refused by its length.
+        const tooLong = tooLongLists.size > 0 ? tooLongArgument(selection, tooLongLists) : undefined;
+        if (tooLong) {
+          errors.push(atPath(tooLong, pathArray(responsePath), selection));
+          continue;
+        }
         try {
           args = getArgumentValues(field, selection, variables);
         } catch (error) {
@@ -264,6 +331,15 @@ export function planUpstreamCalls(
   }
   const loads = [...requests.values()];
   return { requests: loads.map((load) => load.request), places: loads.map((load) => load.places), resultFields, errors };
+}
+
+/** The refusal of a field with an argument given a variable whose list is too long for it. */
+function tooLongArgument(selection: FieldNode, tooLongLists: TooLongLists): GraphQLError | undefined {
+  for (const argument of selection.arguments ?? []) {
+    const tooLong = argument.value.kind === Kind.VARIABLE ? tooLongLists.get(argument.value.name.value) : undefined;
+    if (tooLong) return tooLong.limit.refusal(tooLong.given);
+  }
+  return undefined;
 }
 
 /** The refusal of an operation whose answer would hold more than MAX_RESULT_FIELDS fields, counted as `counting` says. */
