@@ -337,6 +337,21 @@ describe('MAX_RESULT_FIELDS', () => {
     expect(upstream.calls()).toBe(100);
   });
 
+  it('counts introspection’s answer too: 30 aliases of GraphiQL’s schema query (376 tokens) are refused, one is answered', async () => {
+    const { upstream, gateway } = await setUp();
+    const graphiql = getIntrospectionQuery({ descriptions: true });
+    const schemaSelection = graphiql.slice(graphiql.indexOf('__schema {') + '__schema '.length, graphiql.indexOf('fragment FullType')).trim().slice(0, -1);
+    const aliases = Array.from({ length: 30 }, (_, index) => `s${index}: __schema { ...S }`).join(' ');
+    // An 886 KB answer, 33–50 ms of CPU, when each `__schema` counted as one field.
+    const { status, body } = await gateway.query(`query Schemas { ${aliases} } fragment S on __Schema ${schemaSelection} ${graphiql.slice(graphiql.indexOf('fragment FullType'))}`);
+    expect(status).toBe(400);
+    expect(body.errors).toEqual(refusal(5_000));
+    const one = await gateway.query(graphiql);
+    expect(one.body.errors).toBeUndefined();
+    expect(one.body.data.__schema.types.length).toBeGreaterThan(20);
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('counts each field once per object it is asked of, through fragments, repeated kolIds, lists and __typename', async () => {
     const { upstream, gateway } = await setUp({ MAX_RESULT_FIELDS: '25' });
     // 1 (creators) + 3 × (kolId, __typename, linkStructure; kolId asked twice is one field) + 3 × buckets + 3 × 4 × level = 25;

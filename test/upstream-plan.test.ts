@@ -156,6 +156,30 @@ describe('the count of the answer’s fields (MAX_RESULT_FIELDS)', () => {
     expect(lists).toEqual(['LinkStructure.buckets', 'Query._entities', 'Query.creators']);
   });
 
+  it('counts an introspection answer’s fields as execution will hold them, every type, field and type reference', async () => {
+    const { subgraphSchema: schema } = await import('../src/graphql/schema.js');
+    const { getIntrospectionQuery, graphqlSync } = await import('graphql');
+    const fieldsOf = (value: unknown): number =>
+      Array.isArray(value)
+        ? value.reduce((count: number, item) => count + fieldsOf(item), 0)
+        : typeof value === 'object' && value !== null
+          ? Object.values(value).reduce((count: number, item) => count + 1 + fieldsOf(item), 0)
+          : 0;
+    for (const source of [
+      getIntrospectionQuery({ descriptions: true, inputValueDeprecation: true, specifiedByUrl: true, directiveIsRepeatable: true }),
+      '{ c: __type(name: "Creator") { fields(includeDeprecated: true) { args { type { ofType { name } } } type { kind ofType { kind } } } } n: __type(name: "None") { name } }',
+    ]) {
+      const document = parse(source);
+      const fragments = new Map<string, FragmentDefinitionNode>();
+      for (const definition of document.definitions) {
+        if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+      }
+      const answer = graphqlSync({ schema, source });
+      expect(answer.errors).toBeUndefined();
+      expect(planUpstreamCalls(schema, getOperationAST(document)!, fragments, {}, 100).resultFields).toBe(fieldsOf(answer.data));
+    }
+  });
+
   it('stops the walk, and refuses the request, past the limit', () => {
     const document = parse('query ($r: [_Any!]!) { a: _entities(representations: $r) { __typename } b: _entities(representations: $r) { __typename } }');
     const representations = Array.from({ length: 10 }, () => ({ __typename: 'Creator', kolId: '1' }));

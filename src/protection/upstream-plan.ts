@@ -3,6 +3,8 @@ import {
   GraphQLIncludeDirective,
   GraphQLSkipDirective,
   Kind,
+  SchemaMetaFieldDef,
+  TypeMetaFieldDef,
   getArgumentValues,
   getDirectiveValues,
   getNamedType,
@@ -15,6 +17,7 @@ import {
   type GraphQLField,
   type GraphQLCompositeType,
   type GraphQLInputType,
+  type GraphQLResolveInfo,
   type GraphQLSchema,
   type GraphQLType,
   type OperationDefinitionNode,
@@ -143,6 +146,12 @@ export function listTypeKey(type: GraphQLType): string | undefined {
   return key.startsWith('[') ? key : undefined;
 }
 
+/** Introspection's roots, by name: graphql-js answers them on the query type, though they are none of its fields. */
+const introspectionRoots = new Map<string, GraphQLField<unknown, unknown>>([
+  ['__schema', SchemaMetaFieldDef],
+  ['__type', TypeMetaFieldDef],
+]);
+
 /**
  * What one `_entities` representation that fails (not a Creator, or a bad kolId) weighs in the count of the answer's
  * fields: its error (made, located, cleaned, serialized) costs about as much CPU as 50 fields (130 µs against 2.5 µs).
@@ -207,19 +216,21 @@ export function planUpstreamCalls(
       if (selection.kind === Kind.FIELD) {
         const responseKey = selection.alias?.value ?? selection.name.value;
         if (!included(selection, { prev: path, key: responseKey })) continue;
-        // __typename and friends: one value per object and response key (introspection's own depth is graphql-js's rule).
-        if (selection.name.value.startsWith('__')) {
+        // One value per object and response key.
+        if (selection.name.value === '__typename') {
           into.meta.add(responseKey);
           continue;
         }
         if (!isObjectType(parentType) && !isInterfaceType(parentType)) continue;
-        const field = parentType.getFields()[selection.name.value];
+        // Validation lets introspection's roots, which are no field of the type, only on the query type.
+        const field = introspectionRoots.get(selection.name.value) ?? parentType.getFields()[selection.name.value];
         if (!field) continue;
         // Validation makes fields of one response key on one type the same field with the same arguments.
         const groupKey = `${parentType.name}.${responseKey}`;
         let group = into.fields.get(groupKey);
         if (!group) {
-          group = { responseKey, coordinate: `${parentType.name}.${field.name}`, field, selection, below: [] };
+          const introspects = introspectionRoots.has(field.name) || parentType.name.startsWith('__');
+          group = { responseKey, coordinate: `${parentType.name}.${field.name}`, field, introspects, selection, below: [] };
           into.fields.set(groupKey, group);
         }
         if (selection.selectionSet) group.below.push(selection.selectionSet);
@@ -254,17 +265,27 @@ export function planUpstreamCalls(
     return result;
   };
 
-  /** False once the answer is found too large: the walk stops there. `objects`: how many objects of `parentType` ask these fields. */
+  // Introspection answers with the schema's own objects, which the walk can read: 30 aliases of GraphiQL's `__schema`
+  // selection (2.7 KB, 376 tokens) made an 886 KB answer, 33–50 ms of CPU, counted as 30 fields. Their resolvers read
+  // the schema from `info` and nothing else.
+  const introspectionInfo = { schema } as GraphQLResolveInfo;
+  const introspected = (field: GraphQLField<unknown, unknown>, args: Args, parents: readonly unknown[]) =>
+    parents.flatMap((parent) => (field.resolve!(parent, args, undefined, introspectionInfo) as unknown) ?? []);
+
+  /**
+   * False once the answer is found too large: the walk stops there. `objects`: how many objects of `parentType` ask
+   * these fields. `sources`: those objects, where the walk knows them (a creator's kolId, an introspection object).
+   */
   const walk = (
     selectionSets: readonly SelectionSetNode[],
     parentType: GraphQLCompositeType,
-    creators: readonly string[],
+    sources: readonly unknown[],
     path: Path,
     objects: number,
   ): boolean => {
     const { fields, metaFields } = collected(selectionSets, parentType, path);
     if (tooLarge(objects * metaFields)) return false;
-    for (const { responseKey, coordinate, field, selection, below } of fields) {
+    for (const { responseKey, coordinate, field, introspects, selection, below } of fields) {
       if (tooLarge(objects)) return false;
       const responsePath: Path = { prev: path, key: responseKey };
       let args: Args = noArgs;
@@ -284,7 +305,7 @@ export function planUpstreamCalls(
         }
       }
       const source = creatorSources[coordinate];
-      let children: readonly string[] = [];
+      let children: readonly unknown[] = [];
       if (source) {
         try {
           children = source(args, maxKolIds);
@@ -295,7 +316,8 @@ export function planUpstreamCalls(
       }
       const load = linkStructureFields[coordinate];
       if (load) {
-        for (const kolId of creators) {
+        // A creator's source is its kolId.
+        for (const kolId of sources as readonly string[]) {
           const request = load(kolId, args);
           const key = linkStructureRequestKey(request);
           const known = requests.get(key);
@@ -308,12 +330,14 @@ export function planUpstreamCalls(
         const failed = (args.representations as unknown[]).length - children.length;
         if (tooLarge(objects * failed * failedRepresentationWeight)) return false;
       }
+      if (below.length === 0) continue;
+      // Introspection's roots are asked of the query type once; below them, `sources` holds every object.
+      if (introspects) children = introspected(field, args, parentType.name.startsWith('__') ? sources : [undefined]);
       // No creators (an empty `kolIds`, no Creator among the representations): execution runs nothing below, so
       // nothing below costs a call or can fail.
-      if (source && children.length === 0) continue;
-      const items = source ? children.length : (listItems[coordinate] ?? 1);
-      if (below.length === 0) continue;
-      if (!walk(below, getNamedType(field.type) as GraphQLCompositeType, children, responsePath, objects * items)) return false;
+      if ((source || introspects) && children.length === 0) continue;
+      const objectsBelow = introspects ? children.length : objects * (source ? children.length : (listItems[coordinate] ?? 1));
+      if (!walk(below, getNamedType(field.type) as GraphQLCompositeType, children, responsePath, objectsBelow)) return false;
     }
     return true;
   };
@@ -356,6 +380,8 @@ interface CollectedField {
   responseKey: string;
   coordinate: string;
   field: GraphQLField<unknown, unknown>;
+  /** Whether it answers with the schema's own objects: introspection's roots and every field of an introspection type. */
+  introspects: boolean;
   /** The first node: execution reads the arguments from it (the others have the same, or validation refused them). */
   selection: FieldNode;
   /** The selection sets of all its nodes, collected together one level down. */
