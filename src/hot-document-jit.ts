@@ -79,9 +79,10 @@ export function useHotDocumentJit(options: HotDocumentJitOptions): Plugin {
       const source = args.document.loc?.source;
       setExecuteFn((execution) => {
         // graphql-jit coerces variables too, but with other messages and a result Yoga answers with 200: the
-        // checks Yoga's own executor makes come first, so bad variables read the same before and after compiling.
+        // checks Yoga's own executor makes come first, so bad variables read the same before and after compiling
+        // (its limit too: one error per bad item of a long list, built and sent, would cost a second).
         if (variableDefinitions.length > 0) {
-          const coerced = getVariableValues(execution.schema, variableDefinitions, execution.variableValues ?? {});
+          const coerced = getVariableValues(execution.schema, variableDefinitions, execution.variableValues ?? {}, { maxErrors: executorMaxErrors });
           if (coerced.errors) return { errors: coerced.errors.map(requestError) };
         }
         const result = compiled.query(execution.rootValue, execution.contextValue, execution.variableValues);
@@ -124,6 +125,9 @@ function errorsFirst(result: ExecutionResult): ExecutionResult {
   const { errors, data, ...rest } = result;
   return { errors, data, ...rest };
 }
+
+/** The variable errors Yoga's executor (@graphql-tools/executor) reports at most before it gives up. */
+const executorMaxErrors = 50;
 
 /** As @graphql-tools/executor marks an error that stops execution before it starts: the request's fault, HTTP 400. */
 function requestError(error: GraphQLError): GraphQLError {

@@ -261,4 +261,16 @@ describe('hot documents run compiled (graphql-jit)', () => {
     expect(compiledOperations()).toContain('Vars');
     expect(await Promise.all(badVariables.map(answer))).toEqual(before);
   });
+
+  it('stops at the variable errors Yoga’s executor stops at, once the document is compiled, not at one per bad item', async () => {
+    const query = 'query Items($ids: [ID!]!) { creators(kolIds: $ids) { kolId } }';
+    const bad = { ids: Array.from({ length: 100 }, () => ({})) };
+    const before = await gateway.query(query, bad);
+    expect(before.status).toBe(400);
+    expect(before.body.errors).toHaveLength(51);
+    expect(before.body.errors?.at(-1)?.message).toBe('Too many errors processing variables, error limit reached. Execution aborted.');
+    for (let run = 0; run <= compileAfterRuns; run += 1) await gateway.query(query, { ids: ['1'] });
+    expect(compiledOperations()).toContain('Items');
+    expect(await gateway.query(query, bad)).toEqual(before);
+  });
 });
