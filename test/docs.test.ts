@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { configurationVariables, parseEnv } from '../src/env.js';
 import { errorCatalog } from '../src/errors.js';
 import { createMetrics } from '../src/metrics.js';
+import { idleMetricSources } from './metrics-text.js';
 
 const read = (path: string) => readFile(new URL(`../${path}`, import.meta.url), 'utf8');
 
@@ -78,15 +79,7 @@ describe('the README stays true to the code', () => {
 
 describe('the README’s metrics table', () => {
   it('names every metric the gateway defines, with its type and labels, and none it does not', async () => {
-    const metrics = createMetrics({
-      upstreamInFlight: () => 0,
-      upstreamQueued: () => 0,
-      upstreamRateLimitPauseMs: () => 0,
-      cacheEntries: () => 0,
-      breakerState: () => 'closed',
-      upstreamEndpoint: () => 'v1',
-      redisStatus: () => 'disabled',
-    });
+    const metrics = createMetrics(idleMetricSources);
     const defined = metrics.registry
       .getMetricsAsArray()
       .filter((metric) => metric.name.startsWith('xingtu_'))

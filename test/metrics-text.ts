@@ -1,3 +1,16 @@
+import type { MetricSources } from '../src/metrics.js';
+
+/** What a gateway at rest would report: for metrics built without one. */
+export const idleMetricSources: MetricSources = {
+  upstreamInFlight: () => 0,
+  upstreamQueued: () => 0,
+  upstreamRateLimitPauseMs: () => 0,
+  cacheEntries: () => 0,
+  breakerState: () => 'closed',
+  upstreamEndpoint: () => 'v1',
+  redisStatus: () => 'disabled',
+};
+
 /** Reads Prometheus' text exposition format, for assertions on what a scraper would see. */
 export interface MetricFamily {
   name: string;

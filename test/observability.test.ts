@@ -7,7 +7,7 @@ import { bucketsUpTo, createMetrics, recordCacheLookup, recordUpstreamAttempt } 
 import { RequestCost } from '../src/request-cost.js';
 import { deferred, reply, startFakeUpstream, type FakeBehaviour, type FakeUpstream } from './fake-upstream.js';
 import { createTestGateway, testToken, type TestGateway } from './gateway.js';
-import { metricFamilies, sample } from './metrics-text.js';
+import { idleMetricSources, metricFamilies, sample } from './metrics-text.js';
 
 const upstreams: FakeUpstream[] = [];
 const gateways: TestGateway[] = [];
@@ -343,15 +343,7 @@ describe('GET /metrics', () => {
   });
 
   it('counts stale serves when the cache reports them', () => {
-    const metrics = createMetrics({
-      upstreamInFlight: () => 0,
-      upstreamQueued: () => 0,
-      upstreamRateLimitPauseMs: () => 0,
-      cacheEntries: () => 0,
-      breakerState: () => 'closed',
-      upstreamEndpoint: () => 'v1',
-      redisStatus: () => 'disabled',
-    });
+    const metrics = createMetrics(idleMetricSources);
     recordCacheLookup(metrics, 'miss');
     recordCacheLookup(metrics, 'stale');
     const cost = new RequestCost();
