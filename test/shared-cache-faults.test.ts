@@ -1,9 +1,9 @@
-import type { RedisOptions } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { LinkStructureFetch } from '../src/link-structure/link-structure-cache.js';
 import type { LinkStructureRequest } from '../src/link-structure/model.js';
 import { createSharedTier, type SharedTierOptions } from '../src/link-structure/shared-tier.js';
-import { reply, type FakeBehaviour } from './fake-upstream.js';
+import { deferred, reply, type FakeBehaviour } from './fake-upstream.js';
 import type { TestGateway } from './gateway.js';
 import {
   fillListeners,
@@ -13,6 +13,7 @@ import {
   startReplicas,
   startTier as startTierOn,
   stopReplicas,
+  tierOver,
   waitFor,
   type Replicas,
 } from './shared-cache-setup.js';
@@ -137,6 +138,64 @@ describe('REDIS_URL: a replica waiting on another’s call when Redis falls sile
       expect.objectContaining({ level: 'warn', kolId: '714', reason: 'redis not answering' }),
     ]);
     expect((await held).body.errors).toBeUndefined();
+  });
+});
+
+describe('REDIS_URL: a replica waiting on another’s call while its own commands time out, Redis answering', () => {
+  // A small REDIS_TIMEOUT_MS on a loaded Redis: this replica's commands get no reply in time, while Redis still answers
+  // (its PING, or the fill messages of other creators' calls). That is a slow Redis, not a silent one: the holder's
+  // answer still comes through, and calling the upstream meanwhile pays for it twice.
+  it.each([
+    ['other creators’ fill messages go on arriving', 'messages'],
+    ['its PING is answered', 'ping'],
+  ] as const)('keeps waiting past the silence bound while %s, and pays nothing', async (_name, life) => {
+    const { redis, control } = await setUp(0);
+    const request: LinkStructureRequest = { kolId: '716', acceptCache: false, platform: 'SHORT_VIDEO' };
+    const holderMayAnswer = deferred();
+    const holderFetch: LinkStructureFetch = async (asked, via) => {
+      via?.('upstream');
+      await holderMayAnswer.promise;
+      return answer(asked.kolId);
+    };
+    const waiterFetch = vi.fn<LinkStructureFetch>(async (asked) => answer(asked.kolId));
+    const holder = await startTier(redis.url, holderFetch, { lockTtlMs: 5_000, waitTimeoutMs: 30_000 });
+    const waiterConnection = new Redis(redis.url, { enableOfflineQueue: false });
+    waiterConnection.on('error', () => {});
+    await new Promise((resolve) => waiterConnection.once('ready', resolve));
+    // Redis counted silent after 1 s (2 s by default); a second's pause after a failure, a tenth of one here.
+    const waiter = tierOver(waiterConnection, waiterFetch, { lockTtlMs: 5_000, waitTimeoutMs: 30_000, cooldownMs: 100, redisSilenceMs: 1_000, pollMs: 50 });
+    tiers.push(waiter);
+    await waitFor(async () => (await fillListeners(control)) === 2);
+    void holder.fetch(request).catch(() => undefined);
+    await waitFor(async () => (await control.exists(lockKey('716'))) === 1);
+    const waited = waiter.fetch(request);
+    await waitFor(() => waiter.counters.lock_wait === 1);
+
+    // From now on no command of the waiter's gets its reply in time (a PING too, unless it is the sign of life).
+    const timedOut = () => sleep(20).then(() => Promise.reject(new Error('Command timed out')));
+    const commands = ['set', 'eval', 'del', 'publish', 'getrangeBuffer', 'ping'] as const;
+    for (const name of commands.filter((command) => life !== 'ping' || command !== 'ping')) {
+      vi.spyOn(waiterConnection, name).mockImplementation(timedOut as never);
+    }
+    vi.spyOn(waiterConnection, 'pipeline').mockImplementation((() => {
+      const pipeline = { getrangeBuffer: () => pipeline, exec: timedOut };
+      return pipeline;
+    }) as never);
+    const chatter =
+      life === 'messages'
+        ? setInterval(() => void control.publish(`${prefix}filled`, JSON.stringify({ key: `${prefix}link:1:fresh:SHORT_VIDEO`, sending: true })), 50)
+        : undefined;
+    try {
+      // Well past the 1 s bound, then the holder answers.
+      await sleep(2_000);
+      holderMayAnswer.release();
+      expect(await waited).toMatchObject({ kolId: '716', authorLinkType: 'own' });
+      expect(waiterFetch).not.toHaveBeenCalled();
+      expect(waiter.counters.redis_error).toBeGreaterThan(0);
+    } finally {
+      clearInterval(chatter);
+      holderMayAnswer.release();
+    }
   });
 });
 

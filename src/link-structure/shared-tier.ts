@@ -52,8 +52,9 @@ export interface SharedTierOptions {
   /** How often a waiter re-checks Redis, in case it missed the fill message or the holder died. */
   pollMs?: number;
   /**
-   * How long a waiter goes on waiting for another replica's call while Redis answers nothing (neither a command nor a fill
-   * message), counted from the first command left unanswered: past it Redis is down rather than slow (the holder can
+   * How long a waiter goes on waiting for another replica's call while Redis answers nothing (neither a command of this
+   * replica's nor a message on the fill channel), counted from the first command left unanswered, or from the last answer
+   * or message after it: past it Redis is down rather than slow (the holder can
    * neither renew its lock nor announce its answer), and the waiter calls the upstream itself. At least twice `cooldownMs`,
    * so that a waiter tries Redis again after the pause that follows a failure; at most, and by default, `lockTtlMs`.
    */
@@ -261,7 +262,14 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
     skipUntil = Date.now() + cooldownMs;
     scheduleProbe();
   };
+  /**
+   * When Redis last showed it is there: a command of this replica's answered (the probe's PING too), or a message heard
+   * on the fill channel. A waiter counts Redis silent only from then (see `redisSilenceMs`): its own commands timing out
+   * while Redis answers others is a slow Redis, whose fill message still comes.
+   */
+  let lastHeardAt = 0;
   const markHealthy = () => {
+    lastHeardAt = Date.now();
     if (failing) logger.info('shared cache back');
     failing = false;
     skipUntil = 0;
@@ -294,6 +302,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   });
   const waiters = new Map<string, Set<(message: ChannelMessage) => void>>();
   subscriber.on('message', (_channel: string, text: string) => {
+    lastHeardAt = Date.now();
     let key: unknown;
     let parsed: unknown;
     try {
@@ -734,8 +743,10 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         waited = true;
         const now = Date.now();
         // Redis answering nothing for `redisSilenceMs`: down, not slow. The holder can renew, store or announce nothing
-        // either, and the wait would only delay this request.
-        const giveUpAt = unansweredSince === undefined ? deadline : Math.min(deadline, unansweredSince + redisSilenceMs);
+        // either, and the wait would only delay this request. Anything Redis answered since (a command of another
+        // request's, the probe's PING, another creator's fill message) restarts the count.
+        const silentSince = unansweredSince === undefined ? undefined : Math.max(unansweredSince, lastHeardAt);
+        const giveUpAt = silentSince === undefined ? deadline : Math.min(deadline, silentSince + redisSilenceMs);
         if (giveUpAt <= now) {
           const redisSilent = giveUpAt < deadline;
           warnLimited(
