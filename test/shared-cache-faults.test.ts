@@ -133,7 +133,8 @@ describe('REDIS_URL: a replica waiting on another’s call when Redis falls sile
     expect(requestLines(waiter)).toEqual([expect.objectContaining({ upstreamCalls: 1, redisHits: 0 })]);
     // 2 s of silence (at least two of the one-second checks on a Redis marked down), a poll, then the call.
     expect(waitedMs).toBeGreaterThanOrEqual(1_900);
-    expect(waitedMs).toBeLessThan(3_000);
+    // Well under the lock's 5 s (what it waited before), with room for a loaded machine (about 2.3 s here).
+    expect(waitedMs).toBeLessThan(4_000);
     expect(waiter.logs.filter((line) => line['msg'] === 'gave up waiting for another replica’s upstream call')).toEqual([
       expect.objectContaining({ level: 'warn', kolId: '714', reason: 'redis not answering' }),
     ]);
