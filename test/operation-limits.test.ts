@@ -44,7 +44,7 @@ describe('query limits, refused before execution with a coded error', () => {
   });
 
   it('copies of one field that each spread the next fragment are planned once per response key, as execution runs them', async () => {
-    // 3,276 repeated fields (each copy's level collects the 40 of the fragment it spreads): MAX_REPEATED_FIELDS refuses
+    // 234 repeated fields (each copy's level collects the 40 of the fragment it spreads): MAX_REPEATED_FIELDS refuses
     // this document by default; raised, so the plan is what is tested.
     const { upstream, gateway } = await setUp({ MAX_REPEATED_FIELDS: '5000' });
     // 40 copies of one field per level, each spreading the next level's fragment: 40^4 field visits (about a second of
@@ -311,6 +311,32 @@ describe('MAX_REPEATED_FIELDS', () => {
     expect(upstream.calls()).toBe(20);
   });
 
+  it('lets through colocated fragments nested page → sections → components, spread in `creator` and `creators`', async () => {
+    const { upstream, gateway } = await setUp();
+    // 16 components' fragments, each asking for its part of `linkStructure`, in 4 sections' fragments, in a page's: the
+    // components' copies of `linkStructure` counted again at each level spreading them, 57 in all (graphql-js compares
+    // two fragments once, and validates this in 1–2 ms).
+    const parts = ['stale', 'fetchedAt', 'source', 'platform', 'authorLinkType', 'summary { __typename value }', 'buckets { __typename level }'];
+    const components = Array.from({ length: 16 }, (_, index) => `fragment Component${index}_creator on Creator { __typename kolId linkStructure { __typename ${parts[index % parts.length]} } }`);
+    const sections = Array.from({ length: 4 }, (_, section) => {
+      const spreads = Array.from({ length: 4 }, (_, index) => `...Component${section * 4 + index}_creator`).join(' ');
+      return `fragment Section${section}_creator on Creator { __typename kolId ${spreads} }`;
+    });
+    const { body } = await gateway.query(
+      `query CreatorPage($id: ID!, $ids: [ID!]!) {
+        creator(kolId: $id) { __typename kolId ...Page_creator }
+        creators(kolIds: $ids) { __typename kolId ...Page_creator }
+      }
+      fragment Page_creator on Creator { __typename kolId ...Section0_creator ...Section1_creator ...Section2_creator ...Section3_creator }
+      ${sections.join('\n')}
+      ${components.join('\n')}`,
+      { id: '1', ids: ['2', '3'] },
+    );
+    expect(body.errors).toBeUndefined();
+    expect(body.data.creators[1].linkStructure.buckets).toHaveLength(4);
+    expect(upstream.calls()).toBe(3);
+  });
+
   it('counts fields repeating a response key at one level, as execution collects them through inline and named fragments', () => {
     // `a(n: 1)`: a field with an argument, which graphql-js compares in full (simple leaves are another story, below).
     const count = (source: string) => repeatedFields(parse(source.replace(/\ba\b(?!:)/g, 'a(n: 1)')), 1_000);
@@ -326,6 +352,10 @@ describe('MAX_REPEATED_FIELDS', () => {
     // would never end). The operation's level collects `a` from all 31 fragments (30 repeats), Fi's level from 31 − i.
     const chain = Array.from({ length: 31 }, (_, index) => `fragment F${index} on Q { a ...F${index + 1} ...F${index + 1} }`).join(' ');
     expect(count(`{ ...F0 } ${chain}`)).toBe(30 + (30 * 31) / 2);
+    // graphql-js compares two fragments once in a document: a fragment's `a` beside another's counts once however many
+    // levels spread both, but beside a level's own `a`, at each such level.
+    expect(count('{ x { ...F ...G } y { ...F ...G } z { ...F ...G } } fragment F on Q { a } fragment G on Q { a }')).toBe(1);
+    expect(count('{ x { a ...F ...G } y { a ...G ...F } } fragment F on Q { a } fragment G on Q { a }')).toBe(2 + 2);
     expect(repeatedFields(parse(`{ ${'a { b } '.repeat(500)} }`), 10)).toBe(11);
   });
 

@@ -99,7 +99,8 @@ export function useRepeatedFieldsLimit(max: number): Plugin {
  * `stopAfter`. A level is an operation's, fragment's or field's selection set with what execution collects into it:
  * the fields of its inline fragments and of the named fragments it spreads, through theirs, each fragment once (as
  * execution spreads it; a cycle, which validation refuses, ends there too). So a fragment's fields count where it is
- * defined and again at each level that spreads it, where graphql-js compares them with that level's. A fragment is read
+ * defined and again at each level that spreads it, where graphql-js compares them with that level's own; beside only
+ * other fragments' fields, once in the document, as graphql-js compares two fragments once. A fragment is read
  * once and collected at most once per level: a chain of fragments that each spread the next twice costs its length,
  * not 2^length, and a document built for the count (many levels spreading one long chain) at most levels × fragments,
  * about 0.3 ms for 1,000 tokens, which graphql-js then takes 6 ms to validate. Iterative.
@@ -127,8 +128,8 @@ export function repeatedFields(document: DocumentNode, stopAfter: number, schema
   }
   // What the level that last collected each response key holds of it (the fragments keep their own): nothing to
   // allocate per level. `leaf`: the simple leaf all its fields have been so far, none once it holds anything else;
-  // `free`: how many of them were not counted.
-  const keys = new Map<string, { level: number; leaf: SimpleLeaf | undefined; free: number }>();
+  // `free`: how many of them were not counted; `own`: whether one of them is the level's own (not a named fragment's).
+  const keys = new Map<string, { level: number; leaf: SimpleLeaf | undefined; free: number; own: boolean }>();
   let count = 0;
   for (let level = 0; levels.length > 0; level += 1) {
     const { selectionSet, type, fragment } = levels.pop()!;
@@ -136,27 +137,37 @@ export function repeatedFields(document: DocumentNode, stopAfter: number, schema
     for (const below of own.below) levels.push(below);
     // A fragment's own level has spread it already: its fields are not collected twice there.
     if (fragment) fragment.spreadAt = level;
-    const collected = [own];
+    // The level's own fields first, then the fragments' (`from`).
+    const collected: Array<{ selections: Selections; from?: Fragment }> = [{ selections: own }];
     while (collected.length > 0) {
-      const { fieldKeys, leaves, spreads } = collected.pop()!;
+      const { selections, from } = collected.pop()!;
+      const { fieldKeys, leaves, spreads } = selections;
       for (let index = 0; index < fieldKeys.length; index += 1) {
         const key = fieldKeys[index]!;
         const leaf = leaves[index];
         const held = keys.get(key);
         if (held === undefined) {
-          keys.set(key, { level, leaf, free: 0 });
+          keys.set(key, { level, leaf, free: 0, own: from === undefined });
           continue;
         }
         if (held.level !== level) {
-          Object.assign(held, { level, leaf, free: 0 });
+          Object.assign(held, { level, leaf, free: 0, own: from === undefined });
           continue;
         }
+        if (from === undefined) held.own = true;
         if (held.leaf !== undefined && leaf !== undefined && leaf.name === held.leaf.name && leaf.type === held.leaf.type) {
           held.free += 1;
           continue;
         }
-        // The key holds something else now: every copy counts, those not counted before too.
-        count += 1 + held.free;
+        // The key holds something else now: every copy counts, those not counted before too. But graphql-js compares
+        // two fragments once in a document, wherever they are spread together: a fragment's field that repeats only
+        // other fragments' fields counts once, not again at each level that spreads both (a page's fragment, which
+        // spreads its components', spread in `creator` and `creators`).
+        if (from === undefined || held.own || !(from.counted ??= new Set()).has(index)) {
+          count += 1;
+          from?.counted?.add(index);
+        }
+        count += held.free;
         held.leaf = undefined;
         held.free = 0;
         if (count > stopAfter) return count;
@@ -165,7 +176,7 @@ export function repeatedFields(document: DocumentNode, stopAfter: number, schema
         const target = fragments.get(name);
         if (target === undefined || target.spreadAt === level) continue;
         target.spreadAt = level;
-        collected.push(selectionsOf(target, schema));
+        collected.push({ selections: selectionsOf(target, schema), from: target });
       }
     }
   }
@@ -180,6 +191,8 @@ interface Fragment {
   selections?: Selections;
   /** The last level that collected it. */
   spreadAt: number;
+  /** Its fields (by index in `selections`) counted already as repeating another fragment's. */
+  counted?: Set<number>;
 }
 
 const selectionsOf = (fragment: Fragment, schema: GraphQLSchema | undefined) =>
