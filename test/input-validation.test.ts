@@ -165,6 +165,21 @@ describe('bad input is refused before any upstream call', () => {
     expect(upstream.calls()).toBe(0);
   });
 
+  it('answers a kolIds variable too long, refused for the whole request, with HTTP 400 as every request error', async () => {
+    upstream.reset();
+    const extensions = { code: 'BAD_USER_INPUT', retryable: false, argument: 'kolIds', maxKolIds: 5 };
+    const ids = Array.from({ length: 6 }, (_, index) => String(index + 1));
+    // Another variable fails coercion: it was HTTP 400 (coercion's errors) before the list was refused by its length.
+    const query = 'query Two($ids: [ID!]!, $id: ID!) { creators(kolIds: $ids) { kolId } creator(kolId: $id) { kolId } }';
+    const bad = await gateway.query(query, { ids, id: true });
+    expect(bad.body).toEqual({ errors: [{ message: 'kolIds accepts at most 5 ids; 6 were given.', extensions }] });
+    expect(bad.status).toBe(400);
+    const skipped = await gateway.query('query Skipped($ids: [ID!]!) { creators(kolIds: $ids) @skip(if: true) { kolId } }', { ids });
+    expect(skipped.body.data).toBeUndefined();
+    expect(skipped.status).toBe(400);
+    expect(upstream.calls()).toBe(0);
+  });
+
   it('refuses a kolIds list with one bad id, calling nothing for the good ones', async () => {
     upstream.reset();
     const { body } = await gateway.query('{ creators(kolIds: ["1", "x"]) { linkStructure { fetchedAt } } }');

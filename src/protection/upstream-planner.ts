@@ -10,7 +10,7 @@ import {
   type TypeNode,
   typeFromAST,
 } from 'graphql';
-import { codedError } from '../errors.js';
+import { codedError, reworded } from '../errors.js';
 import { LRUCache } from 'lru-cache';
 import { listLimits, listTypeKey, planUpstreamCalls, type ListLimit, type TooLongLists, type UpstreamPlan } from './upstream-plan.js';
 
@@ -190,10 +190,14 @@ function withoutVariables(variables: Readonly<Record<string, unknown>>, tooLong:
   return kept;
 }
 
-/** The refusal of the first list too long, for an operation where no field it feeds refuses it. */
+/**
+ * The refusal of the first list too long, for an operation where no field it feeds refuses it: a request error, HTTP
+ * 400 as the others (the coercion errors it stands for were; without a status Yoga answers one with no `data` 200).
+ */
 function firstRefusal(tooLong: TooLongLists): GraphQLError {
   const { given, limit } = tooLong.values().next().value!;
-  return limit.refusal(given);
+  const refusal = limit.refusal(given);
+  return reworded(refusal, { extensions: { ...refusal.extensions, http: { status: 400 } } });
 }
 
 /** Far deeper than any input of the schema needs (`_entities` representations, the deepest, are 3 levels). */
