@@ -390,7 +390,7 @@ interface CollectedField {
 
 interface Collection {
   fields: Map<string, CollectedField>;
-  /** The response keys of meta fields (`__typename`, introspection's roots) collected at this level. */
+  /** The response keys of `__typename` collected at this level (one value per object each). */
   meta: Set<string>;
   /** The named fragments already spread at this level. */
   visited: Set<string>;
