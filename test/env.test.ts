@@ -116,6 +116,15 @@ describe('configuration', () => {
     for (const value of ['redis://cache', 'redis://cache/', 'redis://cache:6379/0', 'rediss://cache:6380/15']) expect(parseEnv({ REDIS_URL: value }).ok).toBe(true);
   });
 
+  it('takes the switch values the README lists, in any case, and refuses anything else', () => {
+    for (const [value, on] of [['true', true], ['1', true], ['YES', true], ['on', true], ['y', true], ['Enabled', true],
+      ['false', false], ['0', false], ['no', false], ['OFF', false], ['n', false], ['disabled', false]] as const) {
+      const parsed = parseEnv({ METRICS_ENABLED: value });
+      expect(parsed.ok && parsed.env.METRICS_ENABLED, value).toBe(on);
+    }
+    expect(problemsOf({ METRICS_ENABLED: 'maybe' }).join('\n')).toContain('METRICS_ENABLED');
+  });
+
   it('reads numbers in decimal only, bounds CACHE_MAX_ENTRIES, and trims the token', () => {
     expect(problemsOf({ PORT: '0x1F90', UPSTREAM_TIMEOUT_MS: '1e3', BREAKER_COOLDOWN_SECONDS: '1e2' })).toEqual([
       'UPSTREAM_TIMEOUT_MS: must be a whole number (decimal digits)',
