@@ -31,6 +31,9 @@ describe('configuration', () => {
     for (const variable of ['UPSTREAM_TIMEOUT_MS', 'UPSTREAM_RETRY_BASE_MS', 'REDIS_TIMEOUT_MS', 'UPSTREAM_BACKOFF_MAX_MS', 'SHUTDOWN_TIMEOUT_MS']) {
       expect(problems).toContain(`${variable}: must be at most`);
     }
+    // Each names its own bound: UPSTREAM_TIMEOUT_MS keeps a second for undici's socket timeouts set past it.
+    expect(problems).toContain('UPSTREAM_TIMEOUT_MS: must be at most 2147482647 ms (the longest timer Node can set, less 1000 ms');
+    expect(problems).toContain('SHUTDOWN_TIMEOUT_MS: must be at most 2147483647 ms (the longest timer Node can set)');
     // The longest that still works is accepted.
     const longest = parseEnv({ UPSTREAM_TIMEOUT_MS: '2147482647' });
     expect(longest.ok && longest.env.UPSTREAM_TIMEOUT_MS).toBe(2_147_482_647);
