@@ -93,6 +93,7 @@ export function createGateway(env: Env, options: GatewayOptions): Gateway {
     staleMs: env.CACHE_STALE_SECONDS * 1000,
     onLookup: metrics && ((outcome) => recordCacheLookup(metrics, outcome)),
     peekShared: sharedTier?.peekFresh,
+    onExpiredCopyServed: sharedTier?.expiredCopyServed,
     canonical: upstream.canonicalRequest,
     answered: upstream.answeredRequest,
   });

@@ -634,6 +634,37 @@ describe('REDIS_URL: replicas share one cache', () => {
     expect(upstream.calls('83')).toBe(2);
   });
 
+  it('counts one stale_served per Redis read whose expired copy an unusable answer passed up, the load’s read or the cost check’s', async () => {
+    // Remembered for 2 s: long enough for the cost check to count on it (a second at least), which then takes it into memory.
+    const { upstream, gateways } = await setUp(3, { CACHE_TTL_SECONDS: '2', CACHE_STALE_SECONDS: '60' });
+    const [payer, loader, planner] = gateways as [TestGateway, TestGateway, TestGateway];
+    const staleQuery = '{ creator(kolId: "85") { linkStructure { stale summary { value } } } }';
+    const served = { data: { creator: { linkStructure: { stale: true, summary: { value: 9875885 } } } } };
+    // Fetched by the first replica: the other two hold no copy but the one in Redis.
+    await payer.query(staleQuery);
+    upstream.setBehaviour(() => reply.ok({ link_struct: { '5': { value: -1 } } }));
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    const staleServed = async (gateway: TestGateway) => {
+      const metrics = await scrapeMetrics(gateway.app);
+      return [gateway.sharedTier?.counters.stale_served, sample(metrics, 'xingtu_redis_events_total', { event: 'stale_served' })];
+    };
+    // The load reads Redis itself (nothing remembered yet), pays for the unusable answer and serves Redis's copy; asked
+    // again, memory serves it: the same read, counted once.
+    for (let index = 0; index < 2; index += 1) expect((await loader.query(staleQuery)).body).toEqual(served);
+    expect(upstream.calls('85')).toBe(2);
+    expect(await staleServed(loader)).toEqual([1, 1]);
+    // Now Redis remembers the unusable answer: the cost check's read finds it with the copy, and the load serves that copy
+    // from memory without reading Redis again (one Redis hit, the check's). Counted once too.
+    for (let index = 0; index < 2; index += 1) expect((await planner.query(staleQuery)).body).toEqual(served);
+    expect(upstream.calls('85')).toBe(2);
+    expect(requestLines(planner).map((line) => [line['staleServed'], line['cacheHits']])).toEqual([[1, 0], [1, 1]]);
+    expect(planner.sharedTier?.counters).toMatchObject({ redis_hit: 1, redis_miss: 0 });
+    expect(await staleServed(planner)).toEqual([1, 1]);
+    // The replica that holds a copy of its own in memory serves that one: no copy of Redis's is served, none counted.
+    expect((await payer.query(staleQuery)).body).toEqual(served);
+    expect(await staleServed(payer)).toEqual([0, 0]);
+  });
+
   it('an outcome already heard when the lock attempt succeeds is used (lock released), not paid for again: answer or failure', async () => {
     // Nothing stored in Redis: the re-read under the lock finds nothing, so only the fill message can tell the waiter.
     const { upstream, control, gateways } = await setUp(2, { CACHE_TTL_SECONDS: '0' });

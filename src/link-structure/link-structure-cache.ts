@@ -45,6 +45,12 @@ export interface LinkStructureCacheOptions {
    * there and planning need not count them as calls.
    */
   peekShared?: (requests: readonly LinkStructureRequest[], minFreshMs: number) => Promise<Array<LinkStructure | UpstreamError | undefined>>;
+  /**
+   * Told when a load serves the expired copy the shared level passed up with an unusable answer (`expiredCopy`), the first
+   * time that copy is served: the shared level counts it then (its `stale_served`), once per copy it read, whichever read
+   * it (a load's, the cost check's) and however many loads serve it (joined, or answered from memory later).
+   */
+  onExpiredCopyServed?: () => void;
 }
 
 /**
@@ -147,6 +153,8 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
   const inFlight = new Map<string, { call: Promise<LinkStructure>; askers?: Askers }>();
 
   const usable = (entry: Entry | undefined, now = Date.now()) => entry !== undefined && now < entry.freshUntil + staleMs;
+  /** The unusable answers whose passed-up copy (`expiredCopy`) has been served, and so counted (`onExpiredCopyServed`). */
+  const copiesServed = new WeakSet<UpstreamError>();
   /** The expired copy the shared level passed up with an unusable answer (`expiredCopy`), within the grace an entry here gets. */
   const passedUpCopy = (error: unknown) => {
     const copy = error instanceof UpstreamError ? error.expiredCopy : undefined;
@@ -193,8 +201,13 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       const staleOr = (forKey: string, error: unknown): LinkStructure => {
         if (error instanceof CallAbandoned) throw error; // for nobody: no stale serve to count
         const entry = entries?.peek(forKey);
-        const copy = entry && usable(entry) ? entry.value : passedUpCopy(error);
+        const own = entry && usable(entry) ? entry.value : undefined;
+        const copy = own ?? passedUpCopy(error);
         if (staleMs > 0 && copy) {
+          if (copy !== own && error instanceof UpstreamError && !copiesServed.has(error)) {
+            copiesServed.add(error);
+            options.onExpiredCopyServed?.();
+          }
           report('stale');
           return { ...copy, stale: true };
         }

@@ -26,7 +26,11 @@ export const sharedTierEvents = [
   'lock_wait',
   /** A lock holder vanished (its lock expired, or was released at its shutdown, unfilled): this replica took over the call. */
   'lock_takeover',
-  /** The upstream failed and an answer past its TTL, within CACHE_STALE_SECONDS, was served instead. */
+  /**
+   * The upstream failed (or an unusable answer is remembered) and an answer past its TTL, within CACHE_STALE_SECONDS, read
+   * from Redis was served instead: once per read served it. One passed up with an unusable answer (`expiredCopy`) is
+   * counted when the in-process cache serves it (`expiredCopyServed`): only then is it served, if at all.
+   */
   'stale_served',
 ] as const;
 export type SharedTierEvent = (typeof sharedTierEvents)[number];
@@ -92,6 +96,11 @@ export interface SharedTier {
    * or when the tier closes. Whatever ends it, it leaves no timer or listener behind.
    */
   whenReady(timeoutMs: number, until?: AbortSignal): Promise<boolean>;
+  /**
+   * The in-process cache served an expired copy this tier passed up with an unusable answer (`expiredCopy`, from `fetch` or
+   * `peekFresh`): counted as `stale_served`. Once per copy passed up; this tier cannot tell whether, or how often, it will be.
+   */
+  expiredCopyServed(): void;
   /** How often each event happened since start. */
   readonly counters: Readonly<Record<SharedTierEvent, number>>;
   close(): Promise<void>;
@@ -446,7 +455,6 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
   const isUsableStale = (entry: Entry) => options.ttlMs > 0 && ageMs(entry) < options.ttlMs + options.staleMs;
 
   function serveStale(stale: LinkStructure, error: unknown): SharedLinkStructure {
-    emit('stale_served');
     // One line per 10 s, as for Redis trouble: in an outage every request for a known creator comes this way (the
     // `stale_served` event counts them all).
     warnLimited('upstream failed: serving an answer past its TTL', {
@@ -455,11 +463,14 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       code: error instanceof UpstreamError ? error.code : undefined,
     });
     // An unusable paid answer is passed up with the copy: the in-process cache remembers it (asked again, the upstream
-    // would give the same, paid again) and serves the copy meanwhile. Served here, it would be forgotten at once.
+    // would give the same, paid again) and serves the copy meanwhile. Served here, it would be forgotten at once. Not
+    // counted here: the in-process cache may serve a copy of its own instead, and counts this one when it serves it
+    // (`expiredCopyServed`), as it does the copy the cost check's read passes up (see peekFresh).
     if (isUnusableAnswer(error)) {
       error.expiredCopy = stale;
       throw error;
     }
+    emit('stale_served');
     return { ...stale, stale: true };
   }
 
@@ -813,7 +824,8 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
         }
         const failure = found.unusable;
         if (failure === undefined || failure.rememberedUntil! - Date.now() <= minFreshMs) return undefined;
-        // Passed up with the expired copy a load would serve for it, as a load's own read does (see serveStale).
+        // Passed up with the expired copy a load would serve for it, as a load's own read does (see serveStale); counted
+        // as `stale_served` once the in-process cache serves it, not now: the operation may never load it.
         if (found.entry && isUsableStale(found.entry)) failure.expiredCopy = found.entry.value;
         emit('redis_hit');
         return failure;
@@ -879,6 +891,7 @@ export function createSharedTier(options: SharedTierOptions): SharedTier {
       return connectionUp() && !failing ? 'ready' : 'down';
     },
     whenReady,
+    expiredCopyServed: () => emit('stale_served'),
     counters,
     async close() {
       closing.abort();
