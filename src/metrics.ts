@@ -190,7 +190,7 @@ export function createMetrics(sources: MetricSources, limits: MetricLimits = { u
     }),
     cacheJoins: new Counter({
       name: 'xingtu_cache_singleflight_joins_total',
-      help: 'Link-structure lookups that shared an upstream call already in flight for the same creator (single-flight).',
+      help: 'Link-structure lookups that shared an upstream call already in flight for the same creator (single-flight), counted when that call ends; one given up unsent is no join.',
       registers,
     }),
     cacheStaleServed: new Counter({

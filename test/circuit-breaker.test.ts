@@ -3,7 +3,7 @@ import { createLinkStructureCache, type CacheOutcome, type CallInterest } from '
 import type { LinkStructure } from '../src/link-structure/model.js';
 import { CircuitBreaker, type BreakerState } from '../src/upstream/circuit-breaker.js';
 import { RateLimitBackoff } from '../src/upstream/rate-limit-backoff.js';
-import { upstreamCodeToError, UpstreamError } from '../src/upstream/upstream-error.js';
+import { CallAbandoned, upstreamCodeToError, UpstreamError } from '../src/upstream/upstream-error.js';
 
 function clock(start = 1_000_000) {
   let now = start;
@@ -192,8 +192,8 @@ describe('stale-if-error in the cache', () => {
     expect(a).toEqual({ ...structure('1'), fetchedAt: a.fetchedAt, stale: true });
     expect(b).toBe(a);
     // peek() reported nothing; the failed call shared by two loads served each of them stale (a request's log line
-    // says so whether it started the call or joined it).
-    expect(outcomes).toEqual(['miss', 'miss', 'join', 'stale', 'stale']);
+    // says so whether it started the call or joined it). The join is reported once the call it joined has ended.
+    expect(outcomes).toEqual(['miss', 'miss', 'stale', 'join', 'stale']);
     expect(first).toEqual(['miss', 'stale']);
     expect(joiner).toEqual(['join', 'stale']);
     // A failure is not kept: the answer stays expired, so the next load tries the upstream again.
@@ -265,6 +265,63 @@ describe('stale-if-error in the cache', () => {
     expect(interest!.lost.aborted).toBe(false);
     finish(structure('1'));
     await Promise.all(loads);
+  });
+
+  it('a join whose call is given up counts nothing: the load it makes instead gives the lookup its one outcome', async () => {
+    const outcomes: CacheOutcome[] = [];
+    // Each call is given up unsent once every request that asked for it has gone, and answered otherwise.
+    const cache = createLinkStructureCache({
+      fetch: (request, via, interest) =>
+        new Promise<LinkStructure>((resolve, reject) => {
+          if (interest?.lost.aborted) return reject(new CallAbandoned());
+          const sent = setTimeout(() => {
+            via?.('upstream');
+            resolve(structure(request.kolId));
+          }, 20);
+          interest?.lost.addEventListener(
+            'abort',
+            () => {
+              clearTimeout(sent);
+              reject(new CallAbandoned());
+            },
+            { once: true },
+          );
+        }),
+      ttlMs: 1_000,
+      maxEntries: 10,
+      onLookup: (outcome) => outcomes.push(outcome),
+    });
+    const request = (kolId: string) => ({ kolId, acceptCache: false, platform: 'SHORT_VIDEO' as const });
+
+    // A join the cost check counted on: the call it planned to join was given up before the load ran.
+    const leaving = new AbortController();
+    const first = cache.load(request('1'), undefined, undefined, leaving.signal);
+    const planned = new Map();
+    expect(cache.upstreamCallsFor([request('1')], planned)).toBe(0);
+    leaving.abort();
+    await expect(first).rejects.toBeInstanceOf(CallAbandoned);
+    const joiner: CacheOutcome[] = [];
+    expect((await cache.load(request('1'), (outcome) => joiner.push(outcome), planned, new AbortController().signal)).kolId).toBe('1');
+    expect(joiner).toEqual(['miss', 'attempt', 'upstream']);
+    expect(outcomes).toEqual(['miss', 'miss', 'upstream']);
+
+    // A join of a call in flight, given up once its asker and the joiner have both gone: the joiner's own call, for
+    // nobody, is given up too. One lookup each, a miss.
+    outcomes.length = 0;
+    const [asker, joining] = [new AbortController(), new AbortController()];
+    const led = cache.load(request('2'), undefined, undefined, asker.signal);
+    const seen: CacheOutcome[] = [];
+    const joined = cache.load(request('2'), (outcome) => seen.push(outcome), undefined, joining.signal);
+    asker.abort();
+    joining.abort();
+    await expect(led).rejects.toBeInstanceOf(CallAbandoned);
+    await expect(joined).rejects.toBeInstanceOf(CallAbandoned);
+    expect(seen).toEqual(['miss']);
+    expect(outcomes).toEqual(['miss', 'miss']);
+    // A join whose call ends is reported then, once.
+    const [answered, sharing] = await Promise.all([cache.load(request('3')), cache.load(request('3'), (outcome) => seen.push(outcome))]);
+    expect(sharing).toBe(answered);
+    expect(seen).toEqual(['miss', 'join']);
   });
 
   it('keeps nothing past CACHE_STALE_SECONDS, and nothing at all when it is 0', async () => {

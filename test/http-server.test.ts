@@ -455,10 +455,17 @@ describe('upstream calls nobody waits for any more', () => {
     leaving.abort();
     await expect(first).rejects.toThrow('not sent');
     const staying = new AbortController();
-    const value = await gateway.cache.load(creator('2'), undefined, planned, staying.signal);
+    const outcomes: string[] = [];
+    const value = await gateway.cache.load(creator('2'), (outcome) => outcomes.push(outcome), planned, staying.signal);
     expect(value.kolId).toBe('2');
     await holding;
     expect(upstream.calls('2')).toBe(1);
+    // One lookup, one outcome: the join it counted on came to nothing, so only the call it made counts (in its log line,
+    // and in the metrics: three misses, 1's, the given-up call's and this one's; no join).
+    expect(outcomes).toEqual(['miss', 'attempt', 'upstream']);
+    const metrics = await scrapeMetrics(gateway.app);
+    expect(sample(metrics, 'xingtu_cache_singleflight_joins_total')).toBe(0);
+    expect(sample(metrics, 'xingtu_cache_misses_total')).toBe(3);
   });
 
   it('an acceptCache request counted on joining the fresh call keeps it wanted when the request that started it leaves', async () => {

@@ -54,7 +54,8 @@ export interface LinkStructureCacheOptions {
 }
 
 /**
- * `hit`: served from memory; `join`: shared a call already in flight; `miss`: memory could not answer, so a
+ * `hit`: served from memory; `join`: shared a call already in flight (reported when that call ends: a load whose joined
+ * call was given up makes its own, and reports that one's outcome instead); `miss`: memory could not answer, so a
  * call was made; then, for the lookup that made it, where the answer came from (a `FetchSource`: `upstream`
  * only when an upstream request was really sent), and `stale` when the call it made or joined failed and an expired
  * answer was served instead (once per load served it).
@@ -238,10 +239,12 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
       }
       const pending = pendingCall(key, substitute, planned);
       if (pending) {
-        report('join');
         pending.askers?.add(gone);
+        // A join is reported once the call has ended for this load: one given up (below) is no join, and the load made
+        // instead reports its own outcome, so that each lookup counts once.
         return pending.call.then(
           (value) => {
+            report('join');
             // Served stale too when the call it joined ended in an expired copy: counted per answer, as the leader's is.
             if (value.stale) report('stale');
             return value;
@@ -249,7 +252,11 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
           // A call joined for the substitute's sake fell back to the substitute's copy, if any: this request's own
           // expired copy still does for it (a call for its own key has already tried that). A call given up because
           // its askers had gone, when this one counted on it (a join the cost check planned): this one makes its own.
-          (error: unknown) => (error instanceof CallAbandoned ? cache.load(asked, observe, undefined, gone) : staleOr(key, error)),
+          (error: unknown) => {
+            if (error instanceof CallAbandoned) return cache.load(asked, observe, undefined, gone);
+            report('join');
+            return staleOr(key, error);
+          },
         );
       }
       report('miss');
