@@ -29,7 +29,10 @@ export function useMalformedParamsAsBadRequest(): Plugin {
 }
 
 /** What Yoga can answer in (its result processors): JSON for a query, and the streaming types. */
-const answerTypes = ['application/graphql-response+json', 'application/json', 'multipart/mixed', 'text/event-stream'].map((type) => type.split('/'));
+const answerTypeNames = ['application/graphql-response+json', 'application/json', 'multipart/mixed', 'text/event-stream'];
+const answerTypes = answerTypeNames.map((type) => type.split('/'));
+/** A 406's `accept` header, as Yoga writes one (with `charset=utf-8`). */
+const answerTypesListed = answerTypeNames.map((type) => `${type}; charset=utf-8`).join(', ');
 
 /**
  * Whether a request's `Accept` lets Yoga answer it at all, by Yoga's own rule (use-result-processor.js: no header means
@@ -57,6 +60,11 @@ export function useAcceptableAnswer(): Plugin {
       if (acceptsAnAnswer(request.headers.get('accept'))) return;
       // Never sent: no type the client takes can carry it, so Yoga answers 406 with no body.
       throw codedError('BAD_REQUEST', { message: 'The Accept header names no media type the gateway answers in.', http: { status: 406 } });
+    },
+    onResponse({ response }) {
+      // Yoga's own `accept` here lists its types once per range the client sent, the last without its charset, and none
+      // at all for a range refused only for its charset: the types the gateway answers in, once each, say what to ask for.
+      if (response.status === 406) response.headers.set('accept', answerTypesListed);
     },
   };
 }
