@@ -21,14 +21,9 @@ const int = (min: number, fallback: number, max?: number, maxMessage = `must be 
 // Node's timers hold at most 2^31 − 1 ms (about 24.8 days): a longer one fires after 1 ms instead, so it is refused.
 const longestTimerMs = 2_147_483_647;
 const timerMs = (min: number, fallback: number, headroomMs = 0) =>
-  int(
-    min,
-    fallback,
-    longestTimerMs - headroomMs,
-    headroomMs === 0
-      ? `must be at most ${longestTimerMs} ms (the longest timer Node can set)`
-      : `must be at most ${longestTimerMs - headroomMs} ms (the longest timer Node can set, less ${headroomMs} ms for timers set past it)`,
-  );
+  int(min, fallback, longestTimerMs - headroomMs, `must be at most ${longestTimerMs - headroomMs} ms (the longest timer Node can set${
+    headroomMs === 0 ? '' : `, less ${headroomMs} ms for timers set past it`
+  })`);
 
 const upstream = z.object({
   // Trimmed: a token read from a secret file often ends in a newline, which would be sent (and refused, code 100).

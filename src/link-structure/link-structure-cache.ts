@@ -205,7 +205,7 @@ export function createLinkStructureCache(options: LinkStructureCacheOptions): Li
         const own = entry && usable(entry) ? entry.value : undefined;
         const copy = own ?? passedUpCopy(error);
         if (staleMs > 0 && copy) {
-          if (copy !== own && error instanceof UpstreamError && !copiesServed.has(error)) {
+          if (own === undefined && error instanceof UpstreamError && !copiesServed.has(error)) {
             copiesServed.add(error);
             options.onExpiredCopyServed?.();
           }
